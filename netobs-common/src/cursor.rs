@@ -1,0 +1,108 @@
+//! A bounds-checked view over packet bytes that the BPF verifier accepts.
+//!
+//! The kernel hands an XDP or TC program two raw pointers, `data` and
+//! `data_end`; the verifier only lets the program read `[p, p + n)` after it
+//! has seen a comparison `p + n <= data_end` on the *pointer*. Slices cannot be
+//! used there. [`Cursor`] wraps the two addresses and performs exactly that
+//! comparison before it hands out a reference, so the same parsing code runs
+//! in the verifier-checked program and, over a `&[u8]`, in host unit tests.
+
+use core::marker::PhantomData;
+use core::mem::size_of;
+
+/// A fixed-layout header made only of bytes (`align_of == 1`), so a reference
+/// to it may point anywhere in the packet.
+///
+/// # Safety
+/// Implementors must be `#[repr(C)]`, contain only `u8` / `[u8; N]` fields and
+/// have no padding: any byte pattern is a valid value.
+pub unsafe trait Header: Sized {}
+
+/// Start and end address of the readable packet bytes.
+#[derive(Clone, Copy)]
+pub struct Cursor<'a> {
+    start: usize,
+    end: usize,
+    _bytes: PhantomData<&'a [u8]>,
+}
+
+impl<'a> Cursor<'a> {
+    /// Wraps the `data` / `data_end` pair the kernel gives a program.
+    ///
+    /// # Safety
+    /// `[start, end)` must be readable for `'a`.
+    #[inline(always)]
+    pub unsafe fn from_raw(start: usize, end: usize) -> Self {
+        Cursor { start, end, _bytes: PhantomData }
+    }
+
+    /// Wraps host memory (tests, user space decoding of raw captures).
+    #[inline(always)]
+    pub fn from_slice(bytes: &'a [u8]) -> Self {
+        let start = bytes.as_ptr() as usize;
+        Cursor { start, end: start + bytes.len(), _bytes: PhantomData }
+    }
+
+    /// Number of readable bytes.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
+    /// The header `T` at byte offset `off`, or `None` when it does not fit.
+    ///
+    /// The check is written as a pointer comparison against `end` on purpose:
+    /// that is the form the verifier turns into a packet range. Offsets come
+    /// from bounded header fields (at most a few KiB), so the additions cannot
+    /// overflow.
+    #[inline(always)]
+    pub fn get<T: Header>(&self, off: usize) -> Option<&'a T> {
+        let at = self.start + off;
+        if at + size_of::<T>() > self.end {
+            return None;
+        }
+        // SAFETY: `[at, at + size_of::<T>())` lies inside `[start, end)`, which
+        // the constructor promised is readable; `T: Header` has alignment 1 and
+        // accepts any byte pattern.
+        Some(unsafe { &*(at as *const T) })
+    }
+
+    /// One byte at `off`.
+    #[inline(always)]
+    pub fn u8_at(&self, off: usize) -> Option<u8> {
+        self.get::<[u8; 1]>(off).map(|b| b[0])
+    }
+
+    /// How many bytes are readable from `off` on (0 when `off` is past the end).
+    #[inline(always)]
+    pub fn remaining_from(&self, off: usize) -> usize {
+        let at = self.start + off;
+        if at >= self.end { 0 } else { self.end - at }
+    }
+}
+
+// SAFETY: byte arrays have alignment 1 and no invalid values.
+unsafe impl<const N: usize> Header for [u8; N] {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_checks_the_end() {
+        let bytes = [1u8, 2, 3, 4];
+        let c = Cursor::from_slice(&bytes);
+        assert_eq!(c.get::<[u8; 4]>(0), Some(&[1, 2, 3, 4]));
+        assert_eq!(c.get::<[u8; 2]>(2), Some(&[3, 4]));
+        assert_eq!(c.get::<[u8; 2]>(3), None);
+        assert_eq!(c.get::<[u8; 5]>(0), None);
+        assert_eq!(c.u8_at(4), None);
+        assert_eq!(c.remaining_from(1), 3);
+        assert_eq!(c.remaining_from(9), 0);
+    }
+}

@@ -1,0 +1,252 @@
+//! Records shared by the kernel programs and user space: ring-buffer events,
+//! map keys, global statistics slots and load-time configuration.
+//!
+//! All are `#[repr(C)]` with explicit padding fields so their layout is the
+//! same on both sides (checked by the `const` assertions below).
+
+/// What an [`Event`] reports.
+pub mod kind {
+    /// An ICMP or ICMPv6 error (or redirect) arrived on an interface.
+    pub const ICMP_ERROR: u8 = 1;
+    /// A DF-set IPv4 or an IPv6 packet too big for its egress MTU was seen.
+    pub const DF_OVERSIZED: u8 = 2;
+    /// This host itself sent an ICMP error (TC egress).
+    pub const ICMP_SENT: u8 = 3;
+}
+
+/// Which program saw the packet.
+pub mod hook {
+    pub const XDP: u8 = 1;
+    pub const TC_INGRESS: u8 = 2;
+    pub const TC_EGRESS: u8 = 3;
+}
+
+/// Bits of [`PacketInfo::have`]: which fields the (possibly truncated) quote
+/// actually contained. A field whose bit is clear is zero and means nothing.
+pub mod have {
+    /// The full fixed IP header (addresses, protocol, TTL, length, id).
+    pub const IP: u16 = 1 << 0;
+    /// Source and destination ports (TCP/UDP) or echo id/sequence (ICMP).
+    pub const PORTS: u16 = 1 << 1;
+    /// TCP sequence number / ICMP echo sequence.
+    pub const SEQ: u16 = 1 << 2;
+    /// TCP flags (needs 14 bytes of TCP header).
+    pub const TCP_FLAGS: u16 = 1 << 3;
+    /// The quoted packet is a non-first fragment: no transport header.
+    pub const LATER_FRAGMENT: u16 = 1 << 4;
+    /// IPv4 options were present in the quoted header.
+    pub const IP_OPTIONS: u16 = 1 << 5;
+    /// IPv6 extension headers were walked to reach the transport header.
+    pub const EXT_HEADERS: u16 = 1 << 6;
+    /// The quoted transport protocol was ICMP echo (ports hold id / 0).
+    pub const ECHO: u16 = 1 << 7;
+    /// The IPv6 extension-header walk gave up (too many / truncated).
+    pub const EXT_WALK_INCOMPLETE: u16 = 1 << 8;
+}
+
+/// Bits of [`Event::flags`].
+pub mod flags {
+    /// The ICMP message announced an MTU (v4 3/4, v6 Packet Too Big).
+    pub const HAS_MTU: u8 = 1 << 0;
+    /// A redirect gateway is present.
+    pub const HAS_GATEWAY: u8 = 1 << 1;
+    /// A parameter-problem pointer is present.
+    pub const HAS_POINTER: u8 = 1 << 2;
+    /// The RFC 4884 length field was non-zero (extension objects follow).
+    pub const HAS_RFC4884: u8 = 1 << 3;
+    /// The quoted packet was truncated before its 8 transport bytes.
+    pub const QUOTE_TRUNCATED: u8 = 1 << 4;
+}
+
+/// The packet an event is about: for an ICMP error the quoted (offending)
+/// packet, for a DF-oversized event the packet itself. 56 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketInfo {
+    /// Source address; IPv4 in the first 4 bytes, the rest zero.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// TCP/UDP ports; for ICMP echo `src_port` holds the identifier.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// TCP sequence number or ICMP echo sequence.
+    pub seq: u32,
+    /// IPv4 identification, or the IPv6 fragment id when there was one.
+    pub ip_id: u32,
+    /// IPv4 total length, or IPv6 payload length + 40.
+    pub total_len: u16,
+    /// IPv4 flags+offset as on the wire; IPv6: offset<<3 | M flag.
+    pub frag: u16,
+    /// 4 or 6 (0 when no IP header was present).
+    pub family: u8,
+    /// Transport protocol (TCP 6, UDP 17, ICMP 1, ICMPv6 58, ...).
+    pub protocol: u8,
+    /// TTL / hop limit as it was when the reporter received the packet.
+    pub ttl: u8,
+    pub tcp_flags: u8,
+    /// [`have`] bits.
+    pub have: u16,
+    pub _pad: u16,
+}
+
+/// One ring-buffer record. 144 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC); 0 in host parsing.
+    pub ts_ns: u64,
+    /// Interface the packet was seen on.
+    pub ifindex: u32,
+    /// [`kind`] value.
+    pub kind: u8,
+    /// [`hook`] value.
+    pub hook: u8,
+    /// ICMP type and code (ICMPv6 numbering for family 6).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// Outer header: who sent the ICMP error, to whom, with what TTL.
+    pub outer_src: [u8; 16],
+    pub outer_dst: [u8; 16],
+    pub outer_family: u8,
+    pub outer_ttl: u8,
+    /// Number of VLAN tags in front of the IP header.
+    pub vlan_depth: u8,
+    /// [`flags`] bits.
+    pub flags: u8,
+    /// Announced MTU (frag-needed / Packet Too Big), or the egress MTU of a
+    /// DF-oversized packet.
+    pub mtu: u32,
+    /// Parameter-problem pointer, or the egress ifindex of a DF-oversized
+    /// packet.
+    pub aux: u32,
+    /// RFC 4884 "length of original datagram" field, in bytes.
+    pub rfc4884_len: u16,
+    /// Bytes of the quoted packet present in the message (after the ICMP
+    /// header), capped at 65535.
+    pub quote_len: u16,
+    /// Redirect gateway (v4 in the first 4 bytes) / ICMPv6 redirect target.
+    pub gateway: [u8; 16],
+    /// Length of the whole outer packet from the IP header on.
+    pub outer_len: u32,
+    pub _pad: u32,
+    pub inner: PacketInfo,
+}
+
+/// Key of the per-CPU ICMP error counter map. 8 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IcmpCounterKey {
+    pub ifindex: u32,
+    pub family: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// [`hook`] value: errors seen arriving (XDP / TC ingress) or sent (egress).
+    pub hook: u8,
+}
+
+/// Key of the per-CPU DF-oversized counter map. 8 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DfCounterKey {
+    pub ingress_ifindex: u32,
+    pub egress_ifindex: u32,
+}
+
+/// Slots of the per-CPU global statistics array.
+pub mod stat {
+    /// Every packet the program ran on.
+    pub const PACKETS: u32 = 0;
+    pub const IPV4: u32 = 1;
+    pub const IPV6: u32 = 2;
+    /// ICMP/ICMPv6 errors recognised (all types counted in the counter map).
+    pub const ICMP_ERRORS: u32 = 3;
+    /// Non-error ICMP (echo, ND, ...): seen and passed.
+    pub const ICMP_OTHER: u32 = 4;
+    /// Packets above the smallest-MTU threshold that paid for a FIB lookup.
+    pub const FIB_LOOKUPS: u32 = 5;
+    /// DF-oversized packets found.
+    pub const DF_OVERSIZED: u32 = 6;
+    /// Events written to the ring buffer.
+    pub const EVENTS: u32 = 7;
+    /// Events held back by the per-CPU token bucket.
+    pub const SAMPLED_OUT: u32 = 8;
+    /// Ring buffer full: reservation failed.
+    pub const RINGBUF_FULL: u32 = 9;
+    /// Packets too short / malformed to classify (counted, passed).
+    pub const MALFORMED: u32 = 10;
+    /// ICMP errors whose quote was cut before the transport ports.
+    pub const QUOTE_TRUNCATED: u32 = 11;
+    /// Counter map full: an update failed.
+    pub const MAP_FULL: u32 = 12;
+    /// Number of slots.
+    pub const COUNT: u32 = 13;
+
+    /// Names for user space, indexed by slot.
+    pub const NAMES: [&str; COUNT as usize] = [
+        "packets",
+        "ipv4",
+        "ipv6",
+        "icmp_errors",
+        "icmp_other",
+        "fib_lookups",
+        "df_oversized",
+        "events",
+        "sampled_out",
+        "ringbuf_full",
+        "malformed",
+        "quote_truncated",
+        "map_full",
+    ];
+}
+
+/// Load-time settings, written into the program's `.rodata` by the loader so
+/// the verifier sees constants. 24 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Packets at or below this length never pay for a FIB lookup: the
+    /// smallest MTU among the host's interfaces. 0 disables the DF check.
+    pub min_mtu: u32,
+    /// Token-bucket refill rate, events per second per CPU (0: no events).
+    pub events_per_sec: u32,
+    /// Token-bucket depth (events).
+    pub burst: u32,
+    /// Egress (TC): locally sent DF packets longer than this are reported as
+    /// DF-oversized. 0 disables.
+    pub egress_path_mtu: u32,
+    pub _reserved: [u32; 2],
+}
+
+impl Config {
+    pub const DEFAULT: Config = Config {
+        min_mtu: 1500,
+        events_per_sec: 1000,
+        burst: 200,
+        egress_path_mtu: 0,
+        _reserved: [0; 2],
+    };
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Per-CPU token bucket state for event sampling. 16 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokenBucket {
+    /// Tokens scaled by 2^20 so fractional refills are not lost.
+    pub tokens: u64,
+    pub last_ns: u64,
+}
+
+const _: () = {
+    assert!(core::mem::size_of::<PacketInfo>() == 56);
+    assert!(core::mem::size_of::<Event>() == 144);
+    assert!(core::mem::size_of::<IcmpCounterKey>() == 8);
+    assert!(core::mem::size_of::<DfCounterKey>() == 8);
+    assert!(core::mem::size_of::<Config>() == 24);
+    assert!(core::mem::size_of::<TokenBucket>() == 16);
+};

@@ -1,0 +1,23 @@
+//! Packet views and event records shared by the netobs eBPF programs and the
+//! `netobs` binary.
+//!
+//! One parser for both sides: the code in [`parse`] runs inside the
+//! verifier-checked XDP/TC programs and in host unit tests, so kernel and
+//! user space never disagree on a byte. With the `user` feature the records
+//! also implement `aya::Pod` and serde.
+#![no_std]
+
+#[cfg(feature = "user")]
+extern crate std;
+
+pub mod cursor;
+pub mod event;
+pub mod icmp;
+pub mod parse;
+pub mod wire;
+
+#[cfg(feature = "user")]
+pub mod user;
+
+pub use cursor::Cursor;
+pub use event::{Config, DfCounterKey, Event, IcmpCounterKey, PacketInfo};

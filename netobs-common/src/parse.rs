@@ -1,0 +1,444 @@
+//! Classification of one frame: the code the XDP/TC programs run and the
+//! host tests run on the same bytes.
+//!
+//! Every loop is bounded by a constant and every read goes through
+//! [`Cursor::get`], so the verifier can follow it; nothing here can panic.
+
+use crate::cursor::Cursor;
+use crate::event::{flags, have, kind, Event, PacketInfo};
+use crate::icmp;
+use crate::wire::*;
+
+/// At most this many VLAN tags are skipped (802.1ad outer + 802.1Q inner).
+pub const MAX_VLAN_TAGS: usize = 2;
+/// At most this many IPv6 extension headers are walked before giving up.
+pub const MAX_IPV6_EXT_HEADERS: usize = 4;
+/// At most this many ND options are walked looking for a redirected header.
+pub const MAX_ND_OPTIONS: usize = 4;
+
+/// Why a frame was not classified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// Not IPv4/IPv6 (ARP, LLDP, ...): passed without counting.
+    NotIp,
+    /// Claims to be IP but is cut short or inconsistent: counted as malformed.
+    Malformed,
+}
+
+/// The outer network header of a frame, reduced to what the fast path needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outer {
+    /// 4 or 6.
+    pub family: u8,
+    pub vlan_depth: u8,
+    /// TTL / hop limit.
+    pub ttl: u8,
+    /// Transport protocol after any IPv6 extension headers.
+    pub protocol: u8,
+    /// Offset of the IP header in the frame.
+    pub l3_off: usize,
+    /// Offset of the transport header in the frame.
+    pub l4_off: usize,
+    /// IPv4 total length; IPv6 payload length + 40.
+    pub total_len: u32,
+    /// IPv4 DF flag; always true for IPv6 (routers never fragment it).
+    pub dont_fragment: bool,
+    /// A non-first fragment: no transport header to look at.
+    pub later_fragment: bool,
+}
+
+/// Skips Ethernet and up to [`MAX_VLAN_TAGS`] tags. Returns the ethertype
+/// and the offset of the network header.
+#[inline(always)]
+pub fn parse_ethernet(c: &Cursor) -> Result<(u16, usize, u8), Skip> {
+    let eth = c.get::<EthHdr>(0).ok_or(Skip::Malformed)?;
+    let mut ethertype = eth.ethertype();
+    let mut off = EthHdr::LEN;
+    let mut depth = 0u8;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        let tag = c.get::<VlanHdr>(off).ok_or(Skip::Malformed)?;
+        ethertype = tag.ethertype();
+        off += VlanHdr::LEN;
+        depth += 1;
+    }
+    Ok((ethertype, off, depth))
+}
+
+/// Parses the outer headers of an Ethernet frame.
+#[inline(always)]
+pub fn parse_outer(c: &Cursor) -> Result<Outer, Skip> {
+    let (ethertype, l3_off, vlan_depth) = parse_ethernet(c)?;
+    match ethertype {
+        ETH_P_IPV4 => parse_outer_v4(c, l3_off, vlan_depth),
+        ETH_P_IPV6 => parse_outer_v6(c, l3_off, vlan_depth),
+        _ => Err(Skip::NotIp),
+    }
+}
+
+#[inline(always)]
+fn parse_outer_v4(c: &Cursor, l3_off: usize, vlan_depth: u8) -> Result<Outer, Skip> {
+    let ip = c.get::<Ipv4Hdr>(l3_off).ok_or(Skip::Malformed)?;
+    let hlen = ip.header_len();
+    if ip.version() != 4 || hlen < Ipv4Hdr::LEN {
+        return Err(Skip::Malformed);
+    }
+    Ok(Outer {
+        family: 4,
+        vlan_depth,
+        ttl: ip.ttl,
+        protocol: ip.protocol,
+        l3_off,
+        l4_off: l3_off + hlen,
+        total_len: ip.total_len() as u32,
+        dont_fragment: ip.dont_fragment(),
+        later_fragment: ip.frag_offset() != 0,
+    })
+}
+
+#[inline(always)]
+fn parse_outer_v6(c: &Cursor, l3_off: usize, vlan_depth: u8) -> Result<Outer, Skip> {
+    let ip = c.get::<Ipv6Hdr>(l3_off).ok_or(Skip::Malformed)?;
+    if ip.version() != 6 {
+        return Err(Skip::Malformed);
+    }
+    let walk = walk_ipv6_ext(c, l3_off + Ipv6Hdr::LEN, ip.next_header);
+    Ok(Outer {
+        family: 6,
+        vlan_depth,
+        ttl: ip.hop_limit,
+        protocol: walk.protocol,
+        l3_off,
+        l4_off: walk.l4_off,
+        total_len: ip.payload_len() as u32 + Ipv6Hdr::LEN as u32,
+        dont_fragment: true,
+        later_fragment: walk.later_fragment,
+    })
+}
+
+/// Result of walking IPv6 extension headers.
+#[derive(Clone, Copy, Debug)]
+pub struct ExtWalk {
+    pub protocol: u8,
+    pub l4_off: usize,
+    pub later_fragment: bool,
+    /// A fragment header was crossed: (offset<<3 | M, identification).
+    pub fragment: Option<(u16, u32)>,
+    /// The walk stopped on a truncated header or after too many headers;
+    /// `protocol` is then the last next-header value seen.
+    pub incomplete: bool,
+    pub crossed_any: bool,
+}
+
+/// Walks at most [`MAX_IPV6_EXT_HEADERS`] extension headers from `off`.
+#[inline(always)]
+pub fn walk_ipv6_ext(c: &Cursor, mut off: usize, mut nh: u8) -> ExtWalk {
+    let mut walk = ExtWalk {
+        protocol: nh,
+        l4_off: off,
+        later_fragment: false,
+        fragment: None,
+        incomplete: false,
+        crossed_any: false,
+    };
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        if !is_ipv6_ext(nh) {
+            walk.protocol = nh;
+            walk.l4_off = off;
+            return walk;
+        }
+        let Some(ext) = c.get::<Ipv6ExtHdr>(off) else {
+            walk.protocol = nh;
+            walk.l4_off = off;
+            walk.incomplete = true;
+            return walk;
+        };
+        walk.crossed_any = true;
+        if nh == IPPROTO_FRAGMENT {
+            let (frag_off, more) = ext.frag_offset_and_more();
+            walk.fragment = Some(((frag_off << 3) | more as u16, ext.frag_id()));
+            off += Ipv6ExtHdr::LEN;
+            nh = ext.next_header;
+            if frag_off != 0 {
+                walk.protocol = nh;
+                walk.l4_off = off;
+                walk.later_fragment = true;
+                return walk;
+            }
+        } else {
+            off += ext.options_len();
+            nh = ext.next_header;
+        }
+    }
+    walk.protocol = nh;
+    walk.l4_off = off;
+    walk.incomplete = is_ipv6_ext(nh);
+    walk
+}
+
+#[inline(always)]
+fn is_ipv6_ext(nh: u8) -> bool {
+    nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS || nh == IPPROTO_FRAGMENT
+}
+
+/// Outcome of looking at an ICMP message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpOutcome {
+    /// An error (or redirect): `ev` is filled in.
+    Error,
+    /// Echo, neighbour discovery, ...: nothing to report.
+    NotError,
+    /// The ICMP header itself is cut short.
+    Truncated,
+}
+
+/// Is this ICMP type an error netobs reports (v4: 3, 4, 5, 11, 12;
+/// v6: 1, 2, 3, 4 and redirect 137)?
+#[inline(always)]
+pub fn is_reported_icmp(family: u8, icmp_type: u8) -> bool {
+    if family == 4 {
+        matches!(icmp_type, 3 | 4 | 5 | 11 | 12)
+    } else {
+        matches!(icmp_type, 1 | 2 | 3 | 4 | 137)
+    }
+}
+
+/// Fills `ev` (all but `ts_ns`, `ifindex`, `hook`) from the ICMP error at
+/// `outer.l4_off`. `ev` must be zeroed by the caller.
+#[inline(always)]
+pub fn parse_icmp_error(c: &Cursor, outer: &Outer, ev: &mut Event) -> IcmpOutcome {
+    let off = outer.l4_off;
+    let Some(icmp) = c.get::<IcmpHdr>(off) else {
+        return IcmpOutcome::Truncated;
+    };
+    if !is_reported_icmp(outer.family, icmp.icmp_type) {
+        return IcmpOutcome::NotError;
+    }
+    ev.kind = kind::ICMP_ERROR;
+    ev.icmp_type = icmp.icmp_type;
+    ev.icmp_code = icmp.code;
+    ev.outer_family = outer.family;
+    ev.outer_ttl = outer.ttl;
+    ev.vlan_depth = outer.vlan_depth;
+    ev.outer_len = outer.total_len;
+    copy_outer_addrs(c, outer, ev);
+
+    let mut quote_off = off + IcmpHdr::LEN;
+    if outer.family == 4 {
+        match icmp.icmp_type {
+            icmp::v4::DEST_UNREACH => {
+                if icmp.code == icmp::v4::unreach::FRAG_NEEDED {
+                    ev.mtu = icmp.rest_hi16() as u32;
+                    ev.flags |= flags::HAS_MTU;
+                }
+                set_rfc4884(ev, icmp.rest[1] as u16 * 4);
+            }
+            icmp::v4::TIME_EXCEEDED => set_rfc4884(ev, icmp.rest[1] as u16 * 4),
+            icmp::v4::PARAM_PROBLEM => {
+                ev.aux = icmp.rest[0] as u32;
+                ev.flags |= flags::HAS_POINTER;
+                set_rfc4884(ev, icmp.rest[1] as u16 * 4);
+            }
+            icmp::v4::REDIRECT => {
+                put_v4(&mut ev.gateway, &icmp.rest);
+                ev.flags |= flags::HAS_GATEWAY;
+            }
+            _ => {}
+        }
+    } else {
+        match icmp.icmp_type {
+            icmp::v6::PACKET_TOO_BIG => {
+                ev.mtu = icmp.rest_u32();
+                ev.flags |= flags::HAS_MTU;
+            }
+            icmp::v6::DEST_UNREACH | icmp::v6::TIME_EXCEEDED => {
+                set_rfc4884(ev, icmp.rest[0] as u16 * 8);
+            }
+            icmp::v6::PARAM_PROBLEM => {
+                ev.aux = icmp.rest_u32();
+                ev.flags |= flags::HAS_POINTER;
+            }
+            icmp::v6::REDIRECT => {
+                let Some(body) = c.get::<Icmpv6RedirectBody>(quote_off) else {
+                    ev.flags |= flags::QUOTE_TRUNCATED;
+                    return IcmpOutcome::Error;
+                };
+                ev.gateway = body.target;
+                ev.flags |= flags::HAS_GATEWAY;
+                match find_redirected_header(c, quote_off + Icmpv6RedirectBody::LEN) {
+                    Some(at) => quote_off = at,
+                    None => {
+                        // No quote: still name the redirected destination.
+                        ev.inner.dst = body.destination;
+                        ev.inner.family = 6;
+                        ev.flags |= flags::QUOTE_TRUNCATED;
+                        return IcmpOutcome::Error;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let remaining = c.remaining_from(quote_off);
+    ev.quote_len = if remaining > 0xffff { 0xffff } else { remaining as u16 };
+    parse_ip_packet(c, quote_off, outer.family, &mut ev.inner);
+    if ev.inner.have & (have::PORTS | have::LATER_FRAGMENT) == 0 {
+        ev.flags |= flags::QUOTE_TRUNCATED;
+    }
+    IcmpOutcome::Error
+}
+
+#[inline(always)]
+fn set_rfc4884(ev: &mut Event, len_bytes: u16) {
+    if len_bytes != 0 {
+        ev.rfc4884_len = len_bytes;
+        ev.flags |= flags::HAS_RFC4884;
+    }
+}
+
+#[inline(always)]
+fn copy_outer_addrs(c: &Cursor, outer: &Outer, ev: &mut Event) {
+    if outer.family == 4 {
+        if let Some(ip) = c.get::<Ipv4Hdr>(outer.l3_off) {
+            put_v4(&mut ev.outer_src, &ip.src);
+            put_v4(&mut ev.outer_dst, &ip.dst);
+        }
+    } else if let Some(ip) = c.get::<Ipv6Hdr>(outer.l3_off) {
+        ev.outer_src = ip.src;
+        ev.outer_dst = ip.dst;
+    }
+}
+
+/// Finds ND option 4 (Redirected Header) among at most [`MAX_ND_OPTIONS`]
+/// options from `off`; returns the offset of the quoted packet.
+#[inline(always)]
+fn find_redirected_header(c: &Cursor, mut off: usize) -> Option<usize> {
+    for _ in 0..MAX_ND_OPTIONS {
+        let opt = c.get::<NdOptHdr>(off)?;
+        if opt.len == 0 {
+            return None;
+        }
+        if opt.opt_type == NdOptHdr::REDIRECTED_HEADER {
+            return Some(off + NdOptHdr::LEN);
+        }
+        off += opt.len as usize * 8;
+    }
+    None
+}
+
+/// Parses an IP packet (a quote, or the packet itself) at `off` into
+/// `info`, taking whatever is there: each field present sets its
+/// [`have`] bit. `family` is what the packet must be (4 or 6).
+#[inline(always)]
+pub fn parse_ip_packet(c: &Cursor, off: usize, family: u8, info: &mut PacketInfo) {
+    let l4_off;
+    if family == 4 {
+        let Some(ip) = c.get::<Ipv4Hdr>(off) else { return };
+        let hlen = ip.header_len();
+        if ip.version() != 4 || hlen < Ipv4Hdr::LEN {
+            return;
+        }
+        info.family = 4;
+        put_v4(&mut info.src, &ip.src);
+        put_v4(&mut info.dst, &ip.dst);
+        info.protocol = ip.protocol;
+        info.ttl = ip.ttl;
+        info.total_len = ip.total_len();
+        info.ip_id = ip.id() as u32;
+        info.frag = ip.flags_frag();
+        info.have |= have::IP;
+        if hlen > Ipv4Hdr::LEN {
+            info.have |= have::IP_OPTIONS;
+        }
+        if ip.frag_offset() != 0 {
+            info.have |= have::LATER_FRAGMENT;
+            return;
+        }
+        l4_off = off + hlen;
+    } else {
+        let Some(ip) = c.get::<Ipv6Hdr>(off) else { return };
+        if ip.version() != 6 {
+            return;
+        }
+        info.family = 6;
+        info.src = ip.src;
+        info.dst = ip.dst;
+        info.ttl = ip.hop_limit;
+        info.total_len = ip.payload_len().saturating_add(Ipv6Hdr::LEN as u16);
+        info.have |= have::IP;
+        let walk = walk_ipv6_ext(c, off + Ipv6Hdr::LEN, ip.next_header);
+        info.protocol = walk.protocol;
+        if walk.crossed_any {
+            info.have |= have::EXT_HEADERS;
+        }
+        if let Some((frag, id)) = walk.fragment {
+            info.frag = frag;
+            info.ip_id = id;
+        }
+        if walk.later_fragment {
+            info.have |= have::LATER_FRAGMENT;
+            return;
+        }
+        if walk.incomplete {
+            info.have |= have::EXT_WALK_INCOMPLETE;
+            return;
+        }
+        l4_off = walk.l4_off;
+    }
+    parse_l4_head(c, l4_off, info);
+}
+
+#[inline(always)]
+fn parse_l4_head(c: &Cursor, off: usize, info: &mut PacketInfo) {
+    let proto = info.protocol;
+    if proto == IPPROTO_TCP || proto == IPPROTO_UDP {
+        if let Some(p) = c.get::<[u8; 4]>(off) {
+            info.src_port = u16::from_be_bytes([p[0], p[1]]);
+            info.dst_port = u16::from_be_bytes([p[2], p[3]]);
+            info.have |= have::PORTS;
+        }
+        if proto == IPPROTO_TCP {
+            if let Some(h) = c.get::<L4Head>(off) {
+                info.seq = h.tcp_seq();
+                info.have |= have::SEQ;
+            }
+            if let Some(f) = c.u8_at(off + 13) {
+                info.tcp_flags = f;
+                info.have |= have::TCP_FLAGS;
+            }
+        }
+    } else if proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 {
+        if let Some(h) = c.get::<L4Head>(off) {
+            let t = h.b[0];
+            let echo = if proto == IPPROTO_ICMP {
+                t == icmp::v4::ECHO_REQUEST || t == icmp::v4::ECHO_REPLY
+            } else {
+                t == icmp::v6::ECHO_REQUEST || t == icmp::v6::ECHO_REPLY
+            };
+            if echo {
+                info.src_port = h.echo_id();
+                info.seq = h.echo_seq() as u32;
+                info.have |= have::PORTS | have::SEQ | have::ECHO;
+            }
+        }
+    }
+}
+
+/// Should this packet pay for a FIB lookup to see whether it is too big for
+/// its egress? Only DF (or IPv6) packets longer than `min_mtu`.
+#[inline(always)]
+pub fn is_df_candidate(outer: &Outer, min_mtu: u32) -> bool {
+    min_mtu != 0 && outer.dont_fragment && outer.total_len > min_mtu
+}
+
+/// Stores an IPv4 address in the first 4 bytes of a 16-byte slot (no slice
+/// ranges: keeps bounds-check panics out of the eBPF object).
+#[inline(always)]
+fn put_v4(dst: &mut [u8; 16], src: &[u8; 4]) {
+    dst[0] = src[0];
+    dst[1] = src[1];
+    dst[2] = src[2];
+    dst[3] = src[3];
+}

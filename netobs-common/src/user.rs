@@ -1,0 +1,51 @@
+//! User-space extras: `aya::Pod` so the records can cross maps and ring
+//! buffers, and address helpers.
+
+use crate::event::{Config, DfCounterKey, Event, IcmpCounterKey, PacketInfo, TokenBucket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+// SAFETY: all are repr(C), padding-free (asserted in event.rs) plain data.
+unsafe impl aya::Pod for Event {}
+unsafe impl aya::Pod for PacketInfo {}
+unsafe impl aya::Pod for IcmpCounterKey {}
+unsafe impl aya::Pod for DfCounterKey {}
+unsafe impl aya::Pod for Config {}
+unsafe impl aya::Pod for TokenBucket {}
+
+/// Reads a 16-byte address slot as the given family (4: first 4 bytes).
+pub fn addr(family: u8, raw: &[u8; 16]) -> IpAddr {
+    if family == 4 {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*raw))
+    }
+}
+
+impl Event {
+    /// Decodes a ring-buffer record; `None` when it is too short.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Event> {
+        if bytes.len() < core::mem::size_of::<Event>() {
+            return None;
+        }
+        // SAFETY: length checked; Event is plain data valid for any bytes.
+        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const Event) })
+    }
+    pub fn outer_src_ip(&self) -> IpAddr {
+        addr(self.outer_family, &self.outer_src)
+    }
+    pub fn outer_dst_ip(&self) -> IpAddr {
+        addr(self.outer_family, &self.outer_dst)
+    }
+    pub fn gateway_ip(&self) -> IpAddr {
+        addr(self.outer_family, &self.gateway)
+    }
+}
+
+impl PacketInfo {
+    pub fn src_ip(&self) -> IpAddr {
+        addr(self.family, &self.src)
+    }
+    pub fn dst_ip(&self) -> IpAddr {
+        addr(self.family, &self.dst)
+    }
+}

@@ -1,0 +1,265 @@
+//! Wire formats: one `#[repr(C)]` byte-array struct per header.
+//!
+//! Each struct *is* the table of field offsets for its header; accessors
+//! decode big-endian fields. A reference to one of these is only ever obtained
+//! through [`crate::cursor::Cursor::get`], which has already proved the whole
+//! header is inside the packet, so no accessor can fail or panic.
+
+use crate::cursor::Header;
+
+pub const ETH_P_IPV4: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88A8;
+
+pub const IPPROTO_HOPOPTS: u8 = 0;
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const IPPROTO_ROUTING: u8 = 43;
+pub const IPPROTO_FRAGMENT: u8 = 44;
+pub const IPPROTO_ICMPV6: u8 = 58;
+pub const IPPROTO_DSTOPTS: u8 = 60;
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+#[inline(always)]
+fn be32(b: [u8; 4]) -> u32 {
+    u32::from_be_bytes(b)
+}
+
+/// Ethernet II header (14 bytes).
+#[repr(C)]
+pub struct EthHdr {
+    pub dst: [u8; 6],
+    pub src: [u8; 6],
+    pub ethertype: [u8; 2],
+}
+impl EthHdr {
+    pub const LEN: usize = 14;
+    #[inline(always)]
+    pub fn ethertype(&self) -> u16 {
+        be16(self.ethertype)
+    }
+}
+
+/// 802.1Q / 802.1ad tag, as it follows the outer ethertype (4 bytes).
+#[repr(C)]
+pub struct VlanHdr {
+    pub tci: [u8; 2],
+    pub ethertype: [u8; 2],
+}
+impl VlanHdr {
+    pub const LEN: usize = 4;
+    #[inline(always)]
+    pub fn ethertype(&self) -> u16 {
+        be16(self.ethertype)
+    }
+}
+
+/// IPv4 header without options (20 bytes; `ihl()` says how long it really is).
+#[repr(C)]
+pub struct Ipv4Hdr {
+    pub version_ihl: u8,
+    pub tos: u8,
+    pub total_len: [u8; 2],
+    pub id: [u8; 2],
+    pub flags_frag: [u8; 2],
+    pub ttl: u8,
+    pub protocol: u8,
+    pub checksum: [u8; 2],
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+}
+impl Ipv4Hdr {
+    pub const LEN: usize = 20;
+    pub const FLAG_DF: u16 = 0x4000;
+    pub const FLAG_MF: u16 = 0x2000;
+    pub const OFFSET_MASK: u16 = 0x1fff;
+    #[inline(always)]
+    pub fn version(&self) -> u8 {
+        self.version_ihl >> 4
+    }
+    /// Header length in bytes (IHL * 4, 0..=60).
+    #[inline(always)]
+    pub fn header_len(&self) -> usize {
+        ((self.version_ihl & 0x0f) as usize) * 4
+    }
+    #[inline(always)]
+    pub fn total_len(&self) -> u16 {
+        be16(self.total_len)
+    }
+    #[inline(always)]
+    pub fn id(&self) -> u16 {
+        be16(self.id)
+    }
+    #[inline(always)]
+    pub fn flags_frag(&self) -> u16 {
+        be16(self.flags_frag)
+    }
+    #[inline(always)]
+    pub fn dont_fragment(&self) -> bool {
+        self.flags_frag() & Self::FLAG_DF != 0
+    }
+    /// Fragment offset in 8-byte units.
+    #[inline(always)]
+    pub fn frag_offset(&self) -> u16 {
+        self.flags_frag() & Self::OFFSET_MASK
+    }
+}
+
+/// IPv6 fixed header (40 bytes).
+#[repr(C)]
+pub struct Ipv6Hdr {
+    pub version_tc_flow: [u8; 4],
+    pub payload_len: [u8; 2],
+    pub next_header: u8,
+    pub hop_limit: u8,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+}
+impl Ipv6Hdr {
+    pub const LEN: usize = 40;
+    #[inline(always)]
+    pub fn version(&self) -> u8 {
+        self.version_tc_flow[0] >> 4
+    }
+    #[inline(always)]
+    pub fn payload_len(&self) -> u16 {
+        be16(self.payload_len)
+    }
+}
+
+/// The first 8 bytes every IPv6 extension header shares (hop-by-hop,
+/// routing, destination options: length in 8-byte units after the first 8;
+/// fragment: fixed 8 bytes).
+#[repr(C)]
+pub struct Ipv6ExtHdr {
+    pub next_header: u8,
+    pub hdr_ext_len: u8,
+    pub data: [u8; 6],
+}
+impl Ipv6ExtHdr {
+    pub const LEN: usize = 8;
+    /// Bytes this header occupies when it is *not* a fragment header.
+    #[inline(always)]
+    pub fn options_len(&self) -> usize {
+        (self.hdr_ext_len as usize + 1) * 8
+    }
+    /// Fragment header view of the same bytes: offset (8-byte units), M flag.
+    #[inline(always)]
+    pub fn frag_offset_and_more(&self) -> (u16, bool) {
+        let v = be16([self.data[0], self.data[1]]);
+        (v >> 3, v & 1 != 0)
+    }
+    /// Fragment identification (fragment header only).
+    #[inline(always)]
+    pub fn frag_id(&self) -> u32 {
+        be32([self.data[2], self.data[3], self.data[4], self.data[5]])
+    }
+}
+
+/// ICMP / ICMPv6 header: type, code, checksum and the 4 type-specific bytes.
+#[repr(C)]
+pub struct IcmpHdr {
+    pub icmp_type: u8,
+    pub code: u8,
+    pub checksum: [u8; 2],
+    pub rest: [u8; 4],
+}
+impl IcmpHdr {
+    pub const LEN: usize = 8;
+    #[inline(always)]
+    pub fn rest_u32(&self) -> u32 {
+        be32(self.rest)
+    }
+    /// Bytes 6-7 (RFC 1191 next-hop MTU; echo sequence).
+    #[inline(always)]
+    pub fn rest_hi16(&self) -> u16 {
+        be16([self.rest[2], self.rest[3]])
+    }
+    /// Bytes 4-5 (echo identifier).
+    #[inline(always)]
+    pub fn rest_lo16(&self) -> u16 {
+        be16([self.rest[0], self.rest[1]])
+    }
+}
+
+/// The first 8 bytes of a transport header: all RFC 792 promises to quote.
+/// TCP/UDP: ports; TCP: sequence number; ICMP echo: id and sequence.
+#[repr(C)]
+pub struct L4Head {
+    pub b: [u8; 8],
+}
+impl L4Head {
+    pub const LEN: usize = 8;
+    #[inline(always)]
+    pub fn src_port(&self) -> u16 {
+        be16([self.b[0], self.b[1]])
+    }
+    #[inline(always)]
+    pub fn dst_port(&self) -> u16 {
+        be16([self.b[2], self.b[3]])
+    }
+    #[inline(always)]
+    pub fn tcp_seq(&self) -> u32 {
+        be32([self.b[4], self.b[5], self.b[6], self.b[7]])
+    }
+    #[inline(always)]
+    pub fn echo_id(&self) -> u16 {
+        be16([self.b[4], self.b[5]])
+    }
+    #[inline(always)]
+    pub fn echo_seq(&self) -> u16 {
+        be16([self.b[6], self.b[7]])
+    }
+}
+
+/// ICMPv6 Redirect body after the 8-byte ICMP header's first 4 bytes:
+/// target (the better first hop) and destination (RFC 4861 4.5).
+#[repr(C)]
+pub struct Icmpv6RedirectBody {
+    pub target: [u8; 16],
+    pub destination: [u8; 16],
+}
+impl Icmpv6RedirectBody {
+    pub const LEN: usize = 32;
+}
+
+/// Neighbour-discovery option header (type, length in 8-byte units).
+#[repr(C)]
+pub struct NdOptHdr {
+    pub opt_type: u8,
+    pub len: u8,
+    pub reserved: [u8; 6],
+}
+impl NdOptHdr {
+    pub const LEN: usize = 8;
+    /// ND option 4: Redirected Header; the quoted packet follows the 8 bytes.
+    pub const REDIRECTED_HEADER: u8 = 4;
+}
+
+// SAFETY: all fields are u8 / [u8; N]; repr(C) without padding.
+unsafe impl Header for EthHdr {}
+unsafe impl Header for VlanHdr {}
+unsafe impl Header for Ipv4Hdr {}
+unsafe impl Header for Ipv6Hdr {}
+unsafe impl Header for Ipv6ExtHdr {}
+unsafe impl Header for IcmpHdr {}
+unsafe impl Header for L4Head {}
+unsafe impl Header for Icmpv6RedirectBody {}
+unsafe impl Header for NdOptHdr {}
+
+const _: () = {
+    assert!(core::mem::size_of::<EthHdr>() == EthHdr::LEN);
+    assert!(core::mem::size_of::<VlanHdr>() == VlanHdr::LEN);
+    assert!(core::mem::size_of::<Ipv4Hdr>() == Ipv4Hdr::LEN);
+    assert!(core::mem::size_of::<Ipv6Hdr>() == Ipv6Hdr::LEN);
+    assert!(core::mem::size_of::<Ipv6ExtHdr>() == Ipv6ExtHdr::LEN);
+    assert!(core::mem::size_of::<IcmpHdr>() == IcmpHdr::LEN);
+    assert!(core::mem::size_of::<L4Head>() == L4Head::LEN);
+    assert!(core::mem::size_of::<NdOptHdr>() == NdOptHdr::LEN);
+};

@@ -1,0 +1,136 @@
+//! The one observation routine every packet program runs: parse with
+//! `netobs-common`, count, sample an event, never alter the packet.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, EbpfContext};
+use netobs_common::{
+    cursor::Cursor,
+    event::{flags, hook, kind, stat, DfCounterKey, Event, IcmpCounterKey, PacketInfo},
+    parse::{is_df_candidate, is_reported_icmp, parse_icmp_error, parse_ip_packet, parse_outer, Outer, Skip},
+    wire::{IcmpHdr, IPPROTO_ICMP, IPPROTO_ICMPV6},
+};
+
+use crate::{
+    fib,
+    maps::{bump, bump_key, take_token, CONFIG, DF_COUNTERS, EVENTS, ICMP_COUNTERS},
+};
+
+/// Observes the frame in `[start, end)` seen on `ifindex` by `hook`.
+#[inline(always)]
+pub fn observe<C: EbpfContext>(ctx: &C, start: usize, end: usize, ifindex: u32, hook: u8) {
+    bump(stat::PACKETS);
+    // SAFETY: the kernel guarantees [data, data_end) is the packet.
+    let c = unsafe { Cursor::from_raw(start, end) };
+    let outer = match parse_outer(&c) {
+        Ok(outer) => outer,
+        Err(Skip::NotIp) => return,
+        Err(Skip::Malformed) => {
+            bump(stat::MALFORMED);
+            return;
+        }
+    };
+    let icmp_proto = if outer.family == 4 { IPPROTO_ICMP } else { IPPROTO_ICMPV6 };
+    if outer.protocol == icmp_proto && !outer.later_fragment {
+        on_icmp(&c, &outer, ifindex, hook);
+        return;
+    }
+    if hook == hook::TC_EGRESS {
+        let path_mtu = CONFIG.load().egress_path_mtu;
+        if is_df_candidate(&outer, path_mtu) {
+            on_df_oversized(&c, &outer, ifindex, hook, ifindex, path_mtu);
+        }
+    } else if outer.vlan_depth == 0 && !outer.later_fragment && is_df_candidate(&outer, CONFIG.load().min_mtu) {
+        on_df_candidate(ctx, &c, &outer, ifindex, hook);
+    }
+}
+
+#[inline(always)]
+fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) {
+    let Some(h) = c.get::<IcmpHdr>(outer.l4_off) else {
+        bump(stat::MALFORMED);
+        return;
+    };
+    if !is_reported_icmp(outer.family, h.icmp_type) {
+        bump(stat::ICMP_OTHER);
+        return;
+    }
+    bump(stat::ICMP_ERRORS);
+    let key = IcmpCounterKey { ifindex, family: outer.family, icmp_type: h.icmp_type, icmp_code: h.code, hook };
+    bump_key(&ICMP_COUNTERS, &key);
+
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !take_token(now) {
+        bump(stat::SAMPLED_OUT);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        bump(stat::RINGBUF_FULL);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: the reservation is size_of::<Event>() writable bytes; zeroing
+    // makes it a valid Event (plain data) before we take a reference.
+    let ev = unsafe {
+        core::ptr::write_bytes(ev, 0, 1);
+        &mut *ev
+    };
+    parse_icmp_error(c, outer, ev);
+    ev.ts_ns = now;
+    ev.ifindex = ifindex;
+    ev.hook = hook;
+    if hook == hook::TC_EGRESS {
+        ev.kind = kind::ICMP_SENT;
+    }
+    if ev.flags & flags::QUOTE_TRUNCATED != 0 {
+        bump(stat::QUOTE_TRUNCATED);
+    }
+    entry.submit(0);
+    bump(stat::EVENTS);
+}
+
+#[inline(always)]
+fn on_df_candidate<C: EbpfContext>(ctx: &C, c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) {
+    let mut pkt = PacketInfo::default();
+    parse_ip_packet(c, outer.l3_off, outer.family, &mut pkt);
+    bump(stat::FIB_LOOKUPS);
+    if let Some((egress, mtu)) = fib::too_big_for_egress(ctx, ifindex, &pkt) {
+        on_df_oversized(c, outer, ifindex, hook, egress, mtu);
+    }
+}
+
+#[inline(always)]
+fn on_df_oversized(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, egress: u32, mtu: u32) {
+    bump(stat::DF_OVERSIZED);
+    bump_key(&DF_COUNTERS, &DfCounterKey { ingress_ifindex: ifindex, egress_ifindex: egress });
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !take_token(now) {
+        bump(stat::SAMPLED_OUT);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        bump(stat::RINGBUF_FULL);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: as in on_icmp.
+    let ev = unsafe {
+        core::ptr::write_bytes(ev, 0, 1);
+        &mut *ev
+    };
+    ev.ts_ns = now;
+    ev.ifindex = ifindex;
+    ev.hook = hook;
+    ev.kind = kind::DF_OVERSIZED;
+    ev.outer_family = outer.family;
+    ev.outer_ttl = outer.ttl;
+    ev.outer_len = outer.total_len;
+    ev.mtu = mtu;
+    ev.aux = egress;
+    ev.flags = flags::HAS_MTU;
+    parse_ip_packet(c, outer.l3_off, outer.family, &mut ev.inner);
+    ev.outer_src = ev.inner.src;
+    ev.outer_dst = ev.inner.dst;
+    entry.submit(0);
+    bump(stat::EVENTS);
+}

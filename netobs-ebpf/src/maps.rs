@@ -1,0 +1,92 @@
+//! Maps and load-time configuration shared by all programs in the object.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
+    Global,
+};
+use netobs_common::event::{stat, Config, DfCounterKey, IcmpCounterKey, TokenBucket};
+
+/// Set by the loader (`EbpfLoader::override_global`), read as a constant.
+#[unsafe(no_mangle)]
+pub static CONFIG: Global<Config> = Global::new(Config::DEFAULT);
+
+/// Global per-CPU statistics, indexed by `netobs_common::event::stat`.
+#[map]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+
+/// ICMP errors by (ifindex, family, type, code, hook).
+#[map]
+pub static ICMP_COUNTERS: PerCpuHashMap<IcmpCounterKey, u64> =
+    PerCpuHashMap::with_max_entries(4096, 0);
+
+/// DF-oversized packets by (ingress, egress) interface.
+#[map]
+pub static DF_COUNTERS: PerCpuHashMap<DfCounterKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+
+/// Sampled event details for user space. Size can be overridden at load.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Per-CPU token bucket bounding events per second.
+#[map]
+pub static BUCKET: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn bump(slot: u32) {
+    if let Some(p) = STATS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe { *p += 1 };
+    }
+}
+
+const BPF_NOEXIST: u64 = 1;
+
+/// Adds one to a per-CPU hash counter, creating it when missing. A full map
+/// is counted, never ignored.
+#[inline(always)]
+pub fn bump_key<K>(map: &PerCpuHashMap<K, u64>, key: &K) {
+    match map.get_ptr_mut(key) {
+        // SAFETY: per-CPU value.
+        Some(p) => unsafe { *p += 1 },
+        None => {
+            if map.insert(key, 1u64, BPF_NOEXIST).is_err() {
+                // Either another program on this CPU created it in between
+                // (impossible: per-CPU and not preemptible) or the map is full.
+                bump(stat::MAP_FULL);
+            }
+        }
+    }
+}
+
+/// One token per event; tokens are kept in units of 1e-9 event so the
+/// refill needs no division: `elapsed_ns * rate` nano-tokens.
+#[inline(always)]
+pub fn take_token(now: u64) -> bool {
+    let cfg = CONFIG.load();
+    if cfg.events_per_sec == 0 {
+        return false;
+    }
+    let Some(b) = BUCKET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU slot.
+    let b = unsafe { &mut *b };
+    const ONE: u64 = 1_000_000_000;
+    let cap = cfg.burst.max(1) as u64 * ONE;
+    let elapsed = now.wrapping_sub(b.last_ns);
+    b.last_ns = now;
+    // Cap elapsed so the product cannot overflow (rate < 2^32, 2^31 ns ~ 2 s).
+    let elapsed = if elapsed > (1 << 31) { 1 << 31 } else { elapsed };
+    let mut tokens = b.tokens + elapsed * cfg.events_per_sec as u64;
+    if tokens > cap {
+        tokens = cap;
+    }
+    if tokens >= ONE {
+        b.tokens = tokens - ONE;
+        true
+    } else {
+        b.tokens = tokens;
+        false
+    }
+}

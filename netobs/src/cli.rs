@@ -1,0 +1,189 @@
+//! Command-line interface. `--help` is written for operators: every option
+//! says what it is for and what the default means.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::kernel::AttachMode;
+
+/// Explains why traffic vanishes: which hop rejects or drops it, and why.
+///
+/// netobs watches every ICMP/ICMPv6 error with an XDP program (no capture
+/// filter to get wrong), joins each one to the flow it quotes and says who
+/// rejected what, how far away, and what to do. It also runs active probes
+/// (traceroute, path-MTU search, TCP handshake) and turns them into one
+/// verdict.
+#[derive(Debug, Parser)]
+#[command(name = "netobs", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    pub fn log_level(&self) -> &'static str {
+        match self.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch interfaces and explain every ICMP error and DF-oversized packet.
+    ///
+    /// Attaches an XDP observer (TC where XDP is unavailable) to each
+    /// interface plus a TC egress observer, prints one line per (flow,
+    /// reporter, verdict) with counts, serves Prometheus metrics, and
+    /// detaches cleanly on Ctrl-C / SIGTERM.
+    ///
+    /// Example: netobs watch -i eth0 --json
+    Watch(WatchArgs),
+    /// Traceroute with a stable flow (Paris style), all TTLs in flight at once.
+    Trace(crate::probe::cli::TraceArgs),
+    /// Path-MTU discovery with DF probes, with blackhole detection.
+    Pmtu(crate::probe::cli::PmtuArgs),
+    /// TCP handshake check: SYN-ACK, RST, ICMP (from whom) or silence.
+    Tcp(crate::probe::cli::TcpArgs),
+    /// Run the relevant probes and the kernel watch together; print one verdict.
+    Explain(crate::probe::cli::ExplainArgs),
+}
+
+/// When to colour terminal output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Interface to observe (repeat for several).
+    #[arg(short = 'i', long = "iface", value_name = "IFACE", required_unless_present = "all")]
+    pub ifaces: Vec<String>,
+
+    /// Observe every interface of this network namespace except lo.
+    #[arg(long, conflicts_with = "ifaces")]
+    pub all: bool,
+
+    /// How to observe ingress: auto tries native XDP, then generic XDP, then TC.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub xdp_mode: AttachMode,
+
+    /// Do not attach the TC egress observer (ICMP errors this host sends,
+    /// locally sent oversized DF packets).
+    #[arg(long)]
+    pub no_egress: bool,
+
+    /// Detach an XDP program someone else attached instead of refusing.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print JSON lines (schema: docs/json-schema.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Serve Prometheus metrics and /top on this address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+
+    /// Do not serve metrics.
+    #[arg(long, conflicts_with = "metrics_addr")]
+    pub no_metrics: bool,
+
+    /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C / SIGTERM.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+
+    /// Events per second per CPU the kernel may sample in detail; beyond
+    /// that it only counts (the sampled-out count is reported).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    pub events_per_sec: u32,
+
+    /// Burst of events the kernel may sample at once, per CPU.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub burst: u32,
+
+    /// DF packets longer than this pay for a FIB lookup to check their
+    /// egress MTU. Default: the smallest MTU among this namespace's
+    /// interfaces. 0 disables the DF-oversized check.
+    #[arg(long, value_name = "BYTES")]
+    pub df_threshold: Option<u32>,
+
+    /// Egress: report locally sent DF packets longer than this (a known
+    /// path MTU). 0 (default) disables.
+    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    pub egress_path_mtu: u32,
+
+    /// Most flows/reporters remembered at once (least recently seen are
+    /// forgotten first; their counts stay in the metrics).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=10_000_000))]
+    pub max_flows: u32,
+
+    /// Ring buffer size in KiB (rounded up to a power of two).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(4..=1_048_576))]
+    pub ringbuf_kib: u32,
+
+    /// Seconds between updated lines for a flow that keeps failing.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub update_interval: u32,
+
+    /// Colour the terminal output.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: Color,
+
+    /// Also write every JSON line to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_file: Option<PathBuf>,
+}
+
+/// Parses "250ms", "30s", "5m", "1h" or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (try 30s, 500ms, 5m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

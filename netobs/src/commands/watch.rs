@@ -1,0 +1,232 @@
+//! `netobs watch`: attach, drain, explain, export; detach on the way out.
+
+use std::{
+    io::{IsTerminal as _, Write as _},
+    process::ExitCode,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::{Context as _, Result};
+use netobs_common::{event::stat, Config, Event};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    cli::{Color, WatchArgs},
+    explain::{words, Aggregate, Aggregator, Finding, HostContext},
+    kernel::{self, counters, events::EventStream, LoadOptions, Session},
+    net,
+    output::{json, metrics},
+};
+
+pub fn run(args: WatchArgs) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(watch(args))
+}
+
+/// Where lines go: stdout (text or JSON), and optionally a JSON file.
+struct Sink {
+    json: bool,
+    color: bool,
+    file: Option<std::fs::File>,
+}
+
+impl Sink {
+    fn record(&mut self, v: &serde_json::Value) {
+        if self.json {
+            println!("{v}");
+        }
+        if let Some(f) = &mut self.file {
+            let _ = writeln!(f, "{v}");
+        }
+    }
+    fn text(&self, s: &str) {
+        if !self.json {
+            println!("{s}");
+        }
+    }
+    fn aggregate(&mut self, a: &Aggregate) {
+        self.record(&json::finding(a));
+        self.text(&words::block(a, self.color));
+    }
+}
+
+async fn watch(args: WatchArgs) -> Result<ExitCode> {
+    let ifaces = if args.all { kernel::attach::all_interfaces()? } else { args.ifaces.clone() };
+    // Resolve names before loading anything: a typo is the most common error.
+    for i in &ifaces {
+        kernel::attach::ifindex(i)?;
+    }
+    let color = match args.color {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let file = match &args.json_file {
+        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
+        None => None,
+    };
+    let mut sink = Sink { json: args.json, color, file };
+
+    let shared = Arc::new(Mutex::new(metrics::Shared::default()));
+    if !args.no_metrics {
+        metrics::serve(args.metrics_addr, shared.clone())?;
+    }
+
+    let config = Config {
+        min_mtu: args.df_threshold.unwrap_or_else(|| net::smallest_mtu().unwrap_or(1500)),
+        events_per_sec: args.events_per_sec,
+        burst: args.burst,
+        egress_path_mtu: args.egress_path_mtu,
+        ..Config::DEFAULT
+    };
+    let ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024) })?;
+    let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
+    let mut events = EventStream::new(&mut session.ebpf)?;
+
+    let m = metrics::Metrics::new();
+    for a in &session.attached {
+        m.set_attached(a, true);
+        sink.record(&json::attach(a));
+        let egress = if a.egress { " + TC egress" } else { "" };
+        if !sink.json {
+            eprintln!("netobs: watching {} with {}{egress}", a.iface, a.ingress);
+        }
+        if let Some(note) = &a.note {
+            eprintln!("netobs: note: {note}");
+        }
+    }
+    if !sink.json {
+        eprintln!(
+            "netobs: DF packets above {} bytes are checked against their egress MTU; Ctrl-C to stop",
+            config.min_mtu
+        );
+    }
+    shared.lock().map(|mut g| g.metrics = Some(m)).ok();
+
+    let mut ctx = HostContext::discover()?;
+    let mut ctx_refreshed = Instant::now();
+    let mut agg = Aggregator::new(args.max_flows as usize);
+    let interval = Duration::from_secs(u64::from(args.update_interval));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
+    let mut batch: Vec<Event> = Vec::with_capacity(4096);
+
+    loop {
+        tokio::select! {
+            r = events.next_batch(&mut batch, 4096) => {
+                r?;
+                ingest(&mut batch, &ctx, &mut agg, &shared, &mut sink);
+            }
+            _ = tick.tick() => {
+                if ctx_refreshed.elapsed() > Duration::from_secs(10) {
+                    if let Ok(c) = HostContext::discover() { ctx = c; }
+                    ctx_refreshed = Instant::now();
+                }
+                report_due(&mut agg, interval, &mut sink);
+                publish(&session, &ctx, &agg, &shared)?;
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+        }
+    }
+
+    // Whatever is still in the ring buffer is part of the answer.
+    while events.drain_now(&mut batch, 4096) > 0 {
+        ingest(&mut batch, &ctx, &mut agg, &shared, &mut sink);
+    }
+    for a in agg.flush(Instant::now()) {
+        sink.aggregate(&a);
+    }
+    let snapshot = counters::read(&session.ebpf)?;
+    let ifname = |i: u32| ctx.ifname(i);
+    sink.record(&json::counters(&snapshot, ifname, agg.evicted));
+    if !sink.json {
+        eprintln!("{}", summary(&snapshot));
+    }
+    let detached: Vec<String> = session.attached.iter().map(|a| a.iface.clone()).collect();
+    drop(events);
+    drop(session);
+    sink.record(&serde_json::json!({ "schema": json::SCHEMA, "type": "detach", "ifaces": detached }));
+    if !sink.json {
+        eprintln!("netobs: detached from {}", detached.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ingest(
+    batch: &mut Vec<Event>,
+    ctx: &HostContext,
+    agg: &mut Aggregator,
+    shared: &Arc<Mutex<metrics::Shared>>,
+    sink: &mut Sink,
+) {
+    let now = SystemTime::now();
+    let mut findings: Vec<Finding> = batch.drain(..).filter_map(|ev| Finding::from_event(&ev, ctx)).collect();
+    if let Ok(g) = shared.lock() {
+        if let Some(m) = &g.metrics {
+            findings.iter().for_each(|f| m.observe(f));
+        }
+    }
+    let mut new_entries = false;
+    for mut f in findings.drain(..) {
+        attach_socket_state(&mut f, ctx);
+        new_entries |= agg.ingest(f, now);
+    }
+    if new_entries {
+        // New problems are reported at once; repeats wait for the interval.
+        report_due(agg, Duration::from_secs(u64::MAX / 4), sink);
+    }
+}
+
+/// Joins a locally sent TCP flow to its socket: "connection in SYN-RECV".
+fn attach_socket_state(f: &mut Finding, ctx: &HostContext) {
+    let Some(flow) = &f.flow else { return };
+    if flow.protocol != "tcp" || !ctx.is_local(&flow.src) {
+        return;
+    }
+    let (Some(sp), Some(dp)) = (flow.src_port, flow.dst_port) else { return };
+    if let Ok(socks) = net::sockets::tcp_sockets() {
+        f.socket_state = socks
+            .iter()
+            .find(|s| s.local_port == sp && s.remote_port == dp && s.remote == flow.dst)
+            .map(|s| s.state.as_str());
+    }
+}
+
+fn report_due(agg: &mut Aggregator, interval: Duration, sink: &mut Sink) {
+    for a in agg.due(interval, Instant::now()) {
+        sink.aggregate(&a);
+    }
+}
+
+fn publish(session: &Session, ctx: &HostContext, agg: &Aggregator, shared: &Arc<Mutex<metrics::Shared>>) -> Result<()> {
+    let snapshot = counters::read(&session.ebpf)?;
+    let top: Vec<serde_json::Value> = agg.top(20).iter().map(json::finding).collect();
+    if let Ok(mut g) = shared.lock() {
+        if let Some(m) = &mut g.metrics {
+            m.update(&snapshot, |i| ctx.ifname(i), agg.len(), agg.evicted);
+        }
+        g.top_json = serde_json::Value::Array(top).to_string();
+    }
+    Ok(())
+}
+
+fn summary(c: &kernel::Counters) -> String {
+    format!(
+        "netobs: {} packets observed, {} ICMP errors, {} DF-oversized, {} events ({} sampled out, {} lost to a full ring buffer, {} malformed)",
+        c.stat(stat::PACKETS),
+        c.stat(stat::ICMP_ERRORS),
+        c.stat(stat::DF_OVERSIZED),
+        c.stat(stat::EVENTS),
+        c.stat(stat::SAMPLED_OUT),
+        c.stat(stat::RINGBUF_FULL),
+        c.stat(stat::MALFORMED),
+    )
+}

@@ -1,0 +1,225 @@
+//! One kernel event, explained.
+
+use std::net::IpAddr;
+
+use netobs_common::{
+    event::{flags, have, kind},
+    icmp::{self, Meaning, Verdict},
+    wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    Event,
+};
+
+use super::{context::HostContext, hops};
+
+/// Which way the affected traffic was going, from this host's point of view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// We sent it as a client (or the flow has no listener here).
+    Outgoing,
+    /// Our answer to someone who connected to us (a SYN-ACK, or from a
+    /// port we listen on).
+    Return,
+    /// Neither end is this host: we only route it.
+    Forwarded,
+    /// This host itself sent the ICMP error (seen on egress).
+    SentByUs,
+    /// A DF packet this gateway cannot forward (egress MTU too small).
+    Oversized,
+}
+
+impl Direction {
+    pub fn words(self) -> &'static str {
+        match self {
+            Direction::Outgoing => "outgoing traffic",
+            Direction::Return => "return traffic",
+            Direction::Forwarded => "forwarded traffic",
+            Direction::SentByUs => "traffic we answered with an ICMP error",
+            Direction::Oversized => "forwarded DF traffic",
+        }
+    }
+}
+
+/// The flow a quoted packet belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Flow {
+    /// "tcp", "udp", "icmp", "ipv6-icmp" or the protocol number.
+    pub protocol: String,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+    /// For ICMP echo: identifier (in `src_port`'s place) and sequence.
+    pub echo_id: Option<u16>,
+}
+
+/// One explained event.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Finding {
+    /// "icmp_error", "icmp_sent" or "df_oversized".
+    pub kind: &'static str,
+    pub verdict: Verdict,
+    pub family: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// RFC name of the type/code.
+    pub icmp_name: &'static str,
+    /// What it usually means.
+    pub hint: &'static str,
+    /// Linux traceroute annotation (!X, !H, ...), empty when none.
+    pub annotation: &'static str,
+    /// Who sent the ICMP error (DF-oversized: the packet's source).
+    pub reporter: IpAddr,
+    /// To whom it was sent.
+    pub to: IpAddr,
+    /// Interface it was seen on.
+    pub iface: String,
+    pub direction: Direction,
+    /// The flow of the quoted (or oversized) packet, when the quote had it.
+    pub flow: Option<Flow>,
+    /// TCP flags of the quoted packet in words ("SYN-ACK"), when present.
+    pub tcp_flags: Option<String>,
+    pub hops: Option<hops::HopEstimate>,
+    /// Announced MTU (frag-needed / Packet Too Big) or the egress MTU.
+    pub mtu: Option<u32>,
+    /// Length of the quoted / oversized packet (its IP total length).
+    pub packet_len: Option<u16>,
+    pub gateway: Option<IpAddr>,
+    pub pointer: Option<u32>,
+    /// DF-oversized: the egress interface that is too small.
+    pub egress_iface: Option<String>,
+    /// The quote stopped before the transport ports.
+    pub quote_truncated: bool,
+    /// The local TCP socket the flow belongs to, with its state.
+    pub socket_state: Option<&'static str>,
+}
+
+/// Protocol name as `ip`/`ss` print it.
+pub fn protocol_name(p: u8) -> String {
+    match p {
+        IPPROTO_TCP => "tcp".into(),
+        IPPROTO_UDP => "udp".into(),
+        IPPROTO_ICMP => "icmp".into(),
+        IPPROTO_ICMPV6 => "ipv6-icmp".into(),
+        other => other.to_string(),
+    }
+}
+
+/// TCP flags in the usual words.
+pub fn tcp_flags_words(f: u8) -> String {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const RST: u8 = 0x04;
+    const FIN: u8 = 0x01;
+    const PSH: u8 = 0x08;
+    match f & (SYN | ACK | RST | FIN) {
+        x if x == SYN | ACK => "SYN-ACK".into(),
+        SYN => "SYN".into(),
+        x if x & RST != 0 => "RST".into(),
+        x if x & FIN != 0 => "FIN".into(),
+        ACK if f & PSH != 0 => "data".into(),
+        ACK => "ACK".into(),
+        _ => format!("flags 0x{f:02x}"),
+    }
+}
+
+impl Finding {
+    /// Explains one event. Returns `None` for records of an unknown kind.
+    pub fn from_event(ev: &Event, ctx: &HostContext) -> Option<Finding> {
+        let family = if ev.outer_family == 6 { 6 } else { 4 };
+        let p = &ev.inner;
+        let has_ip = p.have & have::IP != 0;
+        let flow = has_ip.then(|| {
+            let ports = p.have & have::PORTS != 0;
+            let echo = p.have & have::ECHO != 0;
+            Flow {
+                protocol: protocol_name(p.protocol),
+                src: p.src_ip(),
+                dst: p.dst_ip(),
+                src_port: (ports && !echo).then_some(p.src_port),
+                dst_port: (ports && !echo).then_some(p.dst_port),
+                echo_id: echo.then_some(p.src_port),
+            }
+        });
+        let tcp_flags =
+            (p.protocol == IPPROTO_TCP && p.have & have::TCP_FLAGS != 0).then(|| tcp_flags_words(p.tcp_flags));
+        let iface = ctx.ifname(ev.ifindex);
+        let packet_len = has_ip.then_some(p.total_len);
+
+        if ev.kind == kind::DF_OVERSIZED {
+            return Some(Finding {
+                kind: "df_oversized",
+                verdict: Verdict::DfOversized,
+                family,
+                icmp_type: 0,
+                icmp_code: 0,
+                icmp_name: "",
+                hint: "a DF packet is bigger than its egress MTU: the kernel drops it and should send frag-needed / Packet Too Big to its source",
+                annotation: "",
+                reporter: ev.outer_src_ip(),
+                to: ev.outer_dst_ip(),
+                iface,
+                direction: Direction::Oversized,
+                flow,
+                tcp_flags,
+                hops: None,
+                mtu: Some(ev.mtu),
+                packet_len,
+                gateway: None,
+                pointer: None,
+                egress_iface: Some(ctx.ifname(ev.aux)),
+                quote_truncated: false,
+                socket_state: None,
+            });
+        }
+        if ev.kind != kind::ICMP_ERROR && ev.kind != kind::ICMP_SENT {
+            return None;
+        }
+        let Meaning { verdict, name, hint, annotation } = icmp::meaning(family, ev.icmp_type, ev.icmp_code);
+        let reporter = ev.outer_src_ip();
+        let local_origin = has_ip && ctx.is_local(&p.src_ip());
+        let direction = if ev.kind == kind::ICMP_SENT {
+            Direction::SentByUs
+        } else if !has_ip {
+            Direction::Outgoing
+        } else if local_origin {
+            let is_synack = p.protocol == IPPROTO_TCP && p.have & have::TCP_FLAGS != 0 && p.tcp_flags & 0x12 == 0x12;
+            let from_listener = p.protocol == IPPROTO_TCP && ctx.listening_tcp.contains(&p.src_port);
+            if is_synack || from_listener { Direction::Return } else { Direction::Outgoing }
+        } else if ctx.is_local(&p.dst_ip()) {
+            // We are the quoted destination: someone else's packet to us was
+            // reported (e.g. spoofed or reflected); call it forwarded-in.
+            Direction::Forwarded
+        } else {
+            Direction::Forwarded
+        };
+        let hops = (ev.kind == kind::ICMP_ERROR).then(|| {
+            let reporter_is_destination = has_ip && reporter == p.dst_ip();
+            hops::estimate(ev, local_origin, ctx.initial_ttl(family), reporter_is_destination)
+        });
+        Some(Finding {
+            kind: if ev.kind == kind::ICMP_SENT { "icmp_sent" } else { "icmp_error" },
+            verdict,
+            family,
+            icmp_type: ev.icmp_type,
+            icmp_code: ev.icmp_code,
+            icmp_name: name,
+            hint,
+            annotation,
+            reporter,
+            to: ev.outer_dst_ip(),
+            iface,
+            direction,
+            flow,
+            tcp_flags,
+            hops,
+            mtu: (ev.flags & flags::HAS_MTU != 0).then_some(ev.mtu),
+            packet_len,
+            gateway: (ev.flags & flags::HAS_GATEWAY != 0).then(|| ev.gateway_ip()),
+            pointer: (ev.flags & flags::HAS_POINTER != 0).then_some(ev.aux),
+            egress_iface: None,
+            quote_truncated: ev.flags & flags::QUOTE_TRUNCATED != 0,
+            socket_state: None,
+        })
+    }
+}

@@ -1,0 +1,238 @@
+//! Findings in words: the sentences an operator reads.
+
+use std::{fmt::Write as _, net::IpAddr, time::SystemTime};
+
+use netobs_common::icmp::Verdict;
+
+use super::{
+    aggregate::Aggregate,
+    finding::{Direction, Finding, Flow},
+};
+
+/// `addr:port`, with brackets for IPv6.
+pub fn endpoint(addr: IpAddr, port: Option<u16>) -> String {
+    match (addr, port) {
+        (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+        (a, Some(p)) => format!("{a}:{p}"),
+        (a, None) => a.to_string(),
+    }
+}
+
+/// "198.18.3.1:65000 -> 198.18.1.1:56194 tcp SYN-ACK".
+pub fn flow_words(flow: &Flow, tcp_flags: Option<&str>) -> String {
+    let mut s = format!(
+        "{} -> {} {}",
+        endpoint(flow.src, flow.src_port),
+        endpoint(flow.dst, flow.dst_port),
+        flow.protocol
+    );
+    if let Some(f) = tcp_flags {
+        let _ = write!(s, " {f}");
+    }
+    if let Some(id) = flow.echo_id {
+        let _ = write!(s, " echo id {id}");
+    }
+    s
+}
+
+/// What the lost packets were, in the plural ("SYN-ACKs", "packets").
+fn what_plural(f: &Finding) -> String {
+    match (f.tcp_flags.as_deref(), f.flow.as_ref().map(|fl| fl.protocol.as_str())) {
+        (Some("SYN-ACK"), _) => "SYN-ACKs".into(),
+        (Some("SYN"), _) => "SYNs".into(),
+        (Some("RST"), _) => "RSTs".into(),
+        (_, Some("tcp")) => "TCP segments".into(),
+        (_, Some("udp")) => "UDP datagrams".into(),
+        (_, Some("icmp")) | (_, Some("ipv6-icmp")) => "ICMP echo packets".into(),
+        _ => "packets".into(),
+    }
+}
+
+/// Clock time (UTC) of a SystemTime, "15:31:31".
+pub fn clock(t: SystemTime) -> String {
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s.get(11..19).unwrap_or(&s).to_string()
+}
+
+/// The verdict's headline word.
+pub fn headline(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Rejected => "REJECTED",
+        Verdict::Unreachable => "UNREACHABLE",
+        Verdict::FragNeeded => "TOO BIG",
+        Verdict::TtlExpired => "TTL EXPIRED",
+        Verdict::ReassemblyTimeout => "REASSEMBLY",
+        Verdict::Redirect => "REDIRECT",
+        Verdict::ParameterProblem => "BAD HEADER",
+        Verdict::SourceQuench => "QUENCH",
+        Verdict::DfOversized => "DF TOO BIG",
+        Verdict::Other => "ICMP",
+    }
+}
+
+/// The hop-distance clause: "2 hops away (quoted TTL 62, sent 64; ICMP
+/// arrived TTL 63)", with a warning when the two estimates disagree.
+pub fn distance_words(f: &Finding) -> String {
+    let Some(h) = &f.hops else { return String::new() };
+    let mut s = match h.distance {
+        Some(1) => "1 hop away".to_string(),
+        Some(d) => format!("{d} hops away"),
+        None => "at an unknown distance".to_string(),
+    };
+    let mut parts = Vec::new();
+    if let (Some(q), Some(sent)) = (h.quoted_ttl, h.sent_ttl) {
+        if h.by_quote.is_some() {
+            let guess = if h.sent_ttl_inferred { " (guessed)" } else { "" };
+            parts.push(format!("quoted TTL {q}, sent {sent}{guess}"));
+        }
+    }
+    parts.push(format!("ICMP arrived TTL {}", h.outer_ttl));
+    let _ = write!(s, " ({})", parts.join("; "));
+    if h.agree == Some(false) {
+        let _ = write!(
+            s,
+            "; the forward path says {} hops, the return path {}: the paths differ or a middlebox rewrites TTLs",
+            h.by_quote.unwrap_or(0),
+            h.by_outer.unwrap_or(0)
+        );
+    }
+    s
+}
+
+/// The "why and what to do" sentence for a finding.
+pub fn advice(f: &Finding) -> String {
+    let reporter = f.reporter;
+    let what = what_plural(f);
+    let dst = f.flow.as_ref().map(|fl| fl.dst);
+    let dst_s = dst.map(|d| d.to_string()).unwrap_or_else(|| "the destination".into());
+    match f.verdict {
+        Verdict::Rejected => {
+            let consequence = match f.direction {
+                Direction::Return => " on their way to the client. The client sees a timeout".to_string(),
+                Direction::Outgoing => format!(" to {dst_s}. Our connections fail with 'no route to host' / 'permission denied'"),
+                Direction::Forwarded => format!(" from {} to {dst_s}", f.flow.as_ref().map(|fl| fl.src.to_string()).unwrap_or_default()),
+                _ => String::new(),
+            };
+            format!(
+                "an ACL/firewall on or near {reporter} rejects our {what}{consequence}. Fix: the rule on {reporter} (or allow this flow)"
+            )
+        }
+        Verdict::Unreachable => match (f.family, f.icmp_code) {
+            (4, 3) | (6, 4) => format!(
+                "{reporter} is up but nothing listens on that UDP port{}",
+                f.flow.as_ref().and_then(|fl| fl.dst_port).map(|p| format!(" ({p})")).unwrap_or_default()
+            ),
+            (4, 0) | (4, 6) | (6, 0) => format!("{reporter} has no route to {dst_s}: check routing on or after {reporter}"),
+            (4, 1) | (4, 7) | (6, 3) => {
+                format!("{reporter} cannot reach {dst_s} on its last link (ARP / neighbour discovery fails): the host is down or the address is wrong")
+            }
+            (4, 2) => format!("{dst_s} does not speak this IP protocol"),
+            _ => format!("{reporter} says {dst_s} is unreachable: {}", f.hint),
+        },
+        Verdict::FragNeeded => {
+            let mtu = f.mtu.unwrap_or(0);
+            let len = f.packet_len.map(|l| format!("{l}-byte ")).unwrap_or_default();
+            if mtu == 0 {
+                format!("{reporter} cannot forward {len}packets with DF set and did not say its MTU (pre-RFC 1191 router)")
+            } else {
+                let mss = mtu.saturating_sub(if f.family == 4 { 40 } else { 60 });
+                format!(
+                    "{reporter} cannot forward {len}packets with DF set: its next link has MTU {mtu}. Senders must send at most {mtu} bytes (TCP MSS {mss}); if this message is filtered on the way back, that is a PMTU blackhole"
+                )
+            }
+        }
+        Verdict::TtlExpired => format!(
+            "the TTL ran out at {reporter}: a traceroute hop, or a routing loop when it keeps happening to ordinary traffic"
+        ),
+        Verdict::ReassemblyTimeout => {
+            format!("{reporter} gave up reassembling our fragments: some fragments are lost on the way")
+        }
+        Verdict::Redirect => format!(
+            "{reporter} says a better first hop for {dst_s} is {}",
+            f.gateway.map(|g| g.to_string()).unwrap_or_else(|| "another router".into())
+        ),
+        Verdict::ParameterProblem => format!(
+            "{reporter} rejected a header field{}",
+            f.pointer.map(|p| format!(" at byte {p}")).unwrap_or_default()
+        ),
+        Verdict::SourceQuench => format!("{reporter} sent a (deprecated) source quench: an old device signalling congestion"),
+        Verdict::DfOversized => {
+            let mtu = f.mtu.unwrap_or(0);
+            let mss = mtu.saturating_sub(if f.family == 4 { 40 } else { 60 });
+            format!(
+                "{}-byte DF packets from {} cannot leave through {} (MTU {mtu}): this gateway drops them and must send frag-needed / Packet Too Big back. If that ICMP is filtered, it is a PMTU blackhole; clamp TCP MSS to {mss} here or raise the MTU",
+                f.packet_len.unwrap_or(0),
+                f.flow.as_ref().map(|fl| fl.src.to_string()).unwrap_or_else(|| f.reporter.to_string()),
+                f.egress_iface.as_deref().unwrap_or("the egress")
+            )
+        }
+        Verdict::Other => f.hint.to_string(),
+    }
+}
+
+/// The one-line summary used in JSON (`text`) and logs.
+pub fn sentence(a: &Aggregate) -> String {
+    let f = &a.finding;
+    let flow = f
+        .flow
+        .as_ref()
+        .map(|fl| format!("{} {}", f.direction.words(), flow_words(fl, f.tcp_flags.as_deref())))
+        .unwrap_or_else(|| format!("{} (quote too short to name the flow)", f.direction.words()));
+    if f.kind == "df_oversized" {
+        return format!("{}: {flow}; {} packets, first {}, last {}", headline(f.verdict), a.count, clock(a.first_seen), clock(a.last_seen));
+    }
+    let dist = distance_words(f);
+    format!(
+        "{} {flow} by {}{}{}, ICMP {}/{} {}: {}; {} since {}",
+        headline(f.verdict),
+        f.reporter,
+        if dist.is_empty() { "" } else { ", " },
+        dist,
+        f.icmp_type,
+        f.icmp_code,
+        f.icmp_name,
+        advice(f),
+        a.count,
+        clock(a.first_seen)
+    )
+}
+
+/// The multi-line terminal block.
+pub fn block(a: &Aggregate, color: bool) -> String {
+    let f = &a.finding;
+    let (bold, red, reset) = if color { ("\x1b[1m", "\x1b[31m", "\x1b[0m") } else { ("", "", "") };
+    let mut s = String::new();
+    let flow = f
+        .flow
+        .as_ref()
+        .map(|fl| flow_words(fl, f.tcp_flags.as_deref()))
+        .unwrap_or_else(|| "(quote too short to name the flow)".into());
+    let _ = writeln!(
+        s,
+        "{} {red}{bold}{:<11}{reset} {} {flow}",
+        clock(a.last_seen),
+        headline(f.verdict),
+        f.direction.words()
+    );
+    let pad = "         ";
+    if f.kind == "df_oversized" {
+        let _ = writeln!(s, "{pad}on {} -> egress {}", f.iface, f.egress_iface.as_deref().unwrap_or("?"));
+    } else {
+        let _ = writeln!(s, "{pad}by {}, {} (seen on {})", f.reporter, distance_words(f), f.iface);
+        let ann = if f.annotation.is_empty() { String::new() } else { format!(" [{}]", f.annotation) };
+        let mtu = f.mtu.map(|m| format!(" (MTU {m})")).unwrap_or_default();
+        let _ = writeln!(s, "{pad}ICMP {}/{} {}{mtu}{ann}", f.icmp_type, f.icmp_code, f.icmp_name);
+    }
+    let _ = writeln!(s, "{pad}{}.", advice(f));
+    let sock = f.socket_state.map(|st| format!(" (local socket in {st})")).unwrap_or_default();
+    let _ = write!(
+        s,
+        "{pad}{} {} {}, first {}, last {}{sock}",
+        a.count,
+        what_plural(f),
+        if f.kind == "df_oversized" { "too big" } else { "affected" },
+        clock(a.first_seen),
+        clock(a.last_seen)
+    );
+    s
+}

@@ -1,0 +1,64 @@
+//! Draining the event ring buffer from tokio.
+
+use anyhow::{Context as _, Result};
+use aya::maps::{MapData, RingBuf};
+use netobs_common::Event;
+use tokio::io::unix::AsyncFd;
+
+/// The ring buffer, registered with the tokio reactor.
+pub struct EventStream {
+    fd: AsyncFd<RingBuf<MapData>>,
+    /// Records shorter than an Event (should never happen): counted.
+    pub short_records: u64,
+}
+
+impl EventStream {
+    /// Takes the `EVENTS` map out of the object.
+    pub fn new(ebpf: &mut aya::Ebpf) -> Result<EventStream> {
+        let map = ebpf.take_map("EVENTS").context("EVENTS ring buffer missing from the object")?;
+        let ring = RingBuf::try_from(map).context("EVENTS is not a ring buffer")?;
+        // SAFETY: the ring buffer owns its map fd, which stays open and the
+        // same for as long as the RingBuf (now owned by the AsyncFd) lives.
+        let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {}", e))?;
+        Ok(EventStream { fd, short_records: 0 })
+    }
+
+    /// Waits until events are available, then appends up to `max` of them to
+    /// `out`. Returns how many were appended.
+    pub async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> Result<usize> {
+        loop {
+            let mut guard = self.fd.readable_mut().await.context("polling the ring buffer")?;
+            let (n, short) = drain(guard.get_inner_mut(), out, max);
+            self.short_records += short;
+            if n > 0 {
+                return Ok(n);
+            }
+            guard.clear_ready();
+        }
+    }
+
+    /// Appends whatever is available now, without waiting.
+    pub fn drain_now(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
+        let (n, short) = drain(self.fd.get_mut(), out, max);
+        self.short_records += short;
+        n
+    }
+}
+
+/// Decodes up to `max` records. Returns (decoded, too short).
+pub fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<Event>, max: usize) -> (usize, u64) {
+    let mut n = 0;
+    let mut short = 0;
+    while n < max {
+        let Some(item) = ring.next() else { break };
+        match Event::from_bytes(&item) {
+            Some(ev) => {
+                out.push(ev);
+                n += 1;
+            }
+            None => short += 1,
+        }
+    }
+    (n, short)
+}

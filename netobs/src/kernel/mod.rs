@@ -1,0 +1,11 @@
+//! The kernel side seen from user space: load the embedded eBPF object,
+//! attach it to interfaces, read its counters and drain its events.
+
+pub mod attach;
+pub mod counters;
+pub mod events;
+pub mod loader;
+
+pub use attach::{AttachMode, Attached, Hook, Session};
+pub use counters::Counters;
+pub use loader::{load, LoadOptions};

@@ -1,0 +1,17 @@
+//! netobs: explains why traffic vanishes.
+//!
+//! - [`kernel`]: load, attach, count and drain the eBPF observers.
+//! - [`explain`]: where ICMP errors become explanations (verdicts, hop
+//!   distance, flow direction, aggregation).
+//! - [`probe`]: active probes (traceroute, path MTU, TCP handshake) and the
+//!   `explain` verdict that joins them with the kernel's view.
+//! - [`output`]: terminal, JSON lines and Prometheus.
+//! - [`commands`]: one module per subcommand, wiring the above together.
+
+pub mod cli;
+pub mod commands;
+pub mod explain;
+pub mod kernel;
+pub mod net;
+pub mod output;
+pub mod probe;

@@ -1,0 +1,99 @@
+//! Facts about this host's network namespace: local addresses, interface
+//! names and MTUs, initial TTLs.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
+
+use anyhow::{Context as _, Result};
+
+/// Addresses configured on this namespace's interfaces.
+pub fn local_addresses() -> Result<HashSet<IpAddr>> {
+    let mut out = HashSet::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a list we free below.
+    if unsafe { libc::getifaddrs(&mut ifap) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("getifaddrs");
+    }
+    let mut cur = ifap;
+    while !cur.is_null() {
+        // SAFETY: list node from getifaddrs.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr of the family it says.
+            let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
+            if family == libc::AF_INET {
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                out.insert(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+            } else if family == libc::AF_INET6 {
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                out.insert(IpAddr::from(sin6.sin6_addr.s6_addr));
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: allocated by getifaddrs above.
+    unsafe { libc::freeifaddrs(ifap) };
+    Ok(out)
+}
+
+/// Interface index -> name for this namespace.
+pub fn interface_names() -> HashMap<u32, String> {
+    let mut out = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/sys/class/net") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(idx) = read_u32(&format!("/sys/class/net/{name}/ifindex")) {
+                out.insert(idx, name);
+            }
+        }
+    }
+    out
+}
+
+/// MTU of an interface.
+pub fn mtu(iface: &str) -> Option<u32> {
+    read_u32(&format!("/sys/class/net/{iface}/mtu"))
+}
+
+/// The smallest MTU among this namespace's interfaces except lo: packets at
+/// or below it cannot be too big for any egress.
+pub fn smallest_mtu() -> Option<u32> {
+    let dir = std::fs::read_dir("/sys/class/net").ok()?;
+    dir.flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .filter_map(|n| mtu(&n))
+        .min()
+}
+
+/// The TTL / hop limit this host puts on packets it originates.
+pub fn initial_ttl(family: u8) -> u8 {
+    let path = if family == 4 {
+        "/proc/sys/net/ipv4/ip_default_ttl"
+    } else {
+        "/proc/sys/net/ipv6/conf/default/hop_limit"
+    };
+    read_u32(path).and_then(|v| u8::try_from(v).ok()).unwrap_or(64)
+}
+
+fn read_u32(path: &str) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Reads a sysctl-style file, trimmed.
+pub fn read_sysctl(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+pub mod sockets;
+
+/// Local TCP ports in LISTEN state (both families).
+pub fn listening_tcp_ports() -> Result<HashSet<u16>> {
+    Ok(sockets::tcp_sockets()?
+        .into_iter()
+        .filter(|s| s.state == sockets::TcpState::Listen)
+        .map(|s| s.local_port)
+        .collect())
+}

@@ -1,0 +1,77 @@
+//! JSON-lines records. The schema is documented in docs/json-schema.md and
+//! versioned by the `schema` field: additions keep the version, renames or
+//! removals bump it.
+
+use serde_json::{json, Value};
+
+use crate::{
+    explain::{words, Aggregate},
+    kernel::{Attached, Counters},
+};
+use netobs_common::{event::hook, icmp};
+
+/// Schema identifier carried by every record.
+pub const SCHEMA: &str = "netobs/1";
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// `{"type":"attach", ...}`: one per interface.
+pub fn attach(a: &Attached) -> Value {
+    json!({
+        "schema": SCHEMA, "type": "attach",
+        "iface": a.iface, "ifindex": a.ifindex, "ingress": a.ingress, "egress": a.egress, "note": a.note,
+    })
+}
+
+/// `{"type":"finding", ...}`: an aggregated explanation, re-emitted when
+/// its count changes (at most once per update interval).
+pub fn finding(a: &Aggregate) -> Value {
+    let mut v = serde_json::to_value(&a.finding).unwrap_or_else(|e| json!({ "encode_error": e.to_string() }));
+    if let Value::Object(m) = &mut v {
+        m.insert("schema".into(), SCHEMA.into());
+        m.insert("type".into(), "finding".into());
+        m.insert("id".into(), a.id.into());
+        m.insert("count".into(), a.count.into());
+        m.insert("first_seen".into(), rfc3339(a.first_seen).into());
+        m.insert("last_seen".into(), rfc3339(a.last_seen).into());
+        m.insert("text".into(), words::sentence(a).into());
+        m.insert("advice".into(), words::advice(&a.finding).into());
+    }
+    v
+}
+
+fn hook_name(h: u8) -> &'static str {
+    match h {
+        hook::XDP => "xdp",
+        hook::TC_INGRESS => "tc_ingress",
+        hook::TC_EGRESS => "tc_egress",
+        _ => "unknown",
+    }
+}
+
+/// `{"type":"counters", ...}`: kernel counters, summed over CPUs.
+pub fn counters(c: &Counters, ifname: impl Fn(u32) -> String, evicted: u64) -> Value {
+    let icmp: Vec<Value> = c
+        .icmp
+        .iter()
+        .map(|(k, n)| {
+            let m = icmp::meaning(k.family, k.icmp_type, k.icmp_code);
+            json!({
+                "iface": ifname(k.ifindex), "family": k.family, "type": k.icmp_type, "code": k.icmp_code,
+                "hook": hook_name(k.hook), "direction": if k.hook == hook::TC_EGRESS { "sent" } else { "received" },
+                "verdict": m.verdict.as_str(), "name": m.name, "count": n,
+            })
+        })
+        .collect();
+    let df: Vec<Value> = c
+        .df
+        .iter()
+        .map(|(k, n)| json!({ "ingress": ifname(k.ingress_ifindex), "egress": ifname(k.egress_ifindex), "count": n }))
+        .collect();
+    json!({
+        "schema": SCHEMA, "type": "counters",
+        "stats": c.stats, "icmp": icmp, "df_oversized": df, "findings_evicted": evicted,
+    })
+}

@@ -1,0 +1,4 @@
+//! Where explanations go: the terminal, JSON lines, Prometheus.
+
+pub mod json;
+pub mod metrics;

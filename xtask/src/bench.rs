@@ -1,0 +1,32 @@
+//! `cargo xtask bench`: runs the netobs-bench binary (release build) for the
+//! chosen benchmark. It lives in its own crate because it links netobs,
+//! which xtask must not (xtask has to build before bpf-linker exists).
+
+use anyhow::Result;
+
+use crate::{setup, util};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Which {
+    /// ns/packet of the XDP program vs an empty one, live-frame pps.
+    Datapath,
+    /// User-space drain/decode rate and CPU at 100k errors/s.
+    Watch,
+    /// netobs trace/pmtu vs traceroute, mtr, tracepath, scamper.
+    Probes,
+    All,
+}
+
+pub fn run(which: Which) -> Result<()> {
+    setup::ensure()?;
+    let netobs = util::build_netobs(true)?;
+    let which = match which {
+        Which::Datapath => "datapath",
+        Which::Watch => "watch",
+        Which::Probes => "probes",
+        Which::All => "all",
+    };
+    let mut c = util::cargo();
+    c.args(["run", "--release", "-p", "netobs-bench", "--", which]).env("NETOBS_BIN", &netobs);
+    util::run_loud(&mut c)
+}

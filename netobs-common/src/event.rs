@@ -12,6 +12,10 @@ pub mod kind {
     pub const DF_OVERSIZED: u8 = 2;
     /// This host itself sent an ICMP error (TC egress).
     pub const ICMP_SENT: u8 = 3;
+    /// The kernel generated an ICMP error (`icmp:icmp_send` tracepoint,
+    /// IPv4): it may still be dropped by this host's own firewall before it
+    /// reaches an interface.
+    pub const ICMP_GENERATED: u8 = 4;
 }
 
 /// Which program saw the packet.
@@ -19,6 +23,8 @@ pub mod hook {
     pub const XDP: u8 = 1;
     pub const TC_INGRESS: u8 = 2;
     pub const TC_EGRESS: u8 = 3;
+    /// The `icmp:icmp_send` tracepoint (no interface: ifindex 0).
+    pub const ICMP_SEND_TRACEPOINT: u8 = 4;
 }
 
 /// Bits of [`PacketInfo::have`]: which fields the (possibly truncated) quote
@@ -54,7 +60,10 @@ pub mod flags {
     pub const HAS_POINTER: u8 = 1 << 2;
     /// The RFC 4884 length field was non-zero (extension objects follow).
     pub const HAS_RFC4884: u8 = 1 << 3;
-    /// The quoted packet was truncated before its 8 transport bytes.
+    /// The quote stopped before what names the flow: no IP header, an
+    /// IPv6 extension-header walk that did not finish, no TCP/UDP ports, or
+    /// (other protocols) fewer than the 8 transport bytes RFC 792 promises.
+    /// Never set for a quoted later fragment (it has no transport header).
     pub const QUOTE_TRUNCATED: u8 = 1 << 4;
 }
 

@@ -7,9 +7,11 @@
 //! also implement `aya::Pod` and serde.
 #![no_std]
 
-#[cfg(feature = "user")]
+#[cfg(any(feature = "user", feature = "craft", test))]
 extern crate std;
 
+#[cfg(feature = "craft")]
+pub mod craft;
 pub mod cursor;
 pub mod event;
 pub mod icmp;

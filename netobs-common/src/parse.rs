@@ -283,8 +283,20 @@ pub fn parse_icmp_error(c: &Cursor, outer: &Outer, ev: &mut Event) -> IcmpOutcom
     }
     let remaining = c.remaining_from(quote_off);
     ev.quote_len = if remaining > 0xffff { 0xffff } else { remaining as u16 };
-    parse_ip_packet(c, quote_off, outer.family, &mut ev.inner);
-    if ev.inner.have & (have::PORTS | have::LATER_FRAGMENT) == 0 {
+    let truncated = match parse_ip_packet_l4(c, quote_off, outer.family, &mut ev.inner) {
+        // A later fragment has no transport header to miss; anything else
+        // without a reachable transport header (no IP header, extension
+        // walk cut short) lost it.
+        None => ev.inner.have & have::LATER_FRAGMENT == 0,
+        // TCP/UDP: the ports (what the flow is named by); any other
+        // protocol (ICMP, GRE, ESP, SCTP...): the 8 bytes RFC 792 promises.
+        Some(l4_off) => {
+            let p = ev.inner.protocol;
+            let need = if p == IPPROTO_TCP || p == IPPROTO_UDP { 4 } else { L4Head::LEN };
+            c.remaining_from(l4_off) < need
+        }
+    };
+    if truncated {
         ev.flags |= flags::QUOTE_TRUNCATED;
     }
     IcmpOutcome::Error
@@ -333,12 +345,20 @@ fn find_redirected_header(c: &Cursor, mut off: usize) -> Option<usize> {
 /// [`have`] bit. `family` is what the packet must be (4 or 6).
 #[inline(always)]
 pub fn parse_ip_packet(c: &Cursor, off: usize, family: u8, info: &mut PacketInfo) {
+    let _ = parse_ip_packet_l4(c, off, family, info);
+}
+
+/// [`parse_ip_packet`], returning the offset of the transport header when
+/// one is expected there: the IP header was present, the packet is not a
+/// later fragment and the IPv6 extension-header walk completed.
+#[inline(always)]
+fn parse_ip_packet_l4(c: &Cursor, off: usize, family: u8, info: &mut PacketInfo) -> Option<usize> {
     let l4_off;
     if family == 4 {
-        let Some(ip) = c.get::<Ipv4Hdr>(off) else { return };
+        let ip = c.get::<Ipv4Hdr>(off)?;
         let hlen = ip.header_len();
         if ip.version() != 4 || hlen < Ipv4Hdr::LEN {
-            return;
+            return None;
         }
         info.family = 4;
         put_v4(&mut info.src, &ip.src);
@@ -354,13 +374,13 @@ pub fn parse_ip_packet(c: &Cursor, off: usize, family: u8, info: &mut PacketInfo
         }
         if ip.frag_offset() != 0 {
             info.have |= have::LATER_FRAGMENT;
-            return;
+            return None;
         }
         l4_off = off + hlen;
     } else {
-        let Some(ip) = c.get::<Ipv6Hdr>(off) else { return };
+        let ip = c.get::<Ipv6Hdr>(off)?;
         if ip.version() != 6 {
-            return;
+            return None;
         }
         info.family = 6;
         info.src = ip.src;
@@ -379,15 +399,16 @@ pub fn parse_ip_packet(c: &Cursor, off: usize, family: u8, info: &mut PacketInfo
         }
         if walk.later_fragment {
             info.have |= have::LATER_FRAGMENT;
-            return;
+            return None;
         }
         if walk.incomplete {
             info.have |= have::EXT_WALK_INCOMPLETE;
-            return;
+            return None;
         }
         l4_off = walk.l4_off;
     }
     parse_l4_head(c, l4_off, info);
+    Some(l4_off)
 }
 
 #[inline(always)]

@@ -2,8 +2,8 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{classifier, tracepoint, xdp},
+    programs::{TcContext, TracePointContext, XdpContext},
 };
 use netobs_common::event::hook;
 
@@ -56,4 +56,13 @@ fn tc_observe(ctx: &TcContext, hook: u8) {
     // SAFETY: the context pointer is valid for the program's duration.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     observe(ctx, ctx.data(), ctx.data_end(), ifindex, hook);
+}
+
+/// `icmp:icmp_send`: the kernel generated an IPv4 ICMP error. Compared with
+/// what TC egress sees, this tells "never generated" from "generated but
+/// dropped by this host's own firewall".
+#[tracepoint]
+pub fn netobs_icmp_send(ctx: TracePointContext) -> u32 {
+    crate::classify::on_icmp_send(&ctx);
+    0
 }

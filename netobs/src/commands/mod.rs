@@ -6,14 +6,19 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 
+pub mod explain;
+pub mod pmtu;
+pub mod tcp;
+pub mod trace;
 pub mod watch;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Watch(args) => watch::run(args),
-        Command::Trace(_) | Command::Pmtu(_) | Command::Tcp(_) | Command::Explain(_) => {
-            anyhow::bail!("this probe is not built yet")
-        }
+        Command::Trace(args) => trace::run(args),
+        Command::Pmtu(args) => pmtu::run(args),
+        Command::Tcp(args) => tcp::run(args),
+        Command::Explain(args) => explain::run(args),
     }
 }

@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
     cli::{Color, WatchArgs},
-    explain::{words, Aggregate, Aggregator, Finding, HostContext},
+    explain::{words, Aggregate, Aggregator, Finding, HostContext, Ledger},
     kernel::{self, counters, events::EventStream, LoadOptions, Session},
     net,
     output::{json, metrics},
@@ -110,6 +110,8 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let mut ctx = HostContext::discover()?;
     let mut ctx_refreshed = Instant::now();
     let mut agg = Aggregator::new(args.max_flows as usize);
+    let mut ledger = Ledger::new(args.max_flows as usize);
+    attach_icmp_send_tracepoint(&mut session.ebpf);
     let interval = Duration::from_secs(u64::from(args.update_interval));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -121,14 +123,14 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         tokio::select! {
             r = events.next_batch(&mut batch, 4096) => {
                 r?;
-                ingest(&mut batch, &ctx, &mut agg, &shared, &mut sink);
+                ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut sink);
             }
             _ = tick.tick() => {
                 if ctx_refreshed.elapsed() > Duration::from_secs(10) {
                     if let Ok(c) = HostContext::discover() { ctx = c; }
                     ctx_refreshed = Instant::now();
                 }
-                report_due(&mut agg, interval, &mut sink);
+                report_due(&mut agg, &mut ledger, interval, &mut sink);
                 publish(&session, &ctx, &agg, &shared)?;
             }
             _ = sigterm.recv() => break,
@@ -139,8 +141,10 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
 
     // Whatever is still in the ring buffer is part of the answer.
     while events.drain_now(&mut batch, 4096) > 0 {
-        ingest(&mut batch, &ctx, &mut agg, &shared, &mut sink);
+        ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut sink);
     }
+    // A last look at what went back, so the final lines are complete.
+    join_ledger(&mut agg, &mut ledger);
     for a in agg.flush(Instant::now()) {
         sink.aggregate(&a);
     }
@@ -164,10 +168,12 @@ fn ingest(
     batch: &mut Vec<Event>,
     ctx: &HostContext,
     agg: &mut Aggregator,
+    ledger: &mut Ledger,
     shared: &Arc<Mutex<metrics::Shared>>,
     sink: &mut Sink,
 ) {
     let now = SystemTime::now();
+    batch.iter().for_each(|ev| ledger.record(ev));
     let mut findings: Vec<Finding> = batch.drain(..).filter_map(|ev| Finding::from_event(&ev, ctx)).collect();
     if let Ok(g) = shared.lock() {
         if let Some(m) = &g.metrics {
@@ -181,8 +187,35 @@ fn ingest(
     }
     if new_entries {
         // New problems are reported at once; repeats wait for the interval.
-        report_due(agg, Duration::from_secs(u64::MAX / 4), sink);
+        report_due(agg, ledger, Duration::from_secs(u64::MAX / 4), sink);
     }
+}
+
+/// Attaches `icmp:icmp_send` (which ICMP errors the kernel generated).
+/// Optional: without it netobs cannot tell "dropped by our own firewall"
+/// from "never generated", and says so.
+fn attach_icmp_send_tracepoint(ebpf: &mut aya::Ebpf) {
+    let attach = |ebpf: &mut aya::Ebpf| {
+        kernel::loader::load_program::<aya::programs::TracePoint>(ebpf, "netobs_icmp_send")
+            .and_then(|p| p.attach("icmp", "icmp_send").map_err(anyhow::Error::from))
+    };
+    // aya looks for tracefs once: make sure it is there before the first try.
+    crate::net::mount_tracefs();
+    let r = attach(ebpf);
+    if let Err(e) = r {
+        eprintln!("netobs: note: the icmp:icmp_send tracepoint is unavailable ({e:#}); ICMP errors this host generates are only seen when they leave an interface");
+    }
+}
+
+/// Fills in, for DF-oversized entries, what went back to the sender.
+fn join_ledger(agg: &mut Aggregator, ledger: &mut Ledger) {
+    agg.for_each_mut(|a| {
+        if a.finding.kind == "df_oversized" {
+            if let Some(fl) = &a.finding.flow {
+                a.finding.icmp_back = Some(ledger.lookup(fl.src, fl.dst));
+            }
+        }
+    });
 }
 
 /// Joins a locally sent TCP flow to its socket: "connection in SYN-RECV".
@@ -200,7 +233,8 @@ fn attach_socket_state(f: &mut Finding, ctx: &HostContext) {
     }
 }
 
-fn report_due(agg: &mut Aggregator, interval: Duration, sink: &mut Sink) {
+fn report_due(agg: &mut Aggregator, ledger: &mut Ledger, interval: Duration, sink: &mut Sink) {
+    join_ledger(agg, ledger);
     for a in agg.due(interval, Instant::now()) {
         sink.aggregate(&a);
     }

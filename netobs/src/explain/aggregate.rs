@@ -137,6 +137,13 @@ impl Aggregator {
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
+
+    /// Lets `f` refresh every entry (e.g. join late-arriving facts).
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Aggregate)) {
+        for (_, a) in self.table.iter_mut() {
+            f(a);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +182,7 @@ mod tests {
             egress_iface: None,
             quote_truncated: false,
             socket_state: None,
+            icmp_back: None,
         }
     }
 

@@ -92,6 +92,8 @@ pub struct Finding {
     pub quote_truncated: bool,
     /// The local TCP socket the flow belongs to, with its state.
     pub socket_state: Option<&'static str>,
+    /// DF-oversized: the frag-needed this host generated / sent back.
+    pub icmp_back: Option<super::IcmpBack>,
 }
 
 /// Protocol name as `ip`/`ss` print it.
@@ -170,6 +172,7 @@ impl Finding {
                 egress_iface: Some(ctx.ifname(ev.aux)),
                 quote_truncated: false,
                 socket_state: None,
+                icmp_back: None,
             });
         }
         if ev.kind != kind::ICMP_ERROR && ev.kind != kind::ICMP_SENT {
@@ -220,6 +223,7 @@ impl Finding {
             egress_iface: None,
             quote_truncated: ev.flags & flags::QUOTE_TRUNCATED != 0,
             socket_state: None,
+            icmp_back: None,
         })
     }
 }

@@ -11,9 +11,11 @@ pub mod aggregate;
 pub mod context;
 pub mod finding;
 pub mod hops;
+pub mod ledger;
 pub mod words;
 
 pub use aggregate::{Aggregate, Aggregator};
 pub use context::HostContext;
 pub use finding::{Direction, Finding, Flow};
 pub use hops::HopEstimate;
+pub use ledger::{IcmpBack, Ledger};

@@ -5,6 +5,7 @@ use std::{fmt::Write as _, net::IpAddr, time::SystemTime};
 use netobs_common::icmp::Verdict;
 
 use super::{
+    IcmpBack,
     aggregate::Aggregate,
     finding::{Direction, Finding, Flow},
 };
@@ -33,6 +34,24 @@ pub fn flow_words(flow: &Flow, tcp_flags: Option<&str>) -> String {
         let _ = write!(s, " echo id {id}");
     }
     s
+}
+
+/// What the lost packets were, singular or plural ("SYN-ACK", "SYN-ACKs").
+fn what(f: &Finding, count: u64) -> String {
+    let plural = what_plural(f);
+    if count == 1 { plural.strip_suffix('s').map(str::to_string).unwrap_or(plural) } else { plural }
+}
+
+/// The verb for a verdict's count line ("rejected", "too big").
+fn outcome_verb(f: &Finding) -> &'static str {
+    match f.verdict {
+        Verdict::Rejected => "rejected",
+        Verdict::Unreachable => "unreachable",
+        Verdict::FragNeeded | Verdict::DfOversized => "too big",
+        Verdict::TtlExpired => "expired",
+        Verdict::Redirect => "redirected",
+        _ => "reported",
+    }
 }
 
 /// What the lost packets were, in the plural ("SYN-ACKs", "packets").
@@ -159,10 +178,26 @@ pub fn advice(f: &Finding) -> String {
         Verdict::DfOversized => {
             let mtu = f.mtu.unwrap_or(0);
             let mss = mtu.saturating_sub(if f.family == 4 { 40 } else { 60 });
+            let src = f.flow.as_ref().map(|fl| fl.src.to_string()).unwrap_or_else(|| f.reporter.to_string());
+            let msg = if f.family == 4 { "frag-needed (ICMP 3/4)" } else { "Packet Too Big (ICMPv6 2)" };
+            let back = match f.icmp_back {
+                Some(b) if b.sent > 0 => format!(
+                    "{} {msg} went back to {src} ({} seen leaving); if {src} still sends big packets, the ICMP is lost further upstream",
+                    b.sent, b.sent
+                ),
+                Some(IcmpBack { generated: Some(g), sent: 0 }) if g > 0 => format!(
+                    "the kernel generated {g} {msg} for {src} but none left this host: its own firewall (nft/iptables output) drops them. That is a PMTU blackhole made here: allow ICMP type 3 code 4 out, or clamp TCP MSS to {mss}"
+                ),
+                Some(IcmpBack { generated: Some(0), sent: 0 }) => format!(
+                    "no {msg} was generated for {src} (ICMP rate limit, or the packets were dropped before routing): the sender never learns the MTU. Clamp TCP MSS to {mss} here or raise the MTU"
+                ),
+                _ => format!(
+                    "no {msg} was seen leaving towards {src}: if it is filtered, that is a PMTU blackhole; clamp TCP MSS to {mss} here or raise the MTU"
+                ),
+            };
             format!(
-                "{}-byte DF packets from {} cannot leave through {} (MTU {mtu}): this gateway drops them and must send frag-needed / Packet Too Big back. If that ICMP is filtered, it is a PMTU blackhole; clamp TCP MSS to {mss} here or raise the MTU",
+                "{}-byte DF packets from {src} cannot leave through {} (MTU {mtu}): this gateway drops them. {back}",
                 f.packet_len.unwrap_or(0),
-                f.flow.as_ref().map(|fl| fl.src.to_string()).unwrap_or_else(|| f.reporter.to_string()),
                 f.egress_iface.as_deref().unwrap_or("the egress")
             )
         }
@@ -179,7 +214,14 @@ pub fn sentence(a: &Aggregate) -> String {
         .map(|fl| format!("{} {}", f.direction.words(), flow_words(fl, f.tcp_flags.as_deref())))
         .unwrap_or_else(|| format!("{} (quote too short to name the flow)", f.direction.words()));
     if f.kind == "df_oversized" {
-        return format!("{}: {flow}; {} packets, first {}, last {}", headline(f.verdict), a.count, clock(a.first_seen), clock(a.last_seen));
+        return format!(
+            "{}: {flow}; {} {}, first {}, last {}",
+            headline(f.verdict),
+            a.count,
+            if a.count == 1 { "packet" } else { "packets" },
+            clock(a.first_seen),
+            clock(a.last_seen)
+        );
     }
     let dist = distance_words(f);
     format!(
@@ -229,8 +271,8 @@ pub fn block(a: &Aggregate, color: bool) -> String {
         s,
         "{pad}{} {} {}, first {}, last {}{sock}",
         a.count,
-        what_plural(f),
-        if f.kind == "df_oversized" { "too big" } else { "affected" },
+        what(f, a.count),
+        outcome_verb(f),
         clock(a.first_seen),
         clock(a.last_seen)
     );

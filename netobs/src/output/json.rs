@@ -42,11 +42,21 @@ pub fn finding(a: &Aggregate) -> Value {
     v
 }
 
+/// "received", "sent" (TC egress) or "generated" (icmp_send tracepoint).
+pub fn direction_name(h: u8) -> &'static str {
+    match h {
+        hook::TC_EGRESS => "sent",
+        hook::ICMP_SEND_TRACEPOINT => "generated",
+        _ => "received",
+    }
+}
+
 fn hook_name(h: u8) -> &'static str {
     match h {
         hook::XDP => "xdp",
         hook::TC_INGRESS => "tc_ingress",
         hook::TC_EGRESS => "tc_egress",
+        hook::ICMP_SEND_TRACEPOINT => "icmp_send_tracepoint",
         _ => "unknown",
     }
 }
@@ -59,8 +69,9 @@ pub fn counters(c: &Counters, ifname: impl Fn(u32) -> String, evicted: u64) -> V
         .map(|(k, n)| {
             let m = icmp::meaning(k.family, k.icmp_type, k.icmp_code);
             json!({
-                "iface": ifname(k.ifindex), "family": k.family, "type": k.icmp_type, "code": k.icmp_code,
-                "hook": hook_name(k.hook), "direction": if k.hook == hook::TC_EGRESS { "sent" } else { "received" },
+                "iface": if k.hook == hook::ICMP_SEND_TRACEPOINT { "*".to_string() } else { ifname(k.ifindex) },
+                "family": k.family, "type": k.icmp_type, "code": k.icmp_code,
+                "hook": hook_name(k.hook), "direction": direction_name(k.hook),
                 "verdict": m.verdict.as_str(), "name": m.name, "count": n,
             })
         })

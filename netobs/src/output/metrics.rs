@@ -81,7 +81,7 @@ impl Metrics {
         let icmp_errors = Family::<IcmpLabels, Counter>::default();
         registry.register(
             "icmp_errors",
-            "ICMP/ICMPv6 errors seen, by interface, family, direction (received/sent), type, code and verdict",
+            "ICMP/ICMPv6 errors, by interface, family, direction (received; sent by this host; generated = icmp:icmp_send tracepoint, host-wide, iface \"*\"), type, code and verdict",
             icmp_errors.clone(),
         );
         let df_oversized = Family::<DfLabels, Counter>::default();
@@ -194,10 +194,12 @@ impl Default for Metrics {
 }
 
 fn icmp_labels(k: &IcmpCounterKey, ifname: &impl Fn(u32) -> String) -> IcmpLabels {
+    let tracepoint = k.hook == hook::ICMP_SEND_TRACEPOINT;
     IcmpLabels {
-        iface: ifname(k.ifindex),
+        // The tracepoint sees the whole host (every namespace), no interface.
+        iface: if tracepoint { "*".into() } else { ifname(k.ifindex) },
         family: if k.family == 6 { "ipv6" } else { "ipv4" }.into(),
-        direction: if k.hook == hook::TC_EGRESS { "sent" } else { "received" }.into(),
+        direction: crate::output::json::direction_name(k.hook).into(),
         r#type: k.icmp_type.to_string(),
         code: k.icmp_code.to_string(),
         verdict: icmp::meaning(k.family, k.icmp_type, k.icmp_code).verdict.as_str().into(),

@@ -1,5 +1,194 @@
 //! Active probes: traceroute (UDP / TCP SYN / ICMP), path-MTU search, TCP
 //! handshake check, and the `explain` verdict that joins them with the
 //! kernel's view.
+//!
+//! - [`packet`]: probe bytes and reply parsing (pure, unit-tested);
+//! - [`socket`]: raw sockets, sending and matching answers to probes;
+//! - [`trace`], [`pmtu`], [`tcp`]: the three probe kinds;
+//! - [`verdict`]: the rules that turn evidence into one verdict (pure);
+//! - [`explain`]: runs everything at once next to the kernel observer.
+//!
+//! JSON output is documented in `docs/probes-json.md`; [`SCHEMA`] versions it.
 
 pub mod cli;
+pub mod explain;
+pub mod packet;
+pub mod pmtu;
+pub mod socket;
+pub mod tcp;
+pub mod trace;
+pub mod verdict;
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+
+use anyhow::{Context as _, Result, bail};
+
+/// Schema id of every probe JSON document.
+pub const SCHEMA: &str = "netobs-probe/1";
+
+/// Resolves HOST (an address, or a name via the system resolver) to one
+/// address; `family` 4 or 6 picks one when a name has both.
+pub fn resolve(host: &str, family: Option<u8>) -> Result<IpAddr> {
+    let host = host.trim();
+    if host.is_empty() {
+        bail!("empty host: give an IPv4/IPv6 address or a host name");
+    }
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        return check_family(ip, family);
+    }
+    if host.contains(':') || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        bail!("{host:?} is neither an IP address nor a valid host name");
+    }
+    let addrs: Vec<IpAddr> = (host, 0u16)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve host {host:?}"))?
+        .map(|a| a.ip())
+        .collect();
+    addrs
+        .iter()
+        .copied()
+        .find(|a| family.is_none_or(|f| (f == 4) == a.is_ipv4()))
+        .with_context(|| format!("host {host:?} has no {} address", family.map_or("usable".into(), |f| format!("IPv{f}"))))
+}
+
+fn check_family(ip: IpAddr, family: Option<u8>) -> Result<IpAddr> {
+    match family {
+        Some(4) if !ip.is_ipv4() => bail!("{ip} is not an IPv4 address (-4 given)"),
+        Some(6) if !ip.is_ipv6() => bail!("{ip} is not an IPv6 address (-6 given)"),
+        _ => Ok(ip),
+    }
+}
+
+/// `-4` / `-6` flags to a family.
+pub fn family_flag(v4: bool, v6: bool) -> Option<u8> {
+    if v4 {
+        Some(4)
+    } else if v6 {
+        Some(6)
+    } else {
+        None
+    }
+}
+
+/// Parses `HOST:PORT` / `[V6]:PORT`.
+pub fn parse_host_port(s: &str) -> Result<(String, u16)> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        if sa.port() == 0 {
+            bail!("port 0 cannot be probed (use 1-65535)");
+        }
+        return Ok((sa.ip().to_string(), sa.port()));
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        bail!("{s:?}: expected HOST:PORT (IPv6 as [ADDR]:PORT)");
+    };
+    if host.contains(':') && !host.starts_with('[') {
+        bail!("{s:?}: write IPv6 addresses as [ADDR]:PORT");
+    }
+    let port: u16 = port.parse().with_context(|| format!("{port:?} is not a port number (1-65535)"))?;
+    if port == 0 {
+        bail!("port 0 cannot be probed (use 1-65535)");
+    }
+    Ok((host.to_string(), port))
+}
+
+/// The interface packets to `dst` leave through, and its MTU: asks the
+/// kernel with `ip route get` (the same FIB lookup the probes will use).
+pub fn egress(dst: IpAddr) -> Result<(String, u32)> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "route", "get", &dst.to_string()])
+        .output()
+        .context("running `ip route get`")?;
+    if !out.status.success() {
+        bail!("no route to {dst}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dev = parse_route_dev(&text).with_context(|| format!("no interface in `ip route get {dst}` output: {text:?}"))?;
+    let mtu = crate::net::mtu(&dev).unwrap_or(1500);
+    Ok((dev, mtu))
+}
+
+/// The word after `dev` in `ip route get` output.
+pub fn parse_route_dev(text: &str) -> Option<String> {
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "dev" {
+            return words.next().map(str::to_string);
+        }
+    }
+    None
+}
+
+/// A one-line progress indicator on stderr, only when it is a terminal.
+pub struct Progress {
+    on: bool,
+    last: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+impl Progress {
+    pub fn new(enabled: bool) -> Progress {
+        use std::io::IsTerminal as _;
+        Progress { on: enabled && std::io::stderr().is_terminal(), last: std::cell::Cell::new(None) }
+    }
+
+    /// Redraws at most 10 times a second.
+    pub fn show(&self, msg: &str) {
+        if !self.on {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if self.last.get().is_some_and(|l| now.duration_since(l).as_millis() < 100) {
+            return;
+        }
+        self.last.set(Some(now));
+        eprint!("\r\x1b[2K{msg}");
+    }
+
+    pub fn clear(&self) {
+        if self.on {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+/// Wraps a result in the versioned JSON envelope.
+pub fn json_doc<T: serde::Serialize>(kind: &str, v: &T) -> Result<String> {
+    let mut val = serde_json::to_value(v).context("encoding JSON")?;
+    if let serde_json::Value::Object(m) = &mut val {
+        m.insert("schema".into(), SCHEMA.into());
+        m.insert("type".into(), kind.into());
+    }
+    serde_json::to_string_pretty(&val).context("encoding JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_parsing() {
+        assert_eq!(resolve("198.18.1.1", None).unwrap(), "198.18.1.1".parse::<IpAddr>().unwrap());
+        assert_eq!(resolve("[2001:db8::1]", None).unwrap(), "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert!(resolve("198.18.1.1", Some(6)).is_err());
+        assert!(resolve("not an ip!", None).is_err());
+        assert!(resolve("", None).is_err());
+        assert!(resolve("1.2.3.4.5:x", None).is_err());
+    }
+
+    #[test]
+    fn host_port_parsing() {
+        assert_eq!(parse_host_port("198.18.1.1:443").unwrap(), ("198.18.1.1".into(), 443));
+        assert_eq!(parse_host_port("[2001:db8::1]:22").unwrap(), ("2001:db8::1".into(), 22));
+        assert!(parse_host_port("198.18.1.1").is_err());
+        assert!(parse_host_port("198.18.1.1:0").is_err());
+        assert!(parse_host_port("198.18.1.1:70000").is_err());
+        assert!(parse_host_port("2001:db8::1:22").is_err());
+    }
+
+    #[test]
+    fn route_dev() {
+        let t = "198.18.4.1 via 198.18.1.254 dev eth0 src 198.18.1.1 uid 0 \\    cache ";
+        assert_eq!(parse_route_dev(t).as_deref(), Some("eth0"));
+        assert_eq!(parse_route_dev("unreachable"), None);
+    }
+}

@@ -1,0 +1,42 @@
+//! `netobs pmtu`: path-MTU search with blackhole detection.
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    net,
+    probe::{
+        self, Progress,
+        cli::PmtuArgs,
+        packet::Proto,
+        pmtu::{self, PmtuOptions},
+        socket::Prober,
+    },
+};
+
+pub fn run(args: PmtuArgs) -> Result<ExitCode> {
+    let target = probe::resolve(&args.host, probe::family_flag(args.ipv4, args.ipv6))?;
+    let port = args.port.unwrap_or(if args.proto == Proto::Tcp { 80 } else { 33434 });
+    let (_iface, local_mtu) = probe::egress(target)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    let result = rt.block_on(async {
+        let mut prober = Prober::open(target, args.proto, port, 0)?;
+        let opts = PmtuOptions {
+            max_wait: args.wait,
+            locate: !args.no_locate,
+            initial_ttl: net::initial_ttl(if target.is_ipv4() { 4 } else { 6 }),
+            ..PmtuOptions::default()
+        };
+        let progress = Progress::new(!args.json);
+        let r = pmtu::run(&mut prober, local_mtu, &opts, |s| progress.show(&format!("pmtu {target}: {s} probes"))).await;
+        progress.clear();
+        r
+    })?;
+    if args.json {
+        println!("{}", probe::json_doc("pmtu", &result)?);
+    } else {
+        print!("{}", pmtu::render(&result));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,349 @@
+//! Raw sockets: sending probes with a chosen TTL, size and DF bit, and
+//! receiving whatever answers them.
+//!
+//! Why raw sockets and not `IP_RECVERR` on ordinary ones: a connected UDP
+//! socket would let the kernel pick the IP id and would apply its cached
+//! path MTU (refusing or fragmenting big DF probes); a raw socket lets us
+//! write the IPv4 header (IP id = probe token, DF exactly as asked) and
+//! receive every ICMP error, echo reply, SYN-ACK and RST addressed to us,
+//! with the TTL it arrived with. Sending needs CAP_NET_RAW.
+//!
+//! Path MTU: IPv4 sockets use `IP_PMTUDISC_PROBE` and IPv6 ones
+//! `IPV6_PMTUDISC_PROBE` + `IPV6_DONTFRAG`, so the kernel sends DF probes up
+//! to the interface MTU whatever it has cached for the destination (the
+//! cache is exactly what a PMTU search must not trust).
+
+use std::{
+    collections::HashMap,
+    io,
+    mem::MaybeUninit,
+    net::{IpAddr, SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use socket2::{Domain, MaybeUninitSlice, MsgHdrMut, Protocol, SockAddr, Socket, Type};
+use tokio::io::unix::AsyncFd;
+
+use super::packet::{self, Flow, Proto, Reply, ReplyKind};
+
+/// The source address the kernel would use towards `dst` (a route lookup
+/// without sending anything: connect a UDP socket and read its name).
+pub fn source_for(dst: IpAddr) -> Result<IpAddr> {
+    let bind: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .context("parsing a wildcard address")?;
+    let s = UdpSocket::bind(bind).context("creating a UDP socket for the route lookup")?;
+    s.connect(SocketAddr::new(dst, 9))
+        .with_context(|| format!("no route to {dst} (is there a route in this network namespace?)"))?;
+    Ok(s.local_addr().context("reading the chosen source address")?.ip())
+}
+
+/// One probe in flight (or answered).
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    pub token: u16,
+    pub ttl: u8,
+    /// Total IP length.
+    pub size: usize,
+    pub at: Instant,
+}
+
+/// A reply matched to its probe.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer {
+    pub reply: Reply,
+    pub probe: Sent,
+    pub rtt: Duration,
+}
+
+/// Sends the probes of one [`Flow`] and receives what answers them.
+pub struct Prober {
+    pub flow: Flow,
+    send: Socket,
+    icmp: AsyncFd<Socket>,
+    tcp: Option<AsyncFd<Socket>>,
+    /// Keeps our source port bound so no other socket of this host uses it
+    /// while we probe (and answers to us never reach someone else).
+    _reserved: Option<Socket>,
+    next_token: u16,
+    sent: HashMap<u16, Sent>,
+    /// Probes sent so far.
+    pub probes_sent: u32,
+    buf: Vec<MaybeUninit<u8>>,
+    tcp_buf: Vec<MaybeUninit<u8>>,
+}
+
+fn setsockopt_int(s: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: plain setsockopt with a pointer to a live c_int.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+fn raw(domain: Domain, proto: i32) -> Result<Socket> {
+    let s = Socket::new(domain, Type::RAW, Some(Protocol::from(proto))).map_err(|e| {
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            anyhow::anyhow!("raw sockets need root or CAP_NET_RAW ({e})")
+        } else {
+            anyhow::Error::new(e).context("creating a raw socket")
+        }
+    })?;
+    s.set_nonblocking(true).context("making a raw socket non-blocking")?;
+    Ok(s)
+}
+
+fn recv_socket(domain: Domain, proto: i32) -> Result<AsyncFd<Socket>> {
+    let s = raw(domain, proto)?;
+    // Raw sockets get every ICMP packet of the host; a big buffer keeps a
+    // burst of answers from being dropped while we are busy.
+    let _ = s.set_recv_buffer_size(1 << 20);
+    if domain == Domain::IPV6 {
+        s.set_recv_hoplimit_v6(true).context("IPV6_RECVHOPLIMIT")?;
+    }
+    // SAFETY: the socket owns its fd, which stays open and the same for
+    // as long as the AsyncFd (which owns the socket) lives.
+    unsafe { AsyncFd::register(s) }.map_err(|e| anyhow::anyhow!("registering a raw socket with tokio: {}", e))
+}
+
+/// A per-process, per-call value for ICMP ids and TCP sequence bases: two
+/// netobs runs side by side must not take each other's answers.
+fn unique(salt: u32) -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16) ^ salt.wrapping_mul(0x9e37_79b9)
+}
+
+impl Prober {
+    /// Opens the sockets for probes of `proto` to `dst` (`dst_port` for UDP
+    /// and TCP). `salt` makes concurrent probers in one process distinct.
+    pub fn open(dst: IpAddr, proto: Proto, dst_port: u16, salt: u32) -> Result<Prober> {
+        let src = source_for(dst)?;
+        let domain = if dst.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+        let v4 = dst.is_ipv4();
+        let (reserved, src_port) = match proto {
+            Proto::Icmp => (None, 0),
+            Proto::Udp | Proto::Tcp => {
+                let ty = if proto == Proto::Udp { Type::DGRAM } else { Type::STREAM };
+                let s = Socket::new(domain, ty, None).context("reserving a source port")?;
+                s.bind(&SockAddr::from(SocketAddr::new(src, 0))).context("reserving a source port")?;
+                let port = s
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_socket())
+                    .map(|a| a.port())
+                    .context("reading the reserved source port")?;
+                (Some(s), port)
+            }
+        };
+        let u = unique(salt);
+        let flow = Flow {
+            src,
+            dst,
+            proto,
+            src_port,
+            dst_port: if proto == Proto::Icmp { 0 } else { dst_port },
+            icmp_id: (u >> 3) as u16,
+            seq_base: u.rotate_left(7),
+        };
+        let send = if v4 {
+            // IPPROTO_RAW implies IP_HDRINCL: we write the IP header.
+            let s = raw(domain, libc::IPPROTO_RAW)?;
+            setsockopt_int(&s, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+                .context("IP_MTU_DISCOVER")?;
+            s
+        } else {
+            let s = raw(domain, i32::from(proto.number(6)))?;
+            s.bind(&SockAddr::from(SocketAddr::new(src, 0))).context("binding the IPv6 probe socket")?;
+            let csum_off = match proto {
+                Proto::Udp => Some(6),
+                Proto::Tcp => Some(16),
+                Proto::Icmp => None, // the kernel always does ICMPv6
+            };
+            if let Some(off) = csum_off {
+                setsockopt_int(&s, libc::IPPROTO_IPV6, libc::IPV6_CHECKSUM, off).context("IPV6_CHECKSUM")?;
+            }
+            setsockopt_int(&s, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)
+                .context("IPV6_MTU_DISCOVER")?;
+            setsockopt_int(&s, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1).context("IPV6_DONTFRAG")?;
+            s
+        };
+        let icmp = recv_socket(domain, if v4 { libc::IPPROTO_ICMP } else { libc::IPPROTO_ICMPV6 })?;
+        let tcp = if proto == Proto::Tcp { Some(recv_socket(domain, libc::IPPROTO_TCP)?) } else { None };
+        Ok(Prober {
+            flow,
+            send,
+            icmp,
+            tcp,
+            _reserved: reserved,
+            next_token: (u as u16) | 1,
+            sent: HashMap::new(),
+            probes_sent: 0,
+            buf: vec![MaybeUninit::uninit(); 65536],
+            tcp_buf: vec![MaybeUninit::uninit(); 65536],
+        })
+    }
+
+    /// Sends one probe of `size` bytes (IP header included) with `ttl`.
+    /// IPv4 probes carry DF when `df`; IPv6 ones are never fragmented.
+    pub fn send(&mut self, ttl: u8, size: usize, df: bool) -> Result<Sent> {
+        let mut token = self.next_token;
+        // 0 is avoided: for IP id 0 the kernel substitutes its own value.
+        if token == 0 {
+            token = 1;
+        }
+        self.next_token = token.wrapping_add(1);
+        let dst = SockAddr::from(SocketAddr::new(self.flow.dst, 0));
+        let res = if self.flow.dst.is_ipv4() {
+            let p = packet::ipv4_packet(&self.flow, token, ttl, size, df);
+            self.send.send_to(&p, &dst)
+        } else {
+            self.send.set_unicast_hops_v6(u32::from(ttl)).context("IPV6_UNICAST_HOPS")?;
+            let p = packet::transport(&self.flow, token, size);
+            self.send.send_to(&p, &dst)
+        };
+        match res {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                bail!("a {size}-byte probe is bigger than the local interface MTU toward {}", self.flow.dst)
+            }
+            Err(e) => return Err(e).with_context(|| format!("sending a probe to {}", self.flow.dst)),
+        }
+        let s = Sent { token, ttl, size: size.max(self.flow.min_size()), at: Instant::now() };
+        self.sent.insert(token, s);
+        self.probes_sent += 1;
+        Ok(s)
+    }
+
+    /// The probe a token belongs to.
+    pub fn probe(&self, token: u16) -> Option<Sent> {
+        self.sent.get(&token).copied()
+    }
+
+    /// Waits until `deadline` for the next reply to one of our probes.
+    /// `None` at the deadline.
+    pub async fn recv(&mut self, deadline: Instant) -> Result<Option<Answer>> {
+        loop {
+            let got = tokio::time::timeout_at(deadline.into(), self.recv_raw()).await;
+            let Ok(res) = got else { return Ok(None) };
+            let Some(mut reply) = res? else { continue };
+            if matches!(reply.kind, ReplyKind::SynAck { .. } | ReplyKind::Rst) {
+                // ack = seq + 1 + payload: find the SYN it acknowledges.
+                let hdr = self.flow.header_len();
+                let Some(t) = self
+                    .sent
+                    .values()
+                    .find(|s| s.token.wrapping_add(s.size.saturating_sub(hdr) as u16) == reply.token)
+                    .map(|s| s.token)
+                else {
+                    continue;
+                };
+                reply.token = t;
+            }
+            let Some(probe) = self.sent.get(&reply.token).copied() else { continue };
+            let rtt = Instant::now().saturating_duration_since(probe.at);
+            return Ok(Some(Answer { reply, probe, rtt }));
+        }
+    }
+
+    /// Reads one packet from whichever socket is ready; `Some` if it
+    /// concerns our flow.
+    async fn recv_raw(&mut self) -> Result<Option<Reply>> {
+        let flow = self.flow;
+        let (buf, tcp_buf) = (&mut self.buf, &mut self.tcp_buf);
+        let (is_tcp, n, from, hops) = match &self.tcp {
+            Some(tcp) => tokio::select! {
+                r = read_ready(&self.icmp, buf) => { let (n, f, h) = r?; (false, n, f, h) }
+                r = read_ready(tcp, tcp_buf) => { let (n, f, h) = r?; (true, n, f, h) }
+            },
+            None => {
+                let (n, f, h) = read_ready(&self.icmp, buf).await?;
+                (false, n, f, h)
+            }
+        };
+        let src = if is_tcp { &self.tcp_buf } else { &self.buf };
+        // SAFETY: recvmsg initialised the first `n` bytes of that buffer.
+        let data: &[u8] = unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<u8>(), n.min(src.len())) };
+        Ok(match (flow.dst, from) {
+            (IpAddr::V4(_), _) => packet::parse_ipv4(&flow, data),
+            (IpAddr::V6(_), Some(from)) if is_tcp => packet::parse_tcp(&flow, data, from, hops.unwrap_or(0)),
+            (IpAddr::V6(_), Some(from)) => packet::parse_icmp(&flow, data, from, hops.unwrap_or(0)),
+            _ => None,
+        })
+    }
+}
+
+/// Waits for `fd` to be readable and reads one datagram: (length, sender,
+/// IPv6 hop limit from the control message).
+async fn read_ready(fd: &AsyncFd<Socket>, buf: &mut [MaybeUninit<u8>]) -> Result<(usize, Option<IpAddr>, Option<u8>)> {
+    loop {
+        let mut guard = fd.readable().await.context("waiting for a raw socket")?;
+        match guard.try_io(|inner| recv_with_hoplimit(inner.get_ref(), buf)) {
+            Ok(res) => return res.context("reading a raw socket"),
+            Err(_would_block) => continue,
+        }
+    }
+}
+
+fn recv_with_hoplimit(s: &Socket, buf: &mut [MaybeUninit<u8>]) -> io::Result<(usize, Option<IpAddr>, Option<u8>)> {
+    let mut addr = SockAddr::from(SocketAddr::from(([0u8; 16], 0)));
+    let mut control = [MaybeUninit::<u8>::uninit(); 64];
+    let mut bufs = [MaybeUninitSlice::new(buf)];
+    let mut msg = MsgHdrMut::new().with_addr(&mut addr).with_buffers(&mut bufs).with_control(&mut control);
+    let n = s.recvmsg(&mut msg, 0)?;
+    let clen = msg.control_len();
+    // SAFETY: the kernel initialised `clen` bytes of the control buffer.
+    let cbytes: &[u8] = unsafe { std::slice::from_raw_parts(control.as_ptr().cast::<u8>(), clen.min(control.len())) };
+    Ok((n, addr.as_socket().map(|a| a.ip()), hoplimit_from_cmsg(cbytes)))
+}
+
+/// Finds IPV6_HOPLIMIT in a control buffer (Linux `cmsghdr` layout:
+/// `size_t len; int level; int type;` then data, each aligned to size_t).
+fn hoplimit_from_cmsg(mut c: &[u8]) -> Option<u8> {
+    const W: usize = std::mem::size_of::<usize>();
+    let hdr = W + 8;
+    while c.len() >= hdr {
+        let len = usize::from_ne_bytes(c[..W].try_into().ok()?);
+        let level = i32::from_ne_bytes(c[W..W + 4].try_into().ok()?);
+        let ty = i32::from_ne_bytes(c[W + 4..W + 8].try_into().ok()?);
+        if len < hdr || len > c.len() {
+            return None;
+        }
+        if level == libc::IPPROTO_IPV6 && ty == libc::IPV6_HOPLIMIT && len >= hdr + 4 {
+            let v = i32::from_ne_bytes(c[hdr..hdr + 4].try_into().ok()?);
+            return u8::try_from(v).ok();
+        }
+        let next = len.div_ceil(W) * W;
+        c = c.get(next..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmsg_hoplimit() {
+        const W: usize = std::mem::size_of::<usize>();
+        let mut c = Vec::new();
+        c.extend_from_slice(&(W + 12).to_ne_bytes());
+        c.extend_from_slice(&libc::IPPROTO_IPV6.to_ne_bytes());
+        c.extend_from_slice(&libc::IPV6_HOPLIMIT.to_ne_bytes());
+        c.extend_from_slice(&62i32.to_ne_bytes());
+        c.resize(c.len().div_ceil(W) * W, 0);
+        assert_eq!(hoplimit_from_cmsg(&c), Some(62));
+        assert_eq!(hoplimit_from_cmsg(&c[..W]), None);
+        assert_eq!(hoplimit_from_cmsg(&[]), None);
+    }
+}

@@ -1,0 +1,387 @@
+//! Traceroute with a stable flow, all TTLs in flight at once.
+//!
+//! Every query of every TTL of a window is sent in one burst; the window
+//! grows as answers arrive (up to `gap` TTLs past the highest hop that
+//! answered, like scamper's gap limit), so a path whose tail is silent
+//! costs `gap` extra TTLs, not `max_ttl`. Each probe waits an adaptive time:
+//! three times the largest RTT seen so far (at least `min_wait`), or
+//! `max_wait` while nothing has answered yet. Sending the queries of one TTL
+//! together is deliberate: a router that rate-limits its ICMP shows up as a
+//! hop that answers only part of a burst, which `explain` then confirms.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use anyhow::Result;
+use netobs_common::icmp;
+use serde::Serialize;
+
+use super::{
+    packet::{Proto, ReplyKind},
+    socket::{Answer, Prober},
+};
+use crate::explain::hops::infer_initial_ttl;
+
+/// Knobs of one trace.
+#[derive(Clone, Copy, Debug)]
+pub struct TraceOptions {
+    pub first_ttl: u8,
+    pub max_ttl: u8,
+    /// Probes per TTL.
+    pub queries: u8,
+    /// Stop this many silent TTLs past the highest answering one.
+    pub gap: u8,
+    pub min_wait: Duration,
+    pub max_wait: Duration,
+    /// TTL / hop limit this host uses for its own packets (to turn quoted
+    /// TTLs into distances).
+    pub initial_ttl: u8,
+}
+
+impl Default for TraceOptions {
+    fn default() -> Self {
+        TraceOptions {
+            first_ttl: 1,
+            max_ttl: 30,
+            queries: 3,
+            gap: 5,
+            min_wait: Duration::from_millis(250),
+            max_wait: Duration::from_secs(3),
+            initial_ttl: 64,
+        }
+    }
+}
+
+/// One probe's fate.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeResult {
+    /// Who answered; absent for a silent probe (`*`).
+    pub from: Option<IpAddr>,
+    pub rtt_ms: Option<f64>,
+    /// ICMP type/code of the answer (absent for echo replies / TCP).
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    /// What answered: "time_exceeded", "unreachable", "echo_reply",
+    /// "syn_ack", "rst", "too_big", "other_icmp"; "none" when silent.
+    pub reply: &'static str,
+    /// ICMP meaning in words.
+    pub words: Option<&'static str>,
+    /// Linux traceroute annotation (!X, !H, !N, !F-1400, ...), "" if none.
+    pub annotation: String,
+    /// TTL of our probe when the reporter got it (as quoted).
+    pub quoted_ttl: Option<u8>,
+    /// TTL the answer arrived with.
+    pub reply_ttl: Option<u8>,
+    /// Hops the answer travelled back (from its TTL, assuming the
+    /// reporter started at 64, 128 or 255): compare with the hop number
+    /// to spot asymmetric return paths.
+    pub return_hops: Option<u8>,
+    pub mtu: Option<u32>,
+}
+
+/// One TTL.
+#[derive(Clone, Debug, Serialize)]
+pub struct Hop {
+    pub ttl: u8,
+    pub probes: Vec<ProbeResult>,
+    /// Distinct answering addresses, in order of first answer.
+    pub addrs: Vec<IpAddr>,
+    pub sent: u32,
+    pub answered: u32,
+}
+
+impl Hop {
+    /// First address that answered at this TTL.
+    pub fn addr(&self) -> Option<IpAddr> {
+        self.addrs.first().copied()
+    }
+
+    /// The first non-time-exceeded ICMP error at this hop (a reject or an
+    /// unreachable), with its type/code.
+    pub fn error(&self) -> Option<&ProbeResult> {
+        self.probes.iter().find(|p| matches!(p.reply, "unreachable" | "too_big" | "other_icmp"))
+    }
+}
+
+/// A finished trace.
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceResult {
+    pub target: IpAddr,
+    pub source: IpAddr,
+    pub proto: Proto,
+    /// Destination port (UDP/TCP), constant for the whole trace.
+    pub dst_port: Option<u16>,
+    pub src_port: Option<u16>,
+    pub hops: Vec<Hop>,
+    /// TTL at which the destination itself answered.
+    pub reached_at: Option<u8>,
+    /// Highest TTL that drew any answer.
+    pub last_answering: Option<u8>,
+    /// Why the trace ended: "reached", "unreachable" (an ICMP error ended
+    /// it, like traceroute's !X), "gap" (too many silent hops), "max_ttl".
+    pub stop: &'static str,
+    pub probes_sent: u32,
+    pub seconds: f64,
+}
+
+impl TraceResult {
+    pub fn hop(&self, ttl: u8) -> Option<&Hop> {
+        self.hops.iter().find(|h| h.ttl == ttl)
+    }
+
+    /// The TTL at which `addr` first answered.
+    pub fn hop_of(&self, addr: IpAddr) -> Option<u8> {
+        self.hops.iter().find(|h| h.addrs.contains(&addr)).map(|h| h.ttl)
+    }
+}
+
+fn reply_name(family: u8, kind: ReplyKind) -> &'static str {
+    match kind {
+        ReplyKind::EchoReply => "echo_reply",
+        ReplyKind::SynAck { .. } => "syn_ack",
+        ReplyKind::Rst => "rst",
+        ReplyKind::IcmpError { icmp_type, code } => match (family, icmp_type, code) {
+            (4, 11, _) | (6, 3, _) => "time_exceeded",
+            (4, 3, 4) | (6, 2, _) => "too_big",
+            (4, 3, _) | (6, 1, _) => "unreachable",
+            _ => "other_icmp",
+        },
+    }
+}
+
+/// Turns an answer into a [`ProbeResult`].
+pub fn describe(family: u8, a: &Answer) -> ProbeResult {
+    let r = &a.reply;
+    let (icmp_type, icmp_code, words, annotation) = match r.kind {
+        ReplyKind::IcmpError { icmp_type, code } => {
+            let m = icmp::meaning(family, icmp_type, code);
+            let ann = match (m.annotation, r.mtu) {
+                ("!F", Some(mtu)) => format!("!F-{mtu}"),
+                ("!?", _) => format!("!<{code}>"),
+                (a, _) => a.to_string(),
+            };
+            (Some(icmp_type), Some(code), Some(m.name), ann)
+        }
+        _ => (None, None, None, String::new()),
+    };
+    let return_hops = (infer_initial_ttl(r.outer_ttl) - r.outer_ttl).checked_add(1);
+    ProbeResult {
+        from: Some(r.from),
+        rtt_ms: Some(a.rtt.as_secs_f64() * 1000.0),
+        icmp_type,
+        icmp_code,
+        reply: reply_name(family, r.kind),
+        words,
+        annotation,
+        quoted_ttl: r.quoted_ttl,
+        reply_ttl: Some(r.outer_ttl),
+        return_hops,
+        mtu: r.mtu,
+    }
+}
+
+fn silent() -> ProbeResult {
+    ProbeResult {
+        from: None,
+        rtt_ms: None,
+        icmp_type: None,
+        icmp_code: None,
+        reply: "none",
+        words: None,
+        annotation: String::new(),
+        quoted_ttl: None,
+        reply_ttl: None,
+        return_hops: None,
+        mtu: None,
+    }
+}
+
+/// Runs a trace with `prober` (whose flow fixes protocol and ports).
+/// `progress` is called after every answer or timeout with (answered, sent).
+pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl FnMut(u32, u32)) -> Result<TraceResult> {
+    let start = Instant::now();
+    let family = prober.flow.family();
+    let first = opts.first_ttl.max(1);
+    let max_ttl = opts.max_ttl.max(first);
+    let queries = opts.queries.max(1);
+    // token -> ttl of probes still waiting.
+    let mut pending: BTreeMap<u16, (u8, Instant)> = BTreeMap::new();
+    let mut results: BTreeMap<u8, Vec<ProbeResult>> = BTreeMap::new();
+    let mut sent_per_ttl: BTreeMap<u8, u32> = BTreeMap::new();
+    let mut max_rtt: Option<Duration> = None;
+    let mut reached: Option<u8> = None;
+    let mut terminal: Option<u8> = None;
+    let mut highest_answer: Option<u8> = None;
+    let mut highest_sent = first - 1;
+    let mut answered = 0u32;
+    let initial_window = opts.gap.saturating_add(3).max(1);
+    let mut want = first.saturating_add(initial_window - 1).min(max_ttl);
+
+    loop {
+        // The window: up to `gap` past the highest answer, never past the
+        // destination or an ICMP error that ended the path.
+        if let Some(h) = highest_answer {
+            want = want.max(h.saturating_add(opts.gap).min(max_ttl));
+        }
+        if let Some(stop) = reached.or(terminal) {
+            want = want.min(stop);
+        }
+        while highest_sent < want {
+            highest_sent += 1;
+            for _ in 0..queries {
+                let s = prober.send(highest_sent, prober.flow.min_size(), false)?;
+                pending.insert(s.token, (highest_sent, s.at));
+                *sent_per_ttl.entry(highest_sent).or_default() += 1;
+            }
+        }
+        // Probes past the end no longer matter.
+        if let Some(stop) = reached.or(terminal) {
+            pending.retain(|_, (ttl, _)| *ttl <= stop);
+        }
+        let wait = match max_rtt {
+            Some(r) => (r * 3).clamp(opts.min_wait, opts.max_wait),
+            None => opts.max_wait,
+        };
+        let Some(deadline) = pending.values().map(|(_, at)| *at + wait).min() else { break };
+        match prober.recv(deadline).await? {
+            Some(a) => {
+                let Some((ttl, _)) = pending.remove(&a.reply.token) else { continue };
+                answered += 1;
+                max_rtt = Some(max_rtt.map_or(a.rtt, |m| m.max(a.rtt)));
+                highest_answer = Some(highest_answer.map_or(ttl, |h| h.max(ttl)));
+                let res = describe(family, &a);
+                if a.reply.from_destination(&prober.flow) {
+                    reached = Some(reached.map_or(ttl, |r| r.min(ttl)));
+                } else if !matches!(res.reply, "time_exceeded") {
+                    terminal = Some(terminal.map_or(ttl, |t| t.min(ttl)));
+                }
+                results.entry(ttl).or_default().push(res);
+            }
+            None => {
+                let now = Instant::now();
+                let expired: Vec<u16> =
+                    pending.iter().filter(|(_, (_, at))| *at + wait <= now).map(|(t, _)| *t).collect();
+                for t in expired {
+                    if let Some((ttl, _)) = pending.remove(&t) {
+                        results.entry(ttl).or_default().push(silent());
+                    }
+                }
+            }
+        }
+        progress(answered, prober.probes_sent);
+    }
+
+    let end = reached.or(terminal).unwrap_or(highest_sent).min(highest_sent);
+    let hops = (first..=end)
+        .map(|ttl| {
+            let mut probes = results.remove(&ttl).unwrap_or_default();
+            let sent = sent_per_ttl.get(&ttl).copied().unwrap_or(0);
+            // Probes cancelled because the path ended earlier count as silent.
+            while (probes.len() as u32) < sent {
+                probes.push(silent());
+            }
+            // Answers first, in RTT order, then the silent ones: like traceroute.
+            probes.sort_by(|a, b| {
+                let ka = a.rtt_ms.unwrap_or(f64::INFINITY);
+                let kb = b.rtt_ms.unwrap_or(f64::INFINITY);
+                ka.total_cmp(&kb)
+            });
+            let mut addrs = Vec::new();
+            for p in &probes {
+                if let Some(f) = p.from {
+                    if !addrs.contains(&f) {
+                        addrs.push(f);
+                    }
+                }
+            }
+            let answered = probes.iter().filter(|p| p.from.is_some()).count() as u32;
+            Hop { ttl, probes, addrs, sent, answered }
+        })
+        .collect();
+    let stop = if reached.is_some() {
+        "reached"
+    } else if terminal.is_some() {
+        "unreachable"
+    } else if highest_sent >= max_ttl {
+        "max_ttl"
+    } else {
+        "gap"
+    };
+    Ok(TraceResult {
+        target: prober.flow.dst,
+        source: prober.flow.src,
+        proto: prober.flow.proto,
+        dst_port: (prober.flow.proto != Proto::Icmp).then_some(prober.flow.dst_port),
+        src_port: (prober.flow.proto != Proto::Icmp).then_some(prober.flow.src_port),
+        hops,
+        reached_at: reached,
+        last_answering: highest_answer,
+        stop,
+        probes_sent: prober.probes_sent,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Traceroute-style text.
+pub fn render(t: &TraceResult) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let port = t.dst_port.map(|p| format!("/{p}")).unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "trace to {} ({}{port}, Paris flow from {}{}), all TTLs at once",
+        t.target,
+        t.proto.as_str(),
+        t.source,
+        t.src_port.map(|p| format!(":{p}")).unwrap_or_default()
+    );
+    for h in &t.hops {
+        let mut line = format!("{:>2}  ", h.ttl);
+        let mut last_from: Option<IpAddr> = None;
+        let mut notes: Vec<String> = Vec::new();
+        for p in &h.probes {
+            match (p.from, p.rtt_ms) {
+                (Some(f), Some(rtt)) => {
+                    if last_from != Some(f) {
+                        let _ = write!(line, "{f}  ");
+                        last_from = Some(f);
+                    }
+                    let _ = write!(line, "{rtt:.3} ms");
+                    if !p.annotation.is_empty() {
+                        let _ = write!(line, " {}", p.annotation);
+                    }
+                    line.push_str("  ");
+                    if let (Some(w), Some(ty), Some(code)) = (p.words, p.icmp_type, p.icmp_code) {
+                        if p.reply != "time_exceeded" {
+                            let n = format!("ICMP {ty}/{code} {w}");
+                            if !notes.contains(&n) {
+                                notes.push(n);
+                            }
+                        }
+                    }
+                }
+                _ => line.push_str("*  "),
+            }
+        }
+        let line = line.trim_end().to_string();
+        if notes.is_empty() {
+            let _ = writeln!(s, "{line}");
+        } else {
+            let _ = writeln!(s, "{line}   ({})", notes.join("; "));
+        }
+    }
+    let end = match (t.reached_at, t.stop) {
+        (Some(h), _) => format!("reached {} at hop {h}", t.target),
+        (None, "unreachable") => "stopped: an ICMP error ended the path".to_string(),
+        (None, "gap") => format!(
+            "not reached: no answer past hop {}",
+            t.last_answering.map(|h| h.to_string()).unwrap_or_else(|| "0".into())
+        ),
+        _ => "not reached within the TTL limit".to_string(),
+    };
+    let _ = writeln!(s, "{end}; {} probes in {:.2} s", t.probes_sent, t.seconds);
+    s
+}

@@ -66,3 +66,11 @@ pub fn netobs_icmp_send(ctx: TracePointContext) -> u32 {
     crate::classify::on_icmp_send(&ctx);
     0
 }
+
+/// Benchmark traffic generator (never attached by netobs): run through
+/// BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES, it transmits the test
+/// frame out of the context's ingress interface.
+#[xdp]
+pub fn netobs_bench_tx(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_TX
+}

@@ -107,7 +107,7 @@ fn df_rows(out: &WatchOutput, ingress: &str, egress: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn find<'a>(findings: &'a [Value], pred: impl Fn(&Value) -> bool) -> Option<&'a Value> {
+fn find(findings: &[Value], pred: impl Fn(&Value) -> bool) -> Option<&Value> {
     findings.iter().find(|f| pred(f))
 }
 

@@ -4,8 +4,9 @@
 //! grows as answers arrive (up to `gap` TTLs past the highest hop that
 //! answered, like scamper's gap limit), so a path whose tail is silent
 //! costs `gap` extra TTLs, not `max_ttl`. Each probe waits an adaptive time:
-//! three times the largest RTT seen so far (at least `min_wait`), or
-//! `max_wait` while nothing has answered yet. Sending the queries of one TTL
+//! ten times the RTT of a farther hop that already answered (traceroute's
+//! "near" rule), else three times the largest RTT seen so far (at least
+//! `min_wait`), or `max_wait` while nothing has answered yet. Sending the queries of one TTL
 //! together is deliberate: a router that rate-limits its ICMP shows up as a
 //! hop that answers only part of a burst, which `explain` then confirms.
 
@@ -24,6 +25,10 @@ use super::{
     socket::{Answer, Prober},
 };
 use crate::explain::hops::infer_initial_ttl;
+
+/// Shortest wait under the "near" rule: scheduling jitter on a busy host
+/// is larger than a LAN RTT.
+const NEAR_FLOOR: Duration = Duration::from_millis(10);
 
 /// Knobs of one trace.
 #[derive(Clone, Copy, Debug)]
@@ -212,6 +217,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
     let mut results: BTreeMap<u8, Vec<ProbeResult>> = BTreeMap::new();
     let mut sent_per_ttl: BTreeMap<u8, u32> = BTreeMap::new();
     let mut max_rtt: Option<Duration> = None;
+    let mut rtt_by_ttl: BTreeMap<u8, Duration> = BTreeMap::new();
     let mut reached: Option<u8> = None;
     let mut terminal: Option<u8> = None;
     let mut highest_answer: Option<u8> = None;
@@ -241,16 +247,25 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
         if let Some(stop) = reached.or(terminal) {
             pending.retain(|_, (ttl, _)| *ttl <= stop);
         }
-        let wait = match max_rtt {
+        let base = match max_rtt {
             Some(r) => (r * 3).clamp(opts.min_wait, opts.max_wait),
             None => opts.max_wait,
         };
-        let Some(deadline) = pending.values().map(|(_, at)| *at + wait).min() else { break };
+        // traceroute's "near" rule: once a farther hop has answered, a
+        // probe to a nearer hop that is still silent gets 10x that hop's
+        // RTT, not the full wait: its answer, if any, would be back by then.
+        let wait_for = |ttl: u8| match rtt_by_ttl.range(ttl + 1..).map(|(_, r)| *r).max() {
+            Some(r) => (r * 10).clamp(NEAR_FLOOR, base),
+            None => base,
+        };
+        let Some(deadline) = pending.values().map(|(ttl, at)| *at + wait_for(*ttl)).min() else { break };
         match prober.recv(deadline).await? {
             Some(a) => {
                 let Some((ttl, _)) = pending.remove(&a.reply.token) else { continue };
                 answered += 1;
                 max_rtt = Some(max_rtt.map_or(a.rtt, |m| m.max(a.rtt)));
+                let e = rtt_by_ttl.entry(ttl).or_insert(a.rtt);
+                *e = (*e).max(a.rtt);
                 highest_answer = Some(highest_answer.map_or(ttl, |h| h.max(ttl)));
                 let res = describe(family, &a);
                 if a.reply.from_destination(&prober.flow) {
@@ -263,7 +278,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
             None => {
                 let now = Instant::now();
                 let expired: Vec<u16> =
-                    pending.iter().filter(|(_, (_, at))| *at + wait <= now).map(|(t, _)| *t).collect();
+                    pending.iter().filter(|(_, (ttl, at))| *at + wait_for(*ttl) <= now).map(|(t, _)| *t).collect();
                 for t in expired {
                     if let Some((ttl, _)) = pending.remove(&t) {
                         results.entry(ttl).or_default().push(silent());

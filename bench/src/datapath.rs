@@ -1,0 +1,246 @@
+//! `cargo xtask bench datapath`: what netobs costs per packet.
+//!
+//! All cases run side by side in one process through BPF_PROG_TEST_RUN
+//! (>= 1M repeats per round, several rounds, median), timing the syscall
+//! ourselves for sub-nanosecond resolution, against an empty XDP program.
+//! Then live frames (BPF_F_TEST_XDP_LIVE_FRAMES) into a veth: packets per
+//! second with nothing, an empty program, and netobs attached.
+
+use std::{net::Ipv4Addr, time::Instant};
+
+use anyhow::{Context as _, Result};
+use aya::{
+    maps::{MapData, RingBuf},
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    Ebpf,
+};
+use netobs::kernel::{counters, loader::load_program, LoadOptions};
+use netobs_common::{
+    craft::{Frame, Tcp},
+    event::stat,
+    Config,
+};
+
+use crate::{netns, stats::median};
+
+const REPEAT: u32 = 1_000_000;
+const ROUNDS: usize = 7;
+const LIVE_FRAMES: u32 = 2_000_000;
+const XDP_PASS: u32 = 2;
+
+fn v4(s: &str) -> Ipv4Addr {
+    s.parse().unwrap_or(Ipv4Addr::UNSPECIFIED)
+}
+
+/// `struct xdp_md` for ctx_in: data, data_end, data_meta, ingress_ifindex,
+/// rx_queue_index, egress_ifindex.
+fn xdp_md(len: usize, ingress: u32) -> Vec<u8> {
+    [0u32, len as u32, 0, ingress, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
+struct Case {
+    name: &'static str,
+    frame: Vec<u8>,
+    /// Target: (max ratio over empty, or max extra ns) / absolute ns.
+    target: Target,
+}
+
+enum Target {
+    /// Within `ratio` of the empty program or under `extra_ns` more.
+    Relative { ratio: f64, extra_ns: f64 },
+    /// Under `ns` per packet.
+    Absolute { ns: f64 },
+}
+
+fn cases() -> Vec<Case> {
+    let tcp64 = Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9")).tcp(Tcp::new(40000, 443).syn().payload_len(10)).bytes();
+    let tcp1500 =
+        Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9")).df().tcp(Tcp::new(40000, 443).flags(0x10).payload_len(1460)).bytes();
+    let quote = Frame::ipv4(v4("198.18.0.1"), v4("198.18.9.9")).ttl(62).tcp(Tcp::new(65000, 56194).syn_ack()).ip_bytes();
+    let icmp = Frame::ipv4(v4("198.18.2.1"), v4("198.18.0.1")).ttl(63).icmp_error(3, 10, &quote).bytes();
+    let df_big =
+        Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9")).df().tcp(Tcp::new(40000, 443).flags(0x10).payload_len(1960)).bytes();
+    vec![
+        Case { name: "64-byte TCP", frame: tcp64, target: Target::Relative { ratio: 1.5, extra_ns: 5.0 } },
+        Case { name: "1500-byte DF TCP (= MTU)", frame: tcp1500, target: Target::Relative { ratio: 1.5, extra_ns: 5.0 } },
+        Case { name: "ICMP 3/10 error (event)", frame: icmp, target: Target::Absolute { ns: 150.0 } },
+        Case { name: "2000-byte DF > MTU (fib)", frame: df_big, target: Target::Absolute { ns: 250.0 } },
+    ]
+}
+
+/// ns per run of `prog` on `frame`: (median of our own syscall timing,
+/// median of the kernel's reported average).
+fn time_prog(ebpf: &mut Ebpf, ring: &mut RingBuf<MapData>, prog: &str, frame: &[u8], ctx: &[u8]) -> Result<(f64, f64)> {
+    let mut ours = Vec::new();
+    let mut kernel = Vec::new();
+    for _ in 0..ROUNDS {
+        let p: &mut Xdp = load_program(ebpf, prog)?;
+        let t = Instant::now();
+        let r = p
+            .test_run(TestRunOptions { data_in: Some(frame), ctx_in: Some(ctx), repeat: REPEAT, ..TestRunOptions::new() })
+            .with_context(|| format!("BPF_PROG_TEST_RUN of {prog}"))?;
+        let elapsed = t.elapsed();
+        anyhow::ensure!(r.return_value == XDP_PASS, "{prog} returned {} instead of XDP_PASS", r.return_value);
+        ours.push(elapsed.as_nanos() as f64 / f64::from(REPEAT));
+        kernel.push(r.duration.as_nanos() as f64);
+        while ring.next().is_some() {}
+    }
+    Ok((median(&ours), median(&kernel)))
+}
+
+pub fn run() -> Result<()> {
+    netns::enter_private()?;
+    netns::build_topology()?;
+    let v0 = netns::ifindex("v0")?;
+
+    let config = Config { min_mtu: 1500, events_per_sec: u32::MAX, burst: 1_000_000, ..Config::DEFAULT };
+    let mut ebpf = netobs::kernel::load(&LoadOptions { config, ringbuf_bytes: 256 << 20 })?;
+    let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
+
+    println!("\n## datapath: ns/packet via BPF_PROG_TEST_RUN ({REPEAT} repeats x {ROUNDS} rounds, median; syscall timed by us)");
+    println!("{:<28} {:>10} {:>10} {:>7} {:>8}  {:<26} {}", "case", "empty ns", "netobs ns", "ratio", "+ns", "target", "met");
+    let mut all_met = true;
+    for case in cases() {
+        let ctx = xdp_md(case.frame.len(), v0);
+        let before = counters::read(&ebpf)?;
+        let (empty, _) = time_prog(&mut ebpf, &mut ring, "netobs_baseline", &case.frame, &ctx)?;
+        let (ours, kernel_ns) = time_prog(&mut ebpf, &mut ring, "netobs_xdp", &case.frame, &ctx)?;
+        let after = counters::read(&ebpf)?;
+        let delta = |slot| after.stat(slot) - before.stat(slot);
+        let (target, met) = match case.target {
+            Target::Relative { ratio, extra_ns } => (
+                format!("<= {ratio}x or < +{extra_ns} ns"),
+                ours / empty <= ratio || ours - empty < extra_ns,
+            ),
+            Target::Absolute { ns } => (format!("< {ns} ns"), ours < ns),
+        };
+        all_met &= met;
+        println!(
+            "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {:<26} {}   (kernel avg {kernel_ns:.0} ns; events {}, fib lookups {}, df {})",
+            case.name,
+            empty,
+            ours,
+            ours / empty,
+            ours - empty,
+            target,
+            if met { "yes" } else { "NO" },
+            delta(stat::EVENTS),
+            delta(stat::FIB_LOOKUPS),
+            delta(stat::DF_OVERSIZED),
+        );
+    }
+    println!("all datapath targets met: {}", if all_met { "yes" } else { "NO" });
+
+    live_frames(&mut ebpf, v0)?;
+    verifier_stats(&mut ebpf)?;
+    Ok(())
+}
+
+/// Live frames from v0 into v1: pps with nothing on v1 (GRO on, as the
+/// kernel needs for veth without XDP), the empty program, and netobs.
+fn live_frames(ebpf: &mut Ebpf, v0: u32) -> Result<()> {
+    netns::sh(&["ethtool", "-K", "v1", "gro", "on"])?;
+    let frame = Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9")).tcp(Tcp::new(40000, 443).syn().payload_len(10)).bytes();
+    let ctx = xdp_md(frame.len(), v0);
+    println!("\n## live frames: {LIVE_FRAMES} x {}-byte frames XDP_TX'ed out of v0 into its veth peer v1", frame.len());
+    println!("{:<30} {:>12} {:>10}", "v1 receive side", "Mpps", "vs none");
+    let mut base = None;
+    for (label, prog) in [("no XDP (GRO on)", None), ("empty XDP program", Some("netobs_baseline")), ("netobs XDP", Some("netobs_xdp"))] {
+        let link = match prog {
+            Some(name) => {
+                let p: &mut Xdp = load_program(ebpf, name)?;
+                Some((name, p.attach("v1", XdpMode::Driver).with_context(|| format!("attaching {name} to v1"))?))
+            }
+            None => None,
+        };
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let tx: &mut Xdp = load_program(ebpf, "netobs_bench_tx")?;
+            let t = Instant::now();
+            tx.test_run(TestRunOptions {
+                data_in: Some(&frame),
+                ctx_in: Some(&ctx),
+                repeat: LIVE_FRAMES,
+                attrs: TestRunAttrs::new().xdp_live_frames(64),
+                ..TestRunOptions::new()
+            })
+            .context("live-frames test run")?;
+            samples.push(f64::from(LIVE_FRAMES) / t.elapsed().as_secs_f64() / 1e6);
+        }
+        let mpps = median(&samples);
+        let b = *base.get_or_insert(mpps);
+        println!("{label:<30} {mpps:>12.2} {:>9.0}%", mpps / b * 100.0);
+        if let Some((name, id)) = link {
+            let p: &mut Xdp = ebpf.program_mut(name).context("program")?.try_into()?;
+            p.detach(id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Instruction counts (kernel) and stack use (from the object's code).
+fn verifier_stats(ebpf: &mut Ebpf) -> Result<()> {
+    let stacks = stack_use(netobs::kernel::loader::OBJECT)?;
+    println!("\n## verifier: every program loads (no warnings); size and stack");
+    println!("{:<22} {:>12} {:>15} {:>12}", "program", "xlated insns", "verified insns", "stack bytes");
+    for name in ["netobs_xdp", "netobs_tc_ingress", "netobs_tc_egress", "netobs_icmp_send", "netobs_baseline"] {
+        let info = match name {
+            "netobs_tc_ingress" | "netobs_tc_egress" => {
+                load_program::<aya::programs::SchedClassifier>(ebpf, name)?.info()?
+            }
+            "netobs_icmp_send" => load_program::<aya::programs::TracePoint>(ebpf, name)?.info()?,
+            _ => load_program::<Xdp>(ebpf, name)?.info()?,
+        };
+        println!(
+            "{name:<22} {:>12} {:>15} {:>12}",
+            info.size_translated().map(|b| (b / 8).to_string()).unwrap_or_else(|| "?".into()),
+            info.verified_instruction_count().map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+            stacks.iter().find(|(n, _)| n == name).map(|(_, s)| s.to_string()).unwrap_or_else(|| "?".into()),
+        );
+    }
+    Ok(())
+}
+
+/// Deepest r10-relative stack slot per program symbol (all helpers are
+/// inlined, so one function is the whole program).
+fn stack_use(obj: &[u8]) -> Result<Vec<(String, i64)>> {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    let file = object::File::parse(obj).context("parsing the eBPF object")?;
+    let mut out = Vec::new();
+    for sym in file.symbols() {
+        let Ok(name) = sym.name() else { continue };
+        if !name.starts_with("netobs_") || sym.size() == 0 {
+            continue;
+        }
+        let Some(idx) = sym.section_index() else { continue };
+        let section = file.section_by_index(idx)?;
+        let data = section.data()?;
+        let start = sym.address() as usize;
+        let end = (start + sym.size() as usize).min(data.len());
+        let code = data.get(start..end).unwrap_or(&[]);
+        let mut depth = 0i64;
+        let mut prev_mov_r10: Option<u8> = None;
+        for insn in code.chunks_exact(8) {
+            let op = insn[0];
+            let dst = insn[1] & 0x0f;
+            let src = insn[1] >> 4;
+            let off = i64::from(i16::from_le_bytes([insn[2], insn[3]]));
+            let imm = i64::from(i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]));
+            let class = op & 7;
+            let base = match class {
+                1 => Some(src),     // LDX
+                2 | 3 => Some(dst), // ST, STX
+                _ => None,
+            };
+            if base == Some(10) && off < 0 {
+                depth = depth.max(-off);
+            }
+            if op == 0x07 && prev_mov_r10 == Some(dst) && imm < 0 {
+                depth = depth.max(-imm);
+            }
+            prev_mov_r10 = (op == 0xbf && src == 10).then_some(dst);
+        }
+        out.push((name.to_string(), depth));
+    }
+    Ok(out)
+}

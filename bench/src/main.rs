@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 
 mod datapath;
 mod netns;
+mod probes;
 mod stats;
 mod watch;
 
@@ -20,15 +21,20 @@ fn main() -> Result<()> {
         "watch" => watch::run(),
         "probes" => probes(),
         "all" => {
-            datapath::run()?;
-            watch::run()?;
-            probes()
+            // Each benchmark that moves into a private namespace runs in its
+            // own process, so they cannot see each other's interfaces.
+            probes()?;
+            for which in ["datapath", "watch"] {
+                let status = std::process::Command::new(std::env::current_exe()?).arg(which).status()?;
+                anyhow::ensure!(status.success(), "bench {which} failed");
+            }
+            Ok(())
         }
         other => bail!("unknown benchmark {other:?}: use datapath, watch, probes or all"),
     }
 }
 
 fn probes() -> Result<()> {
-    println!("\n## probes: see `cargo xtask bench probes` (netobs trace/pmtu vs traceroute, mtr, tracepath, scamper)");
-    Ok(())
+    let bin = std::env::var_os("NETOBS_BIN").map(std::path::PathBuf::from).unwrap_or_else(|| "target/release/netobs".into());
+    probes::run(&bin)
 }

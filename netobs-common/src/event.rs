@@ -102,7 +102,7 @@ pub struct PacketInfo {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC); 0 in host parsing.
+    /// `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC_COARSE); 0 in host parsing.
     pub ts_ns: u64,
     /// Interface the packet was seen on.
     pub ifindex: u32,

@@ -1,7 +1,7 @@
 //! The one observation routine every packet program runs: parse with
 //! `netobs-common`, count, sample an event, never alter the packet.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::TracePointContext, EbpfContext};
+use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns as now_ns, programs::TracePointContext, EbpfContext};
 use netobs_common::{
     cursor::Cursor,
     event::{flags, hook, kind, stat, DfCounterKey, Event, IcmpCounterKey, PacketInfo},
@@ -11,7 +11,7 @@ use netobs_common::{
 
 use crate::{
     fib,
-    maps::{bump, bump_key, take_token, CONFIG, DF_COUNTERS, EVENTS, ICMP_COUNTERS},
+    maps::{bump, bump_key, submit_flags, take_token, CONFIG, DF_COUNTERS, EVENTS, ICMP_COUNTERS},
 };
 
 /// Observes the frame in `[start, end)` seen on `ifindex` by `hook`.
@@ -28,9 +28,11 @@ pub fn observe<C: EbpfContext>(ctx: &C, start: usize, end: usize, ifindex: u32, 
             return;
         }
     };
+    bump(if outer.family == 4 { stat::IPV4 } else { stat::IPV6 });
     let icmp_proto = if outer.family == 4 { IPPROTO_ICMP } else { IPPROTO_ICMPV6 };
-    if outer.protocol == icmp_proto && !outer.later_fragment {
-        on_icmp(&c, &outer, ifindex, hook);
+    // ICMP errors stop here; other ICMP (a DF echo of a path-MTU test) is
+    // checked for size like any other packet.
+    if outer.protocol == icmp_proto && !outer.later_fragment && on_icmp(&c, &outer, ifindex, hook) {
         return;
     }
     if hook == hook::TC_EGRESS {
@@ -43,29 +45,32 @@ pub fn observe<C: EbpfContext>(ctx: &C, start: usize, end: usize, ifindex: u32, 
     }
 }
 
+/// Counts and samples an ICMP error. Returns false for other ICMP (echo,
+/// neighbour discovery), which the caller treats as ordinary traffic.
 #[inline(always)]
-fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) {
+fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) -> bool {
     let Some(h) = c.get::<IcmpHdr>(outer.l4_off) else {
         bump(stat::MALFORMED);
-        return;
+        return true;
     };
     if !is_reported_icmp(outer.family, h.icmp_type) {
         bump(stat::ICMP_OTHER);
-        return;
+        return false;
     }
     bump(stat::ICMP_ERRORS);
     let key = IcmpCounterKey { ifindex, family: outer.family, icmp_type: h.icmp_type, icmp_code: h.code, hook };
     bump_key(&ICMP_COUNTERS, &key);
 
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: helper without preconditions. Coarse (jiffy) time is enough
+    // for a token bucket and costs a fraction of the precise clock.
+    let now = unsafe { now_ns() };
     if !take_token(now) {
         bump(stat::SAMPLED_OUT);
-        return;
+        return true;
     }
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(stat::RINGBUF_FULL);
-        return;
+        return true;
     };
     let ev = entry.as_mut_ptr();
     // SAFETY: the reservation is size_of::<Event>() writable bytes; zeroing
@@ -84,8 +89,9 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) {
     if ev.flags & flags::QUOTE_TRUNCATED != 0 {
         bump(stat::QUOTE_TRUNCATED);
     }
-    entry.submit(0);
+    entry.submit(submit_flags());
     bump(stat::EVENTS);
+    true
 }
 
 #[inline(always)]
@@ -102,8 +108,9 @@ fn on_df_candidate<C: EbpfContext>(ctx: &C, c: &Cursor, outer: &Outer, ifindex: 
 fn on_df_oversized(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, egress: u32, mtu: u32) {
     bump(stat::DF_OVERSIZED);
     bump_key(&DF_COUNTERS, &DfCounterKey { ingress_ifindex: ifindex, egress_ifindex: egress });
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: helper without preconditions. Coarse (jiffy) time is enough
+    // for a token bucket and costs a fraction of the precise clock.
+    let now = unsafe { now_ns() };
     if !take_token(now) {
         bump(stat::SAMPLED_OUT);
         return;
@@ -131,7 +138,7 @@ fn on_df_oversized(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, egress: u3
     parse_ip_packet(c, outer.l3_off, outer.family, &mut ev.inner);
     ev.outer_src = ev.inner.src;
     ev.outer_dst = ev.inner.dst;
-    entry.submit(0);
+    entry.submit(submit_flags());
     bump(stat::EVENTS);
 }
 
@@ -161,8 +168,9 @@ pub fn on_icmp_send(ctx: &TracePointContext) {
     }
     let key = IcmpCounterKey { ifindex: 0, family: 4, icmp_type: t, icmp_code: code, hook: hook::ICMP_SEND_TRACEPOINT };
     bump_key(&ICMP_COUNTERS, &key);
-    // SAFETY: helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: helper without preconditions (tracepoints may not use the
+    // coarse clock).
+    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
     if !take_token(now) {
         bump(stat::SAMPLED_OUT);
         return;
@@ -202,6 +210,6 @@ pub fn on_icmp_send(ctx: &TracePointContext) {
         ev.inner.dst_port = ctx.read_at::<u16>(icmp_send_tp::DPORT).unwrap_or(0);
     }
     ev.inner.have = netobs_common::event::have::IP;
-    entry.submit(0);
+    entry.submit(submit_flags());
     bump(stat::EVENTS);
 }

@@ -3,7 +3,9 @@
 //! egress MTU is smaller?
 
 use aya_ebpf::{
-    bindings::{bpf_fib_lookup as FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LOOKUP_SKIP_NEIGH},
+    bindings::{
+        bpf_fib_lookup as FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SKIP_NEIGH,
+    },
     helpers::generated::bpf_fib_lookup,
     EbpfContext,
 };
@@ -13,34 +15,48 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
 /// Egress interface and its MTU when `pkt` is too big to be forwarded.
+///
+/// One lookup, without a length and without neighbour resolution: the
+/// kernel fills in the egress ifindex and (since the fib-lookup MTU output
+/// change) the route's MTU in `mtu_result`, which we compare ourselves. The
+/// skb flavour (TC) instead checks the skb itself and answers FRAG_NEEDED
+/// with the ifindex set. Kernels that leave `mtu_result` empty get a second
+/// lookup with the length, as before that change.
 #[inline(always)]
 pub fn too_big_for_egress<C: EbpfContext>(ctx: &C, ingress: u32, pkt: &PacketInfo) -> Option<(u32, u32)> {
     // SAFETY: an all-zero bpf_fib_lookup is a valid input.
     let mut p: FibParams = unsafe { core::mem::zeroed() };
     fill(&mut p, ingress, pkt);
-    p.__bindgen_anon_1.tot_len = pkt.total_len;
+    let size = core::mem::size_of::<FibParams>() as i32;
     // SAFETY: `p` is a valid, writable parameter block of the size we pass.
-    let ret = unsafe {
-        bpf_fib_lookup(ctx.as_ptr(), &mut p, core::mem::size_of::<FibParams>() as i32, 0)
-    };
-    if ret != BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size, BPF_FIB_LOOKUP_SKIP_NEIGH) };
+    // SAFETY: the union holds mtu_result after a lookup.
+    let mtu = unsafe { p.__bindgen_anon_1.mtu_result } as u32;
+    if ret == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
+        return Some((p.ifindex, mtu));
+    }
+    if ret != BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return None;
     }
-    // SAFETY: on FRAG_NEEDED the kernel wrote mtu_result into the union.
-    let mtu = unsafe { p.__bindgen_anon_1.mtu_result } as u32;
-    // The MTU check happens before the kernel fills in the egress ifindex:
-    // a second lookup without a length (and without neighbour resolution)
-    // names the egress. Only oversized packets pay for it.
-    let mut q: FibParams = unsafe { core::mem::zeroed() };
-    fill(&mut q, ingress, pkt);
-    let _ = unsafe {
-        bpf_fib_lookup(ctx.as_ptr(), &mut q, core::mem::size_of::<FibParams>() as i32, BPF_FIB_LOOKUP_SKIP_NEIGH)
-    };
-    Some((q.ifindex, mtu))
+    if mtu != 0 {
+        return if u32::from(pkt.total_len) > mtu { Some((p.ifindex, mtu)) } else { None };
+    }
+    // Older kernel: ask again with the length; the egress is already known.
+    let egress = p.ifindex;
+    fill(&mut p, ingress, pkt);
+    p.__bindgen_anon_1.tot_len = pkt.total_len;
+    // SAFETY: as above.
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size, BPF_FIB_LOOKUP_SKIP_NEIGH) };
+    if ret == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
+        // SAFETY: as above.
+        return Some((egress, unsafe { p.__bindgen_anon_1.mtu_result } as u32));
+    }
+    None
 }
 
 #[inline(always)]
 fn fill(p: &mut FibParams, ingress: u32, pkt: &PacketInfo) {
+    p.__bindgen_anon_1.tot_len = 0;
     p.l4_protocol = pkt.protocol;
     p.sport = pkt.src_port.to_be();
     p.dport = pkt.dst_port.to_be();

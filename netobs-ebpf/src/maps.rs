@@ -74,8 +74,12 @@ pub fn take_token(now: u64) -> bool {
     let b = unsafe { &mut *b };
     const ONE: u64 = 1_000_000_000;
     let cap = cfg.burst.max(1) as u64 * ONE;
-    let elapsed = now.wrapping_sub(b.last_ns);
-    b.last_ns = now;
+    // Programs read the coarse or the precise monotonic clock; the coarse
+    // one can lag by a jiffy, so never let time run backwards.
+    let elapsed = if now > b.last_ns { now - b.last_ns } else { 0 };
+    if now > b.last_ns {
+        b.last_ns = now;
+    }
     // Cap elapsed so the product cannot overflow (rate < 2^32, 2^31 ns ~ 2 s).
     let elapsed = if elapsed > (1 << 31) { 1 << 31 } else { elapsed };
     let mut tokens = b.tokens + elapsed * cfg.events_per_sec as u64;
@@ -88,5 +92,22 @@ pub fn take_token(now: u64) -> bool {
     } else {
         b.tokens = tokens;
         false
+    }
+}
+
+/// Bytes of unread events that justify waking user space up.
+const WAKEUP_BYTES: u64 = 64 * 1024;
+
+/// Submit flags: wake the reader only once a batch has piled up. A wakeup
+/// per event (the kernel's default whenever the reader has caught up) costs
+/// microseconds under a flood; user space also polls on a short timer, so a
+/// lone event waits at most that long.
+#[inline(always)]
+pub fn submit_flags() -> u64 {
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }

@@ -34,15 +34,13 @@ const TC_CONTINUE: u32 = u32::MAX;
 /// Test runs without a context see the namespace's loopback.
 const LO: u32 = 1;
 
-/// The programs do not count per-family packets (the `ipv4` / `ipv6`
-/// slots exist but nothing bumps them); flip when they do.
-const PROGRAM_COUNTS_FAMILIES: bool = false;
+/// The programs count IPv4 / IPv6 packets in the `ipv4` / `ipv6` slots.
+const PROGRAM_COUNTS_FAMILIES: bool = true;
 
-/// `classify::observe` returns right after counting a non-error ICMP
-/// packet (echo, ND, ...), so a DF-set `ping -M do -s 1472` never reaches
-/// the DF-oversized check; flip when ICMP that is not an error falls
-/// through to it like any other protocol.
-const PROGRAM_DF_CHECKS_NON_ERROR_ICMP: bool = false;
+/// ICMP that is not an error (echo, ND, ...) falls through to the
+/// DF-oversized check like any other protocol, so a DF-set
+/// `ping -M do -s 1472` through a small egress is reported.
+const PROGRAM_DF_CHECKS_NON_ERROR_ICMP: bool = true;
 
 const R4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
 const C4: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);

@@ -16,9 +16,9 @@ use anyhow::{bail, Context as _, Result};
 use netobs_e2e::{lab, root_or_skip, Watch, WatchOutput};
 use serde_json::Value;
 
-/// See `PROGRAM_DF_CHECKS_NON_ERROR_ICMP` in datapath.rs: DF-set ICMP
-/// echo (`ping -M do`) is not DF-checked by the programs yet.
-const PROGRAM_DF_CHECKS_NON_ERROR_ICMP: bool = false;
+/// DF-set ICMP echo through a small egress is reported as DF-oversized
+/// (see `PROGRAM_DF_CHECKS_NON_ERROR_ICMP` in datapath.rs).
+const PROGRAM_DF_CHECKS_NON_ERROR_ICMP: bool = true;
 
 const SRC_PORT: u16 = 40000;
 const DF_PORT: u16 = 5201;

@@ -5,6 +5,9 @@ use aya::maps::{MapData, RingBuf};
 use netobs_common::Event;
 use tokio::io::unix::AsyncFd;
 
+/// Longest a sampled event waits in the ring buffer before user space looks.
+pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// The ring buffer, registered with the tokio reactor.
 pub struct EventStream {
     fd: AsyncFd<RingBuf<MapData>>,
@@ -26,15 +29,21 @@ impl EventStream {
 
     /// Waits until events are available, then appends up to `max` of them to
     /// `out`. Returns how many were appended.
+    ///
+    /// The programs wake us only once a batch has piled up (a wakeup per
+    /// event is too expensive under a flood), so we also look every
+    /// [`POLL_INTERVAL`]: a lone event waits at most that long.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> Result<usize> {
         loop {
-            let mut guard = self.fd.readable_mut().await.context("polling the ring buffer")?;
-            let (n, short) = drain(guard.get_inner_mut(), out, max);
+            let (n, short) = drain(self.fd.get_mut(), out, max);
             self.short_records += short;
             if n > 0 {
                 return Ok(n);
             }
-            guard.clear_ready();
+            match tokio::time::timeout(POLL_INTERVAL, self.fd.readable_mut()).await {
+                Ok(guard) => guard.context("polling the ring buffer")?.clear_ready(),
+                Err(_elapsed) => {}
+            }
         }
     }
 

@@ -228,15 +228,15 @@ pub async fn run(req: &Request) -> Result<Report> {
 
     // Locate a blackhole now that the traces know how far the destination is.
     let dest = svc_trace.reached_at.or(icmp_trace.as_ref().and_then(|t| t.reached_at));
-    if let Some(bh) = pmtu_res.blackhole.as_mut() {
-        if let Some(d) = dest.or(pmtu_res.dest_hops) {
-            progress.show(&format!("explain {}: locating the narrow link", req.target));
-            let mut max_rtt = None;
-            let lopts = PmtuOptions { locate: true, ..popts };
-            pmtu::locate(&mut pm, bh, d, &lopts, &mut max_rtt).await?;
-            pmtu_res.probes_sent = pm.probes_sent;
-            pmtu_res.dest_hops = Some(d);
-        }
+    if let Some(d) = dest.or(pmtu_res.dest_hops)
+        && let Some(bh) = pmtu_res.blackhole.as_mut()
+    {
+        progress.show(&format!("explain {}: locating the narrow link", req.target));
+        let mut max_rtt = None;
+        let lopts = PmtuOptions { locate: true, ..popts };
+        pmtu::locate(&mut pm, bh, d, &lopts, &mut max_rtt).await?;
+        pmtu_res.probes_sent = pm.probes_sent;
+        pmtu_res.dest_hops = Some(d);
     }
 
     // Rate limiting: only when something answered part of a burst.
@@ -296,10 +296,10 @@ pub async fn run(req: &Request) -> Result<Report> {
     };
     let mut v = verdict::decide(&evidence);
     let seconds = start.elapsed().as_secs_f64();
-    if let Some(last) = v.details.last_mut() {
-        if last.starts_with("evidence:") {
-            *last = last.replacen("evidence: ", &format!("evidence: {seconds:.1} s, "), 1);
-        }
+    if let Some(last) = v.details.last_mut()
+        && last.starts_with("evidence:")
+    {
+        *last = last.replacen("evidence: ", &format!("evidence: {seconds:.1} s, "), 1);
     }
     Ok(Report { verdict: v, evidence, egress: iface, probes_sent, seconds })
 }

@@ -262,11 +262,11 @@ async fn burst(
         }
         let wait = max_rtt.map_or(opts.max_wait, |r| (r * 3).clamp(opts.min_wait, opts.max_wait));
         let Some(a) = prober.recv(start + wait).await? else { break };
-        if let Some(i) = tokens.iter().position(|t| *t == a.reply.token) {
-            if out[i].is_none() {
-                *max_rtt = Some(max_rtt.map_or(a.rtt, |m| m.max(a.rtt)));
-                out[i] = Some(a);
-            }
+        if let Some(i) = tokens.iter().position(|t| *t == a.reply.token)
+            && out[i].is_none()
+        {
+            *max_rtt = Some(max_rtt.map_or(a.rtt, |m| m.max(a.rtt)));
+            out[i] = Some(a);
         }
     }
     Ok(out)
@@ -348,10 +348,10 @@ pub async fn run(prober: &mut Prober, local_mtu: u32, opts: &PmtuOptions, mut pr
             locate_size: hi,
             locate: Vec::new(),
         };
-        if opts.locate {
-            if let Some(d) = dest_hops {
-                locate(prober, &mut bh, d, opts, &mut max_rtt).await?;
-            }
+        if opts.locate
+            && let Some(d) = dest_hops
+        {
+            locate(prober, &mut bh, d, opts, &mut max_rtt).await?;
         }
         blackhole = Some(bh);
     }
@@ -409,7 +409,7 @@ pub fn locate_from(bh: &mut Blackhole, dest: u8) {
     let (hop, addr) = found.unwrap_or((dest, None));
     bh.hop = Some(hop);
     bh.hop_addr = addr;
-    let prev = bh.locate.iter().filter(|h| h.ttl < hop && h.big).last().or(last_big);
+    let prev = bh.locate.iter().rfind(|h| h.ttl < hop && h.big).or(last_big);
     bh.last_big_hop = prev.map(|h| h.ttl);
     bh.last_big_addr = prev.and_then(|h| h.addr);
 }

@@ -226,3 +226,28 @@ fn a_second_watch_refuses_to_replace_the_first() {
     assert!(out.status.success());
     assert!(!attached_in(&a).contains("netobs"));
 }
+
+#[test]
+fn frag_needed_for_our_traffic_names_the_mtu_and_our_route_cache() {
+    if !root_or_skip("frag_needed_for_our_traffic_names_the_mtu_and_our_route_cache") {
+        return;
+    }
+    let s = scenarios::build("pmtu-ok").unwrap();
+    let w = Watch::start(&s.client, &["-i", "eth0", "--no-metrics"]).unwrap();
+    // One DF datagram of 1500 bytes: r2 cannot forward it into the 1400 link.
+    py(
+        &s.client,
+        &format!("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IP,10,2)\ns.sendto(b'x'*1472,('{}',9))", s.server_v4),
+    );
+    w.wait_for(Duration::from_secs(5), |r| r["type"] == "finding" && r["verdict"] == "frag_needed").expect("frag-needed finding");
+    let out = w.stop().unwrap();
+    let f = out.findings().into_iter().find(|f| f["verdict"] == "frag_needed").unwrap();
+    assert_eq!(f["mtu"], 1400);
+    assert_eq!(f["reporter"], "198.18.2.254", "the router in front of the 1400-byte link");
+    assert_eq!(f["hops"]["distance"], 2, "{f}");
+    assert_eq!(f["direction"], "outgoing");
+    assert_eq!(f["packet_len"], 1500);
+    assert_eq!(f["pmtu_cached"], 1400, "our kernel cached the announced MTU: {f}");
+    assert_eq!(f["annotation"], "!F");
+    assert!(f["advice"].as_str().unwrap_or("").contains("route cache took it"), "{f}");
+}

@@ -183,6 +183,7 @@ fn ingest(
     let mut new_entries = false;
     for mut f in findings.drain(..) {
         attach_socket_state(&mut f, ctx);
+        attach_pmtu_cache(&mut f, ctx);
         new_entries |= agg.ingest(f, now);
     }
     if new_entries {
@@ -216,6 +217,17 @@ fn join_ledger(agg: &mut Aggregator, ledger: &mut Ledger) {
             }
         }
     });
+}
+
+/// For a frag-needed / Packet Too Big about our own traffic: did our route
+/// cache take the announced MTU?
+fn attach_pmtu_cache(f: &mut Finding, ctx: &HostContext) {
+    if f.kind != "icmp_error" || f.verdict != netobs_common::icmp::Verdict::FragNeeded {
+        return;
+    }
+    if let Some(flow) = f.flow.as_ref().filter(|fl| ctx.is_local(&fl.src)) {
+        f.pmtu_cached = net::cached_pmtu(flow.dst);
+    }
 }
 
 /// Joins a locally sent TCP flow to its socket: "connection in SYN-RECV".

@@ -183,6 +183,7 @@ mod tests {
             quote_truncated: false,
             socket_state: None,
             icmp_back: None,
+            pmtu_cached: None,
         }
     }
 

@@ -94,6 +94,9 @@ pub struct Finding {
     pub socket_state: Option<&'static str>,
     /// DF-oversized: the frag-needed this host generated / sent back.
     pub icmp_back: Option<super::IcmpBack>,
+    /// Frag-needed about our own traffic: the PMTU our route cache now
+    /// holds for the destination (`None`: it holds none).
+    pub pmtu_cached: Option<u32>,
 }
 
 /// Protocol name as `ip`/`ss` print it.
@@ -173,6 +176,7 @@ impl Finding {
                 quote_truncated: false,
                 socket_state: None,
                 icmp_back: None,
+                pmtu_cached: None,
             });
         }
         if ev.kind != kind::ICMP_ERROR && ev.kind != kind::ICMP_SENT {
@@ -224,6 +228,7 @@ impl Finding {
             quote_truncated: ev.flags & flags::QUOTE_TRUNCATED != 0,
             socket_state: None,
             icmp_back: None,
+            pmtu_cached: None,
         })
     }
 }

@@ -37,6 +37,19 @@ pub struct HopEstimate {
     pub agree: Option<bool>,
 }
 
+/// Did the reporter decrement the TTL before quoting the packet? Linux (and
+/// most routers) check the MTU and the route *before* decrementing, and
+/// filter forwarded packets *after*: a frag-needed / Packet Too Big or a
+/// "no route" quotes the TTL as it arrived, an ACL reject in the forward
+/// path quotes it one lower.
+pub fn reporter_decremented(family: u8, icmp_type: u8, code: u8) -> bool {
+    match (family, icmp_type, code) {
+        (4, 3, 4) | (4, 3, 0) | (4, 3, 6) => false,
+        (6, 2, _) | (6, 1, 0) => false,
+        _ => true,
+    }
+}
+
 /// The usual initial TTLs: the smallest one at or above `ttl`.
 pub fn infer_initial_ttl(ttl: u8) -> u8 {
     match ttl {
@@ -73,7 +86,8 @@ pub fn estimate(ev: &Event, local_origin: bool, local_initial_ttl: u8, reporter_
         est.sent_ttl_inferred = !local_origin;
         if !ttl_expired && q <= sent {
             let decrements = sent - q;
-            est.by_quote = if reporter_is_destination { decrements.checked_add(1) } else { Some(decrements) };
+            let own = !reporter_is_destination && reporter_decremented(ev.outer_family, ev.icmp_type, ev.icmp_code);
+            est.by_quote = if own { Some(decrements) } else { decrements.checked_add(1) };
         }
     }
     // For forwarded traffic the quote measures the distance from the
@@ -92,10 +106,12 @@ mod tests {
     use super::*;
     use netobs_common::PacketInfo;
 
+    /// An ICMP error; type 3 means 3/10 (an ACL reject in the forward path).
     fn ev(icmp_type: u8, outer_ttl: u8, quoted_ttl: u8) -> Event {
         Event {
             outer_family: 4,
             icmp_type,
+            icmp_code: if icmp_type == 3 { 10 } else { 0 },
             outer_ttl,
             inner: PacketInfo { ttl: quoted_ttl, have: have::IP, family: 4, ..Default::default() },
             ..Default::default()
@@ -130,6 +146,19 @@ mod tests {
         assert_eq!(e.by_quote, Some(2));
         assert_eq!(e.agree, Some(false));
         assert_eq!(e.distance, Some(2));
+    }
+
+    #[test]
+    fn frag_needed_is_sent_before_the_decrement() {
+        // Hop 2 cannot forward into a small link: it quotes TTL 63 (only
+        // hop 1 decremented) and its ICMP arrives with 63.
+        let e = estimate(&ev(3, 63, 63), true, 64, false);
+        let mut e4 = ev(3, 63, 63);
+        e4.icmp_code = 4;
+        let f = estimate(&e4, true, 64, false);
+        assert_eq!(e.by_quote, Some(1), "an ACL reject in the forward path decrements first");
+        assert_eq!(f.by_quote, Some(2));
+        assert_eq!(f.agree, Some(true));
     }
 
     #[test]

@@ -155,14 +155,41 @@ pub fn advice(f: &Finding) -> String {
                 format!("{reporter} cannot forward {len}packets with DF set and did not say its MTU (pre-RFC 1191 router)")
             } else {
                 let mss = mtu.saturating_sub(if f.family == 4 { 40 } else { 60 });
+                let cache = match (f.direction, f.pmtu_cached) {
+                    (Direction::Outgoing | Direction::Return, Some(c)) if c <= mtu => {
+                        format!(". Our route cache took it: path MTU to {dst_s} is now {c}")
+                    }
+                    (Direction::Outgoing | Direction::Return, Some(c)) => {
+                        format!(". Our route cache still says MTU {c} for {dst_s}: the kernel did not accept the announcement")
+                    }
+                    (Direction::Outgoing | Direction::Return, None) => format!(
+                        ". Our route cache holds no path MTU for {dst_s}: the kernel ignored the announcement (check net.ipv4.ip_no_pmtu_disc / min_pmtu) and our big packets keep vanishing"
+                    ),
+                    _ => String::new(),
+                };
                 format!(
-                    "{reporter} cannot forward {len}packets with DF set: its next link has MTU {mtu}. Senders must send at most {mtu} bytes (TCP MSS {mss}); if this message is filtered on the way back, that is a PMTU blackhole"
+                    "{reporter} cannot forward {len}packets with DF set: its next link has MTU {mtu}. Senders must send at most {mtu} bytes (TCP MSS {mss}); if this message is filtered on the way back, that is a PMTU blackhole{cache}"
                 )
             }
         }
-        Verdict::TtlExpired => format!(
-            "the TTL ran out at {reporter}: a traceroute hop, or a routing loop when it keeps happening to ordinary traffic"
-        ),
+        Verdict::TtlExpired => {
+            let looks_like_probe = f
+                .flow
+                .as_ref()
+                .and_then(|fl| fl.dst_port)
+                .is_some_and(|p| (33434..=33534).contains(&p));
+            let quoted_low = f.hops.as_ref().and_then(|h| h.quoted_ttl).is_some_and(|q| q <= 1);
+            let near = f.hops.as_ref().and_then(|h| h.distance).unwrap_or(0);
+            if f.flow.as_ref().is_some_and(|fl| fl.protocol == "tcp") && quoted_low && !looks_like_probe {
+                format!(
+                    "the TTL of ordinary TCP traffic ran out at {reporter}, only {near} hops away: a routing loop is likely (packets leave with TTL 64 or more); check the routes on and around {reporter}"
+                )
+            } else {
+                format!(
+                    "the TTL ran out at {reporter}: a traceroute hop, or a routing loop when it keeps happening to ordinary traffic"
+                )
+            }
+        }
         Verdict::ReassemblyTimeout => {
             format!("{reporter} gave up reassembling our fragments: some fragments are lost on the way")
         }

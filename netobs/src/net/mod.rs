@@ -120,3 +120,41 @@ pub fn mount_tracefs() -> bool {
     }
     rc == 0
 }
+
+/// The path MTU the kernel's route cache holds for `dst` (what `ip route
+/// get` prints as `mtu N` after a frag-needed / Packet Too Big was
+/// accepted), or `None`.
+pub fn cached_pmtu(dst: std::net::IpAddr) -> Option<u32> {
+    let out = std::process::Command::new("ip").args(["-o", "route", "get", &dst.to_string()]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    parse_route_mtu(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `... cache expires 598sec mtu 1400` -> 1400.
+pub fn parse_route_mtu(line: &str) -> Option<u32> {
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "mtu" {
+            return words.next().and_then(|v| v.parse().ok());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_mtu() {
+        assert_eq!(
+            parse_route_mtu("198.18.3.1 via 198.18.1.254 dev eth0 src 198.18.1.1 uid 0 \\    cache expires 597sec mtu 1400"),
+            Some(1400)
+        );
+        assert_eq!(parse_route_mtu("198.18.3.1 via 198.18.1.254 dev eth0 src 198.18.1.1 uid 0 \\    cache"), None);
+        assert_eq!(parse_route_mtu("mtu"), None);
+        assert_eq!(parse_route_mtu("mtu lock 1280"), None);
+    }
+}

@@ -127,6 +127,7 @@ fn field_notes_1_return_traffic_rejected_by_remote_acl() {
     assert_eq!(f["hops"]["outer_ttl"], 63);
     assert_eq!(f["hops"]["agree"], true);
     assert_eq!(f["count"], rejected_by_rc, "every rejected SYN-ACK is counted once");
+    assert_eq!(f["socket_state"], "SYN-RECV", "joined to the half-open connection: {f}");
     let text = f["text"].as_str().unwrap_or("");
     assert!(text.contains("return traffic") && text.contains("198.18.2.1") && text.contains("2 hops away"), "{text}");
 

@@ -12,8 +12,9 @@ use anyhow::{bail, Context as _, Result};
 use crate::util::{is_root, run_loud, which};
 
 /// Debian packages: the lab (iproute2, nftables, iptables, ethtool,
-/// conntrack), traffic and inspection tools (ping, tcpdump, bpftool), and
-/// the peers `cargo xtask bench probes` compares against.
+/// conntrack, procps), traffic and inspection tools (ping, tcpdump,
+/// bpftool, python3 for test traffic), and the peers `cargo xtask bench
+/// probes` compares against.
 pub const PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
@@ -27,6 +28,9 @@ pub const PACKAGES: &[&str] = &[
     "bpftool",
     "ethtool",
     "conntrack",
+    // Test traffic helpers run inside lab namespaces, and sysctl for the lab.
+    "python3",
+    "procps",
 ];
 
 /// bpf-linker release built against the nightly's LLVM.

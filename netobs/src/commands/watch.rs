@@ -130,7 +130,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
                     if let Ok(c) = HostContext::discover() { ctx = c; }
                     ctx_refreshed = Instant::now();
                 }
-                report_due(&mut agg, &mut ledger, interval, &mut sink);
+                report_due(&mut agg, &mut ledger, &ctx, interval, &mut sink);
                 publish(&session, &ctx, &agg, &shared)?;
             }
             _ = sigterm.recv() => break,
@@ -144,10 +144,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut sink);
     }
     // A last look at what went back, so the final lines are complete.
-    join_ledger(&mut agg, &mut ledger);
-    for a in agg.flush(Instant::now()) {
-        sink.aggregate(&a);
-    }
+    report_due(&mut agg, &mut ledger, &ctx, Duration::ZERO, &mut sink);
     let snapshot = counters::read(&session.ebpf)?;
     let ifname = |i: u32| ctx.ifname(i);
     sink.record(&json::counters(&snapshot, ifname, agg.evicted));
@@ -181,14 +178,12 @@ fn ingest(
         }
     }
     let mut new_entries = false;
-    for mut f in findings.drain(..) {
-        attach_socket_state(&mut f, ctx);
-        attach_pmtu_cache(&mut f, ctx);
+    for f in findings.drain(..) {
         new_entries |= agg.ingest(f, now);
     }
     if new_entries {
         // New problems are reported at once; repeats wait for the interval.
-        report_due(agg, ledger, Duration::from_secs(u64::MAX / 4), sink);
+        report_due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4), sink);
     }
 }
 
@@ -245,9 +240,14 @@ fn attach_socket_state(f: &mut Finding, ctx: &HostContext) {
     }
 }
 
-fn report_due(agg: &mut Aggregator, ledger: &mut Ledger, interval: Duration, sink: &mut Sink) {
+/// Prints the entries that are due. The joins that ask the kernel (sockets,
+/// route cache) run here, once per printed line, never per event: a flood
+/// of errors costs table updates, not netlink dumps.
+fn report_due(agg: &mut Aggregator, ledger: &mut Ledger, ctx: &HostContext, interval: Duration, sink: &mut Sink) {
     join_ledger(agg, ledger);
-    for a in agg.due(interval, Instant::now()) {
+    for mut a in agg.due(interval, Instant::now()) {
+        attach_socket_state(&mut a.finding, ctx);
+        attach_pmtu_cache(&mut a.finding, ctx);
         sink.aggregate(&a);
     }
 }

@@ -293,7 +293,11 @@ pub fn block(a: &Aggregate, color: bool) -> String {
         let _ = writeln!(s, "{pad}ICMP {}/{} {}{mtu}{ann}", f.icmp_type, f.icmp_code, f.icmp_name);
     }
     let _ = writeln!(s, "{pad}{}.", advice(f));
-    let sock = f.socket_state.map(|st| format!(" (local socket in {st})")).unwrap_or_default();
+    let sock = match (f.socket_state, f.flow.as_ref().and_then(|fl| fl.src_port)) {
+        (Some(st), Some(port)) => format!(" (connection in {st} on :{port})"),
+        (Some(st), None) => format!(" (connection in {st})"),
+        _ => String::new(),
+    };
     let _ = write!(
         s,
         "{pad}{} {} {}, first {}, last {}{sock}",

@@ -62,6 +62,15 @@ pub fn tcp_sockets() -> Result<Vec<TcpSocket>> {
     Ok(out)
 }
 
+/// A dual-stack socket shows IPv4 peers as `::ffff:a.b.c.d`; packets say
+/// `a.b.c.d`.
+fn unmap(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a),
+        v4 => v4,
+    }
+}
+
 fn dump(family: u8) -> Result<Vec<TcpSocket>> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).context("opening a sock_diag netlink socket")?;
     socket.bind_auto().context("binding the sock_diag socket")?;
@@ -100,9 +109,9 @@ fn dump(family: u8) -> Result<Vec<TcpSocket>> {
                     let id = &r.header.socket_id;
                     out.push(TcpSocket {
                         state: TcpState::from_raw(r.header.state),
-                        local: id.source_address,
+                        local: unmap(id.source_address),
                         local_port: id.source_port,
-                        remote: id.destination_address,
+                        remote: unmap(id.destination_address),
                         remote_port: id.destination_port,
                     });
                 }
@@ -115,5 +124,24 @@ fn dump(family: u8) -> Result<Vec<TcpSocket>> {
             }
             offset += len;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_a_listener_and_a_connection() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let cport = c.local_addr().expect("addr").port();
+        let socks = tcp_sockets().expect("sock_diag dump");
+        assert!(socks.iter().any(|s| s.state == TcpState::Listen && s.local_port == port), "{socks:?}");
+        assert!(
+            socks.iter().any(|s| s.state == TcpState::Established && s.local_port == cport && s.remote_port == port),
+            "{socks:?}"
+        );
     }
 }

@@ -252,3 +252,41 @@ fn frag_needed_for_our_traffic_names_the_mtu_and_our_route_cache() {
     assert_eq!(f["annotation"], "!F");
     assert!(f["advice"].as_str().unwrap_or("").contains("route cache took it"), "{f}");
 }
+
+#[test]
+fn nat_gateway_names_the_original_client() {
+    if !root_or_skip("nat_gateway_names_the_original_client") {
+        return;
+    }
+    let lab = Lab::new();
+    let client = lab.host("client").unwrap();
+    let gw = lab.router("gw").unwrap();
+    let r = lab.router("r").unwrap();
+    let server = lab.host("server").unwrap();
+    lab.link(&client, &gw).v4("198.18.1.5/24", "198.18.1.254/24").names("eth0", "eth0").create().unwrap();
+    lab.link(&gw, &r).v4("198.18.2.254/24", "198.18.2.1/24").names("eth1", "eth0").create().unwrap();
+    lab.link(&r, &server).v4("198.18.3.254/24", "198.18.3.1/24").names("eth1", "eth0").create().unwrap();
+    client.route("default", "198.18.1.254").unwrap();
+    gw.route("default", "198.18.2.1").unwrap();
+    server.route("default", "198.18.3.254").unwrap();
+    // gw hides the client behind its own address; r rejects tcp/443.
+    gw.nft("add table ip nat\nadd chain ip nat post { type nat hook postrouting priority 100 ; }\nadd rule ip nat post oifname \"eth1\" masquerade\n").unwrap();
+    r.fw_reject(Chain::Forward, "tcp dport 443", Reject::ADMIN_PROHIBITED).unwrap();
+
+    let w = Watch::start(&gw, &["-i", "eth1", "--no-metrics"]).unwrap();
+    py(&client, "import socket\nfor i in range(2):\n    s=socket.socket(); s.settimeout(2)\n    try: s.connect(('198.18.3.1',443))\n    except Exception: pass");
+    w.wait_for(Duration::from_secs(5), |r| r["type"] == "finding" && r["verdict"] == "rejected").expect("finding");
+    let out = w.stop().unwrap();
+    let fs: Vec<Value> = out.findings().into_iter().filter(|f| f["verdict"] == "rejected").collect();
+    assert!(!fs.is_empty());
+    for f in &fs {
+        assert_eq!(f["reporter"], "198.18.2.1");
+        assert_eq!(f["icmp_code"], 13);
+        assert_eq!(f["flow"]["src"], "198.18.2.254", "the quote shows the translated source");
+        assert_eq!(f["direction"], "forwarded", "{f}");
+        assert_eq!(f["nat_original"]["src"], "198.18.1.5", "conntrack names the real client: {f}");
+        assert_eq!(f["nat_original"]["dst_port"], 443);
+        assert_eq!(f["hops"]["distance"], 1, "{f}");
+        assert!(f["text"].as_str().unwrap_or("").contains("NAT of client 198.18.1.5"), "{f}");
+    }
+}

@@ -214,6 +214,25 @@ fn join_ledger(agg: &mut Aggregator, ledger: &mut Ledger) {
     });
 }
 
+/// A quoted packet from one of our addresses with no local socket behind
+/// it: was it NATed for a client behind us? Then that client is affected.
+fn attach_nat_original(f: &mut Finding, ctx: &HostContext) {
+    let Some(flow) = f.flow.clone() else { return };
+    if f.kind != "icmp_error" || !ctx.is_local(&flow.src) {
+        return;
+    }
+    if let Some(o) = net::conntrack::original_of(&flow.protocol, flow.src, flow.src_port, flow.dst, flow.dst_port) {
+        f.set_nat_original(crate::explain::Flow {
+            protocol: flow.protocol.clone(),
+            src: o.src,
+            dst: o.dst,
+            src_port: o.src_port,
+            dst_port: o.dst_port,
+            echo_id: None,
+        });
+    }
+}
+
 /// For a frag-needed / Packet Too Big about our own traffic: did our route
 /// cache take the announced MTU?
 fn attach_pmtu_cache(f: &mut Finding, ctx: &HostContext) {
@@ -247,6 +266,9 @@ fn report_due(agg: &mut Aggregator, ledger: &mut Ledger, ctx: &HostContext, inte
     join_ledger(agg, ledger);
     for mut a in agg.due(interval, Instant::now()) {
         attach_socket_state(&mut a.finding, ctx);
+        if a.finding.socket_state.is_none() {
+            attach_nat_original(&mut a.finding, ctx);
+        }
         attach_pmtu_cache(&mut a.finding, ctx);
         sink.aggregate(&a);
     }

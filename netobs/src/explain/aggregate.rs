@@ -184,6 +184,7 @@ mod tests {
             socket_state: None,
             icmp_back: None,
             pmtu_cached: None,
+            nat_original: None,
         }
     }
 

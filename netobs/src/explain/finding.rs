@@ -97,6 +97,9 @@ pub struct Finding {
     /// Frag-needed about our own traffic: the PMTU our route cache now
     /// holds for the destination (`None`: it holds none).
     pub pmtu_cached: Option<u32>,
+    /// The flow before NAT, when the quoted packet was translated by this
+    /// host (conntrack): the client that is really affected.
+    pub nat_original: Option<Flow>,
 }
 
 /// Protocol name as `ip`/`ss` print it.
@@ -177,6 +180,7 @@ impl Finding {
                 socket_state: None,
                 icmp_back: None,
                 pmtu_cached: None,
+                nat_original: None,
             });
         }
         if ev.kind != kind::ICMP_ERROR && ev.kind != kind::ICMP_SENT {
@@ -229,6 +233,19 @@ impl Finding {
             socket_state: None,
             icmp_back: None,
             pmtu_cached: None,
+            nat_original: None,
         })
+    }
+
+    /// The quoted packet was NATed by this host on behalf of `original`'s
+    /// client: the traffic is forwarded, and only the outer TTL speaks for
+    /// the reporter's distance from us.
+    pub fn set_nat_original(&mut self, original: Flow) {
+        self.direction = Direction::Forwarded;
+        if let Some(h) = &mut self.hops {
+            h.distance = h.by_outer;
+            h.agree = None;
+        }
+        self.nat_original = Some(original);
     }
 }

@@ -36,6 +36,14 @@ pub fn flow_words(flow: &Flow, tcp_flags: Option<&str>) -> String {
     s
 }
 
+/// ", NATed from client 198.18.1.5:40000" when conntrack undid a NAT.
+fn nat_words(f: &Finding) -> String {
+    f.nat_original
+        .as_ref()
+        .map(|o| format!(" (NAT of client {} -> {})", endpoint(o.src, o.src_port), endpoint(o.dst, o.dst_port)))
+        .unwrap_or_default()
+}
+
 /// What the lost packets were, singular or plural ("SYN-ACK", "SYN-ACKs").
 fn what(f: &Finding, count: u64) -> String {
     let plural = what_plural(f);
@@ -129,7 +137,10 @@ pub fn advice(f: &Finding) -> String {
             let consequence = match f.direction {
                 Direction::Return => " on their way to the client. The client sees a timeout".to_string(),
                 Direction::Outgoing => format!(" to {dst_s}. Our connections fail with 'no route to host' / 'permission denied'"),
-                Direction::Forwarded => format!(" from {} to {dst_s}", f.flow.as_ref().map(|fl| fl.src.to_string()).unwrap_or_default()),
+                Direction::Forwarded => {
+                    let client = f.nat_original.as_ref().or(f.flow.as_ref()).map(|fl| fl.src.to_string()).unwrap_or_default();
+                    format!(" from client {client} to {dst_s}, which we route")
+                }
                 _ => String::new(),
             };
             format!(
@@ -238,7 +249,7 @@ pub fn sentence(a: &Aggregate) -> String {
     let flow = f
         .flow
         .as_ref()
-        .map(|fl| format!("{} {}", f.direction.words(), flow_words(fl, f.tcp_flags.as_deref())))
+        .map(|fl| format!("{} {}{}", f.direction.words(), flow_words(fl, f.tcp_flags.as_deref()), nat_words(f)))
         .unwrap_or_else(|| format!("{} (quote too short to name the flow)", f.direction.words()));
     if f.kind == "df_oversized" {
         return format!(
@@ -274,7 +285,7 @@ pub fn block(a: &Aggregate, color: bool) -> String {
     let flow = f
         .flow
         .as_ref()
-        .map(|fl| flow_words(fl, f.tcp_flags.as_deref()))
+        .map(|fl| format!("{}{}", flow_words(fl, f.tcp_flags.as_deref()), nat_words(f)))
         .unwrap_or_else(|| "(quote too short to name the flow)".into());
     let _ = writeln!(
         s,

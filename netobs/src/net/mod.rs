@@ -87,6 +87,7 @@ pub fn read_sysctl(path: &str) -> Option<String> {
     std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
+pub mod conntrack;
 pub mod sockets;
 
 /// Local TCP ports in LISTEN state (both families).

@@ -6,9 +6,7 @@ use anyhow::{Context as _, anyhow};
 
 fn main() -> anyhow::Result<()> {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?;
-    let root = std::path::Path::new(&manifest_dir)
-        .parent()
-        .ok_or_else(|| anyhow!("netobs/ has no parent"))?;
+    let root = std::path::Path::new(&manifest_dir).parent().ok_or_else(|| anyhow!("netobs/ has no parent"))?;
     let ebpf_dir = root.join("netobs-ebpf");
     let common_dir = root.join("netobs-common");
     // aya-build watches the eBPF crate; the shared parser changes it too.
@@ -18,7 +16,5 @@ fn main() -> anyhow::Result<()> {
         [aya_build::Package { name: "netobs-ebpf", root_dir: ebpf_dir, ..Default::default() }],
         aya_build::Toolchain::default(),
     )
-    .context(
-        "building the eBPF programs failed; run `cargo xtask setup` (nightly rust-src and bpf-linker) and retry",
-    )
+    .context("building the eBPF programs failed; run `cargo xtask setup` (nightly rust-src and bpf-linker) and retry")
 }

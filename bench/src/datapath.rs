@@ -9,23 +9,23 @@
 use std::{
     net::Ipv4Addr,
     sync::{
-        atomic::{AtomicBool, Ordering},
         Arc,
+        atomic::{AtomicBool, Ordering},
     },
     time::Instant,
 };
 
 use anyhow::{Context as _, Result};
 use aya::{
+    Ebpf,
     maps::{MapData, RingBuf},
     programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
-    Ebpf,
 };
-use netobs::kernel::{counters, loader::load_program, LoadOptions};
+use netobs::kernel::{LoadOptions, counters, loader::load_program};
 use netobs_common::{
+    Config,
     craft::{Frame, Tcp},
     event::stat,
-    Config,
 };
 
 use crate::{netns, stats::median};
@@ -61,15 +61,24 @@ enum Target {
 
 fn cases() -> Vec<Case> {
     let tcp64 = Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9")).tcp(Tcp::new(40000, 443).syn().payload_len(10)).bytes();
-    let tcp1500 =
-        Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9")).df().tcp(Tcp::new(40000, 443).flags(0x10).payload_len(1460)).bytes();
-    let quote = Frame::ipv4(v4("198.18.0.1"), v4("198.18.9.9")).ttl(62).tcp(Tcp::new(65000, 56194).syn_ack()).ip_bytes();
+    let tcp1500 = Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9"))
+        .df()
+        .tcp(Tcp::new(40000, 443).flags(0x10).payload_len(1460))
+        .bytes();
+    let quote =
+        Frame::ipv4(v4("198.18.0.1"), v4("198.18.9.9")).ttl(62).tcp(Tcp::new(65000, 56194).syn_ack()).ip_bytes();
     let icmp = Frame::ipv4(v4("198.18.2.1"), v4("198.18.0.1")).ttl(63).icmp_error(3, 10, &quote).bytes();
-    let df_big =
-        Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9")).df().tcp(Tcp::new(40000, 443).flags(0x10).payload_len(1960)).bytes();
+    let df_big = Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9"))
+        .df()
+        .tcp(Tcp::new(40000, 443).flags(0x10).payload_len(1960))
+        .bytes();
     vec![
         Case { name: "64-byte TCP", frame: tcp64, target: Target::Relative { ratio: 1.5, extra_ns: 5.0 } },
-        Case { name: "1500-byte DF TCP (= MTU)", frame: tcp1500, target: Target::Relative { ratio: 1.5, extra_ns: 5.0 } },
+        Case {
+            name: "1500-byte DF TCP (= MTU)",
+            frame: tcp1500,
+            target: Target::Relative { ratio: 1.5, extra_ns: 5.0 },
+        },
         Case { name: "ICMP 3/10 error (event)", frame: icmp, target: Target::Absolute { ns: 150.0 } },
         Case { name: "2000-byte DF > MTU (fib)", frame: df_big, target: Target::Absolute { ns: 250.0 } },
     ]
@@ -86,7 +95,12 @@ fn time_prog(ebpf: &mut Ebpf, prog: &str, frame: &[u8], ctx: &[u8]) -> Result<(f
         let p: &mut Xdp = load_program(ebpf, prog)?;
         let t = Instant::now();
         let r = p
-            .test_run(TestRunOptions { data_in: Some(frame), ctx_in: Some(ctx), repeat: REPEAT, ..TestRunOptions::new() })
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(ctx),
+                repeat: REPEAT,
+                ..TestRunOptions::new()
+            })
             .with_context(|| format!("BPF_PROG_TEST_RUN of {prog}"))?;
         let elapsed = t.elapsed();
         anyhow::ensure!(r.return_value == XDP_PASS, "{prog} returned {} instead of XDP_PASS", r.return_value);
@@ -138,8 +152,10 @@ pub fn run() -> Result<()> {
     let mut ebpf = netobs::kernel::load(&LoadOptions { config, ringbuf_bytes: 8 << 20 })?;
     let _drainer = Drainer::start(RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?);
 
-    println!("\n## datapath: ns/packet via BPF_PROG_TEST_RUN ({REPEAT} repeats x {ROUNDS} rounds, median; syscall timed by us; ring buffer drained by a second thread)");
-    println!("{:<28} {:>10} {:>10} {:>7} {:>8}  {:<26} {}", "case", "empty ns", "netobs ns", "ratio", "+ns", "target", "met");
+    println!(
+        "\n## datapath: ns/packet via BPF_PROG_TEST_RUN ({REPEAT} repeats x {ROUNDS} rounds, median; syscall timed by us; ring buffer drained by a second thread)"
+    );
+    println!("{:<28} {:>10} {:>10} {:>7} {:>8}  {:<26} met", "case", "empty ns", "netobs ns", "ratio", "+ns", "target");
     let mut all_met = true;
     for case in cases() {
         let ctx = xdp_md(case.frame.len(), v0);
@@ -149,10 +165,9 @@ pub fn run() -> Result<()> {
         let after = counters::read(&ebpf)?;
         let delta = |slot| after.stat(slot) - before.stat(slot);
         let (target, met) = match case.target {
-            Target::Relative { ratio, extra_ns } => (
-                format!("<= {ratio}x or < +{extra_ns} ns"),
-                ours / empty <= ratio || ours - empty < extra_ns,
-            ),
+            Target::Relative { ratio, extra_ns } => {
+                (format!("<= {ratio}x or < +{extra_ns} ns"), ours / empty <= ratio || ours - empty < extra_ns)
+            }
             Target::Absolute { ns } => (format!("< {ns} ns"), ours < ns),
         };
         all_met &= met;
@@ -181,7 +196,14 @@ pub fn run() -> Result<()> {
         let ctx = xdp_md(case.frame.len(), v0);
         let (empty, _) = time_prog(&mut quiet_ebpf, "netobs_baseline", &case.frame, &ctx)?;
         let (ours, _) = time_prog(&mut quiet_ebpf, "netobs_xdp", &case.frame, &ctx)?;
-        println!("{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  (sampling off: counted, no event)", case.name, empty, ours, ours / empty, ours - empty);
+        println!(
+            "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  (sampling off: counted, no event)",
+            case.name,
+            empty,
+            ours,
+            ours / empty,
+            ours - empty
+        );
     }
 
     live_frames(&mut ebpf, v0)?;
@@ -201,7 +223,9 @@ fn live_frames(ebpf: &mut Ebpf, v0: u32) -> Result<()> {
     println!("\n## live frames: {LIVE_FRAMES} x {}-byte frames XDP_TX'ed out of v0 into its veth peer v1", frame.len());
     println!("{:<30} {:>12} {:>10}", "v1 receive side", "Mpps", "vs none");
     let mut base = None;
-    for (label, prog) in [("no XDP (GRO on)", None), ("empty XDP program", Some("netobs_baseline")), ("netobs XDP", Some("netobs_xdp"))] {
+    for (label, prog) in
+        [("no XDP (GRO on)", None), ("empty XDP program", Some("netobs_baseline")), ("netobs XDP", Some("netobs_xdp"))]
+    {
         let link = match prog {
             Some(name) => {
                 let p: &mut Xdp = load_program(ebpf, name)?;

@@ -2,7 +2,7 @@
 //! ratios within one run (ours vs a baseline on the same machine, same
 //! moment) and prints a table; nothing here asserts a timing.
 
-use anyhow::{bail, Result};
+use anyhow::{Result, bail};
 
 mod datapath;
 mod netns;
@@ -35,6 +35,7 @@ fn main() -> Result<()> {
 }
 
 fn probes() -> Result<()> {
-    let bin = std::env::var_os("NETOBS_BIN").map(std::path::PathBuf::from).unwrap_or_else(|| "target/release/netobs".into());
+    let bin =
+        std::env::var_os("NETOBS_BIN").map(std::path::PathBuf::from).unwrap_or_else(|| "target/release/netobs".into());
     probes::run(&bin)
 }

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 /// Moves this (single-threaded) process into a new network namespace.
 pub fn enter_private() -> Result<()> {

@@ -62,10 +62,8 @@ fn hops_in(text: &str) -> Vec<(usize, Option<Ipv4Addr>)> {
         if num.is_empty() || n == 0 || n > 64 {
             continue;
         }
-        let ip = line
-            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .filter_map(|w| w.parse::<Ipv4Addr>().ok())
-            .next();
+        let ip =
+            line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|w| w.parse::<Ipv4Addr>().ok()).next();
         match out.iter_mut().find(|(h, _)| *h == n) {
             // Tools that print a hop twice (tracepath after a smaller MTU)
             // end with the hop's own answer: the last address wins.
@@ -105,15 +103,12 @@ fn mtu_in(text: &str) -> Option<u32> {
     let mut found = None;
     for (i, _) in lower.match_indices("mtu") {
         let rest = &lower[i + 3..];
-        let digits: String = rest
-            .trim_start_matches(|c: char| c == ' ' || c == ':' || c == '=' || c == '[')
-            .chars()
-            .take_while(|c| c.is_ascii_digit())
-            .collect();
-        if let Ok(v) = digits.parse::<u32>() {
-            if (68..=65535).contains(&v) {
-                found = Some(v);
-            }
+        let digits: String =
+            rest.trim_start_matches([' ', ':', '=', '[']).chars().take_while(|c| c.is_ascii_digit()).collect();
+        if let Ok(v) = digits.parse::<u32>()
+            && (68..=65535).contains(&v)
+        {
+            found = Some(v);
         }
     }
     found
@@ -152,8 +147,13 @@ pub fn run(netobs_bin: &Path) -> Result<()> {
         rows.iter().find(|r| r.tool == tool && r.path == path && r.task == task).map(|r| (r.seconds, r.probes))
     };
     for path in ["tail", "gap"] {
-        if let (Some((nt, _)), Some((tt, _))) = (find("netobs trace", path, "hops"), find("traceroute -n", path, "hops")) {
-            println!("path {path}: netobs trace wall time = {:.0}% of traceroute's (goal: <= 20%)", 100.0 * nt / tt.max(1e-9));
+        if let (Some((nt, _)), Some((tt, _))) =
+            (find("netobs trace", path, "hops"), find("traceroute -n", path, "hops"))
+        {
+            println!(
+                "path {path}: netobs trace wall time = {:.0}% of traceroute's (goal: <= 20%)",
+                100.0 * nt / tt.max(1e-9)
+            );
         }
     }
     if let (Some((_, np)), Some((_, tp))) = (find("netobs pmtu", "gap", "pmtu"), find("tracepath -n", "gap", "pmtu")) {
@@ -210,7 +210,15 @@ fn bench_path(netobs_bin: &Path, silent: &[usize], label: &'static str) -> Resul
         }
         let (right, note) = right_hops(&text, server, silent);
         if !out.status.success() && text.trim().is_empty() {
-            rows.push(Row { tool: tool.clone(), path: label, task: "hops", probes, seconds, right: false, note: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+            rows.push(Row {
+                tool: tool.clone(),
+                path: label,
+                task: "hops",
+                probes,
+                seconds,
+                right: false,
+                note: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
             continue;
         }
         rows.push(Row { tool: tool.clone(), path: label, task: "hops", probes, seconds, right, note });
@@ -227,7 +235,15 @@ fn bench_path(netobs_bin: &Path, silent: &[usize], label: &'static str) -> Resul
             Some(m) => format!("reports MTU {m}"),
             None => format!("no MTU in output {}", String::from_utf8_lossy(&out.stderr).trim()),
         };
-        rows.push(Row { tool: tool.clone(), path: label, task: "pmtu", probes, seconds, right: mtu == Some(PMTU), note });
+        rows.push(Row {
+            tool: tool.clone(),
+            path: label,
+            task: "pmtu",
+            probes,
+            seconds,
+            right: mtu == Some(PMTU),
+            note,
+        });
     }
     Ok(rows)
 }

@@ -20,11 +20,11 @@ use aya::{
 };
 use netobs::{
     explain::{Aggregator, Finding, HostContext},
-    kernel::{events::drain, loader::load_program, LoadOptions},
+    kernel::{LoadOptions, events::drain, loader::load_program},
 };
 use netobs_common::{
-    craft::{Frame, Tcp},
     Config, Event,
+    craft::{Frame, Tcp},
 };
 
 use crate::{netns, stats::median};
@@ -36,7 +36,8 @@ fn v4(s: &str) -> Ipv4Addr {
 }
 
 fn icmp_error_frame(client_port: u16) -> Vec<u8> {
-    let quote = Frame::ipv4(v4("198.18.0.1"), v4("198.18.9.9")).ttl(62).tcp(Tcp::new(65000, client_port).syn_ack()).ip_bytes();
+    let quote =
+        Frame::ipv4(v4("198.18.0.1"), v4("198.18.9.9")).ttl(62).tcp(Tcp::new(65000, client_port).syn_ack()).ip_bytes();
     Frame::ipv4(v4("198.18.2.1"), v4("198.18.0.1")).ttl(63).icmp_error(3, 10, &quote).bytes()
 }
 
@@ -59,12 +60,19 @@ fn drain_rate() -> Result<()> {
     let ctx = xdp_md(frame.len(), netns::ifindex("v0")?);
     let host = HostContext::discover()?;
 
-    println!("\n## watch: user-space drain/decode on one core ({EVENTS} ICMP error events per round, 5 rounds, median)");
+    println!(
+        "\n## watch: user-space drain/decode on one core ({EVENTS} ICMP error events per round, 5 rounds, median)"
+    );
     let (mut drain_rates, mut explain_rates) = (Vec::new(), Vec::new());
     let mut batch: Vec<Event> = Vec::with_capacity(EVENTS as usize);
     for _ in 0..5 {
         let p: &mut Xdp = load_program(&mut ebpf, "netobs_xdp")?;
-        p.test_run(TestRunOptions { data_in: Some(&frame), ctx_in: Some(&ctx), repeat: EVENTS, ..TestRunOptions::new() })?;
+        p.test_run(TestRunOptions {
+            data_in: Some(&frame),
+            ctx_in: Some(&ctx),
+            repeat: EVENTS,
+            ..TestRunOptions::new()
+        })?;
         batch.clear();
         let t = Instant::now();
         let (n, _) = drain(&mut ring, &mut batch, usize::MAX);
@@ -97,7 +105,8 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc/PID/stat")?;
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let ticks: f64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Ok(ticks / hz)
@@ -119,7 +128,10 @@ fn cpu_under_flood() -> Result<()> {
 
     println!("\n## watch: CPU of `netobs watch -i v1` at {RATE} ICMP errors/s for {SECONDS} s (live frames into v1)");
     println!("{:<40} {:>12} {:>12} {:>10}", "sampling", "errors sent", "CPU %", "events");
-    for (label, extra) in [("default (1000 events/s/CPU)", vec![]), ("every error sampled", vec!["--events-per-sec", "1000000", "--burst", "100000"])] {
+    for (label, extra) in [
+        ("default (1000 events/s/CPU)", vec![]),
+        ("every error sampled", vec!["--events-per-sec", "1000000", "--burst", "100000"]),
+    ] {
         let child = Command::new(&netobs)
             .args(["watch", "-i", "v1", "--json", "--no-metrics", "--no-egress"])
             .args(&extra)

@@ -34,15 +34,10 @@ impl Cidr {
     /// Parses `addr/prefix` (prefix mandatory: interface addresses without
     /// one would silently become /32 or /128 host routes).
     pub fn parse(s: &str) -> Result<Cidr> {
-        let (a, p) = s
-            .split_once('/')
-            .with_context(|| format!("`{s}`: expected ADDRESS/PREFIX, e.g. 198.18.1.1/24"))?;
-        let addr: IpAddr = a
-            .parse()
-            .with_context(|| format!("`{s}`: `{a}` is not an IP address"))?;
-        let prefix: u8 = p
-            .parse()
-            .with_context(|| format!("`{s}`: `{p}` is not a prefix length"))?;
+        let (a, p) =
+            s.split_once('/').with_context(|| format!("`{s}`: expected ADDRESS/PREFIX, e.g. 198.18.1.1/24"))?;
+        let addr: IpAddr = a.parse().with_context(|| format!("`{s}`: `{a}` is not an IP address"))?;
+        let prefix: u8 = p.parse().with_context(|| format!("`{s}`: `{p}` is not a prefix length"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         ensure!(prefix <= max, "`{s}`: prefix length {prefix} > {max}");
         Ok(Cidr { addr, prefix })
@@ -62,10 +57,7 @@ impl std::fmt::Display for Cidr {
 /// Validates an interface address: well formed and inside the lab ranges.
 pub(crate) fn check_iface_addr(s: &str) -> Result<Cidr> {
     let c = Cidr::parse(s)?;
-    ensure!(
-        is_lab_addr(c.addr),
-        "`{s}` is outside the lab ranges 198.18.0.0/15 and 2001:db8::/32"
-    );
+    ensure!(is_lab_addr(c.addr), "`{s}` is outside the lab ranges 198.18.0.0/15 and 2001:db8::/32");
     Ok(c)
 }
 
@@ -73,13 +65,8 @@ pub(crate) fn check_iface_addr(s: &str) -> Result<Cidr> {
 /// `default` or a lab prefix (or single lab address) of the same family.
 /// Returns whether the route is IPv6 and the destination as `ip` wants it.
 pub(crate) fn check_route(dest: &str, via: &str) -> Result<(bool, String)> {
-    let gw: IpAddr = via
-        .parse()
-        .with_context(|| format!("route gateway `{via}` is not an IP address"))?;
-    ensure!(
-        is_lab_addr(gw),
-        "route gateway `{via}` is outside the lab ranges 198.18.0.0/15 and 2001:db8::/32"
-    );
+    let gw: IpAddr = via.parse().with_context(|| format!("route gateway `{via}` is not an IP address"))?;
+    ensure!(is_lab_addr(gw), "route gateway `{via}` is outside the lab ranges 198.18.0.0/15 and 2001:db8::/32");
     let v6 = gw.is_ipv6();
     if dest == "default" {
         // Spelled out so the line also works inside `ip -batch`, where `-6`
@@ -90,17 +77,14 @@ pub(crate) fn check_route(dest: &str, via: &str) -> Result<(bool, String)> {
         Some((a, p)) => (a, Some(p)),
         None => (dest, None),
     };
-    let net: IpAddr = net
-        .parse()
-        .with_context(|| format!("route destination `{dest}` is not `default` or a prefix"))?;
+    let net: IpAddr =
+        net.parse().with_context(|| format!("route destination `{dest}` is not `default` or a prefix"))?;
     if net.is_ipv6() != v6 {
         bail!("route `{dest}` via `{via}` mixes IPv4 and IPv6");
     }
     let min_prefix = if v6 { 32 } else { 15 };
     let prefix: u8 = match prefix {
-        Some(p) => p
-            .parse()
-            .with_context(|| format!("route destination `{dest}`: bad prefix length"))?,
+        Some(p) => p.parse().with_context(|| format!("route destination `{dest}`: bad prefix length"))?,
         None => {
             if v6 {
                 128
@@ -139,21 +123,10 @@ mod tests {
 
     #[test]
     fn ranges() {
-        for ok in [
-            "198.18.0.1",
-            "198.19.255.254",
-            "2001:db8::1",
-            "2001:db8:ffff::1",
-        ] {
+        for ok in ["198.18.0.1", "198.19.255.254", "2001:db8::1", "2001:db8:ffff::1"] {
             assert!(is_lab_addr(ok.parse().unwrap()), "{ok}");
         }
-        for bad in [
-            "198.17.0.1",
-            "198.20.0.1",
-            "10.0.0.1",
-            "2001:db9::1",
-            "fe80::1",
-        ] {
+        for bad in ["198.17.0.1", "198.20.0.1", "10.0.0.1", "2001:db9::1", "fe80::1"] {
             assert!(!is_lab_addr(bad.parse().unwrap()), "{bad}");
         }
     }
@@ -169,14 +142,8 @@ mod tests {
 
     #[test]
     fn route_checks() {
-        assert_eq!(
-            check_route("default", "198.18.1.254").unwrap(),
-            (false, "0.0.0.0/0".into())
-        );
-        assert_eq!(
-            check_route("default", "2001:db8:1::fe").unwrap(),
-            (true, "::/0".into())
-        );
+        assert_eq!(check_route("default", "198.18.1.254").unwrap(), (false, "0.0.0.0/0".into()));
+        assert_eq!(check_route("default", "2001:db8:1::fe").unwrap(), (true, "::/0".into()));
         assert!(check_route("198.18.3.0/24", "198.18.2.2").is_ok());
         assert!(check_route("198.18.0.0/15", "198.18.2.2").is_ok());
         assert!(check_route("198.16.0.0/13", "198.18.2.2").is_err());

@@ -27,10 +27,7 @@ struct Registry {
     pids: BTreeSet<u32>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    namespaces: BTreeSet::new(),
-    pids: BTreeSet::new(),
-});
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { namespaces: BTreeSet::new(), pids: BTreeSet::new() });
 
 fn registry() -> MutexGuard<'static, Registry> {
     // A panic while holding the lock leaves plain sets behind, still valid.
@@ -70,8 +67,7 @@ pub(crate) fn delete_ns(ns: &str) -> Result<()> {
             if err.raw_os_error() == Some(libc::ENOENT) {
                 return Ok(());
             }
-            return Err(err)
-                .with_context(|| format!("umount2({}) (ip netns del {ns})", path.display()));
+            return Err(err).with_context(|| format!("umount2({}) (ip netns del {ns})", path.display()));
         }
     }
     match std::fs::remove_file(&path) {
@@ -102,8 +98,7 @@ pub(crate) fn pids_in(namespaces: &[String]) -> Vec<u32> {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
         .filter(|pid| {
-            std::fs::metadata(format!("/proc/{pid}/ns/net"))
-                .is_ok_and(|m| wanted.contains(&(m.dev(), m.ino())))
+            std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| wanted.contains(&(m.dev(), m.ino())))
         })
         .collect()
 }
@@ -182,10 +177,7 @@ fn cleanup_prefix(prefix: &str) -> Result<Vec<String>> {
 fn cleanup_registered() {
     let (pids, namespaces) = {
         let reg = registry();
-        (
-            reg.pids.iter().copied().collect::<Vec<_>>(),
-            reg.namespaces.iter().cloned().collect::<Vec<_>>(),
-        )
+        (reg.pids.iter().copied().collect::<Vec<_>>(), reg.namespaces.iter().cloned().collect::<Vec<_>>())
     };
     for pid in pids {
         kill(pid, libc::SIGKILL);
@@ -243,9 +235,7 @@ fn install_inner() -> Result<()> {
                 if n == 1 {
                     break;
                 }
-                if n < 0
-                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-                {
+                if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                     continue;
                 }
                 return; // pipe broken: nothing sensible left to do
@@ -266,8 +256,7 @@ fn install_inner() -> Result<()> {
             libc::sigaction(sig, &sa, std::ptr::null_mut())
         };
         if rc != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("sigaction({sig})"));
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("sigaction({sig})"));
         }
     }
     Ok(())

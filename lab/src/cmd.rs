@@ -18,41 +18,26 @@ pub(crate) fn render(cmd: &Command) -> String {
 
 fn quote(s: &OsStr) -> String {
     let s = s.to_string_lossy();
-    let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%^".contains(c));
-    if plain {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%^".contains(c));
+    if plain { s.into_owned() } else { format!("'{}'", s.replace('\'', r"'\''")) }
 }
 
 /// Runs `cmd` to completion, feeding `stdin` if given; only a failure to start
 /// (or to talk to) the process is an error, the exit status is not checked.
 pub(crate) fn output(mut cmd: Command, stdin: Option<&str>) -> Result<Output> {
     let line = render(&cmd);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start `{line}`"))?;
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("cannot start `{line}`"))?;
     if let Some(input) = stdin
         && let Some(mut pipe) = child.stdin.take()
     {
         // Inputs are small (a few rules or `ip` lines), so writing everything
         // before reading the output cannot deadlock on full pipes.
-        pipe.write_all(input.as_bytes())
-            .with_context(|| format!("cannot write stdin of `{line}`"))?;
+        pipe.write_all(input.as_bytes()).with_context(|| format!("cannot write stdin of `{line}`"))?;
     }
-    child
-        .wait_with_output()
-        .with_context(|| format!("cannot wait for `{line}`"))
+    child.wait_with_output().with_context(|| format!("cannot wait for `{line}`"))
 }
 
 /// Like [`output`] but a non-zero exit status is an error naming the command.
@@ -99,14 +84,8 @@ mod tests {
 
     #[test]
     fn render_quotes_only_when_needed() {
-        let cmd = new(
-            "nft",
-            &["add rule inet netobs forward", "x'y", "plain-1.2/3"],
-        );
-        assert_eq!(
-            render(&cmd),
-            r"nft 'add rule inet netobs forward' 'x'\''y' plain-1.2/3"
-        );
+        let cmd = new("nft", &["add rule inet netobs forward", "x'y", "plain-1.2/3"]);
+        assert_eq!(render(&cmd), r"nft 'add rule inet netobs forward' 'x'\''y' plain-1.2/3");
     }
 
     #[test]

@@ -123,9 +123,7 @@ impl Node {
 
     /// Drops ICMPv6 of a type (and optionally code), e.g. `("packet-too-big", None)`.
     pub fn fw_drop_icmpv6(&self, chain: Chain, icmp_type: &str, code: Option<&str>) -> Result<()> {
-        let code = code
-            .map(|c| format!(" icmpv6 code {c}"))
-            .unwrap_or_default();
+        let code = code.map(|c| format!(" icmpv6 code {c}")).unwrap_or_default();
         self.fw_drop(chain, &format!("icmpv6 type {icmp_type}{code}"))
     }
 

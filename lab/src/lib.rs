@@ -172,29 +172,18 @@ impl Lab {
     /// Looks a node up by name.
     pub fn node(&self, name: &str) -> Option<Node> {
         let st = self.shared.state();
-        st.nodes
-            .iter()
-            .find(|n| n.name == name)
-            .map(|inner| Node::from_inner(self.shared.clone(), inner.clone()))
+        st.nodes.iter().find(|n| n.name == name).map(|inner| Node::from_inner(self.shared.clone(), inner.clone()))
     }
 
     /// All nodes in creation order.
     pub fn nodes(&self) -> Vec<Node> {
         let st = self.shared.state();
-        st.nodes
-            .iter()
-            .map(|inner| Node::from_inner(self.shared.clone(), inner.clone()))
-            .collect()
+        st.nodes.iter().map(|inner| Node::from_inner(self.shared.clone(), inner.clone())).collect()
     }
 
     /// Namespace names of all nodes, in creation order.
     pub fn namespaces(&self) -> Vec<String> {
-        self.shared
-            .state()
-            .nodes
-            .iter()
-            .map(|n| n.ns.clone())
-            .collect()
+        self.shared.state().nodes.iter().map(|n| n.ns.clone()).collect()
     }
 
     /// Multi-line summary of nodes and links, for `lab up` and test failures.
@@ -267,14 +256,10 @@ impl Drop for Lab {
 fn check_node_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NODE_NAME
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.starts_with('-');
     if !ok {
-        bail!(
-            "invalid node name {name:?}: use 1..={MAX_NODE_NAME} chars of [a-z0-9-], not starting with '-'"
-        );
+        bail!("invalid node name {name:?}: use 1..={MAX_NODE_NAME} chars of [a-z0-9-], not starting with '-'");
     }
     Ok(())
 }

@@ -102,18 +102,12 @@ impl LinkBuilder {
 
     fn create_inner(self) -> Result<Link> {
         ensure!(self.a.same_lab(&self.b), "nodes belong to different labs");
-        ensure!(
-            self.a.ns_name() != self.b.ns_name(),
-            "cannot link a node to itself"
-        );
+        ensure!(self.a.ns_name() != self.b.ns_name(), "cannot link a node to itself");
         let a_cidrs = parse_all(&self.a_addrs)?;
         let b_cidrs = parse_all(&self.b_addrs)?;
         for mtu in [self.a_mtu, self.b_mtu].into_iter().flatten() {
             // 1280 is the IPv6 minimum; veth accepts up to 64 KiB.
-            ensure!(
-                (1280..=65535).contains(&mtu),
-                "MTU {mtu} outside 1280..=65535"
-            );
+            ensure!((1280..=65535).contains(&mtu), "MTU {mtu} outside 1280..=65535");
         }
         let a_if = reserve_ifname(&self.a, self.a_if.as_deref())?;
         let b_if = match reserve_ifname(&self.b, self.b_if.as_deref()) {
@@ -131,13 +125,7 @@ impl LinkBuilder {
             args.extend(["mtu".into(), m.to_string()]);
         }
         args.extend(["netns".into(), self.a.ns_name().into()]);
-        args.extend([
-            "type".into(),
-            "veth".into(),
-            "peer".into(),
-            "name".into(),
-            b_if.clone(),
-        ]);
+        args.extend(["type".into(), "veth".into(), "peer".into(), "name".into(), b_if.clone()]);
         args.extend(["index".into(), shared.take_ifindex().to_string()]);
         if let Some(m) = self.b_mtu {
             args.extend(["mtu".into(), m.to_string()]);
@@ -145,31 +133,15 @@ impl LinkBuilder {
         args.extend(["netns".into(), self.b.ns_name().into()]);
         cmd::checked(cmd::new("ip", &args), None)?;
 
-        for (node, ifname, addrs) in [
-            (&self.a, &a_if, &self.a_addrs),
-            (&self.b, &b_if, &self.b_addrs),
-        ] {
-            let mut lines = addrs
-                .iter()
-                .map(|c| addr_line(ifname, c))
-                .collect::<Result<Vec<_>>>()?;
+        for (node, ifname, addrs) in [(&self.a, &a_if, &self.a_addrs), (&self.b, &b_if, &self.b_addrs)] {
+            let mut lines = addrs.iter().map(|c| addr_line(ifname, c)).collect::<Result<Vec<_>>>()?;
             lines.push(format!("link set {ifname} up"));
             node.ip_batch(&lines)?;
         }
 
         let link = Link {
-            a: LinkEnd {
-                node: self.a,
-                ifname: a_if,
-                addrs: a_cidrs,
-                mtu: self.a_mtu.unwrap_or(1500),
-            },
-            b: LinkEnd {
-                node: self.b,
-                ifname: b_if,
-                addrs: b_cidrs,
-                mtu: self.b_mtu.unwrap_or(1500),
-            },
+            a: LinkEnd { node: self.a, ifname: a_if, addrs: a_cidrs, mtu: self.a_mtu.unwrap_or(1500) },
+            b: LinkEnd { node: self.b, ifname: b_if, addrs: b_cidrs, mtu: self.b_mtu.unwrap_or(1500) },
         };
         link.a.node.shared.state().links.push(link.summary());
         Ok(link)
@@ -188,8 +160,7 @@ fn reserve_ifname(node: &Node, wanted: Option<&str>) -> Result<String> {
             let valid = !n.is_empty()
                 && n.len() <= MAX_IFNAME
                 && n != "lo"
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
             if !valid {
                 bail!("invalid interface name {n:?} (1..={MAX_IFNAME} chars of [A-Za-z0-9-_.])");
             }
@@ -198,10 +169,7 @@ fn reserve_ifname(node: &Node, wanted: Option<&str>) -> Result<String> {
             }
             n.to_string()
         }
-        None => (0..)
-            .map(|i| format!("eth{i}"))
-            .find(|n| !ifaces.contains(n))
-            .context("no free ethN name")?,
+        None => (0..).map(|i| format!("eth{i}")).find(|n| !ifaces.contains(n)).context("no free ethN name")?,
     };
     ifaces.push(name.clone());
     Ok(name)
@@ -234,14 +202,12 @@ impl LinkEnd {
 
     /// Like [`LinkEnd::v4`] but an error naming the link end when missing.
     pub fn v4_or_err(&self) -> Result<Ipv4Addr> {
-        self.v4()
-            .with_context(|| format!("{}:{} has no IPv4 address", self.node.name(), self.ifname))
+        self.v4().with_context(|| format!("{}:{} has no IPv4 address", self.node.name(), self.ifname))
     }
 
     /// Like [`LinkEnd::v6`] but an error naming the link end when missing.
     pub fn v6_or_err(&self) -> Result<Ipv6Addr> {
-        self.v6()
-            .with_context(|| format!("{}:{} has no IPv6 address", self.node.name(), self.ifname))
+        self.v6().with_context(|| format!("{}:{} has no IPv6 address", self.node.name(), self.ifname))
     }
 
     pub fn ifindex(&self) -> Result<u32> {
@@ -265,13 +231,7 @@ impl LinkEnd {
 
     fn summary(&self) -> String {
         let addrs: Vec<String> = self.addrs.iter().map(|c| c.to_string()).collect();
-        format!(
-            "{}:{} mtu {} [{}]",
-            self.node.name(),
-            self.ifname,
-            self.mtu,
-            addrs.join(" ")
-        )
+        format!("{}:{} mtu {} [{}]", self.node.name(), self.ifname, self.mtu, addrs.join(" "))
     }
 }
 
@@ -290,8 +250,6 @@ impl Link {
 
     /// The end that sits in `node` (by node name), if any.
     pub fn end(&self, node: &str) -> Option<&LinkEnd> {
-        [&self.a, &self.b]
-            .into_iter()
-            .find(|e| e.node.name() == node)
+        [&self.a, &self.b].into_iter().find(|e| e.node.name() == node)
     }
 }

@@ -78,14 +78,8 @@ impl Node {
         Node { shared, inner }
     }
 
-    pub(crate) fn create(
-        shared: Arc<Shared>,
-        name: &str,
-        ns: &str,
-        kind: NodeKind,
-    ) -> Result<Node> {
-        cmd::checked(cmd::new("ip", &["netns", "add", ns]), None)
-            .with_context(|| format!("creating node {name}"))?;
+    pub(crate) fn create(shared: Arc<Shared>, name: &str, ns: &str, kind: NodeKind) -> Result<Node> {
+        cmd::checked(cmd::new("ip", &["netns", "add", ns]), None).with_context(|| format!("creating node {name}"))?;
         // Registered before configuring it, so a failure below still gets the
         // namespace removed by teardown / signal cleanup.
         cleanup::register_ns(ns);
@@ -105,10 +99,8 @@ impl Node {
         }
         let mut argv = vec!["sysctl", "-qw"];
         argv.extend(settings);
-        node.run(&argv)
-            .with_context(|| format!("configuring node {name}"))?;
-        node.ip(&["link", "set", "lo", "up"])
-            .with_context(|| format!("configuring node {name}"))?;
+        node.run(&argv).with_context(|| format!("configuring node {name}"))?;
+        node.ip(&["link", "set", "lo", "up"]).with_context(|| format!("configuring node {name}"))?;
         Ok(node)
     }
 
@@ -186,9 +178,7 @@ impl Node {
     /// is killed and reaped when the lab is torn down.
     pub fn spawn(&self, argv: &[&str]) -> Result<Spawned> {
         let mut c = self.argv_command(argv)?;
-        c.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         self.spawn_command(c)
     }
 
@@ -196,14 +186,8 @@ impl Node {
     /// the background, registered with the lab like [`Node::spawn`].
     pub fn spawn_command(&self, mut c: Command) -> Result<Spawned> {
         let desc = cmd::render(&c);
-        let child = c
-            .spawn()
-            .with_context(|| format!("cannot start `{desc}`"))?;
-        let slot = Arc::new(ChildSlot {
-            pid: child.id(),
-            desc,
-            child: Mutex::new(Some(child)),
-        });
+        let child = c.spawn().with_context(|| format!("cannot start `{desc}`"))?;
+        let slot = Arc::new(ChildSlot { pid: child.id(), desc, child: Mutex::new(Some(child)) });
         cleanup::register_pid(slot.pid);
         self.shared.state().children.push(slot.clone());
         Ok(Spawned { slot })
@@ -223,10 +207,7 @@ impl Node {
             return Ok(());
         }
         let script: String = lines.iter().map(|l| format!("{}\n", l.as_ref())).collect();
-        cmd::checked(
-            cmd::new("ip", &["-n", self.ns_name(), "-batch", "-"]),
-            Some(&script),
-        )?;
+        cmd::checked(cmd::new("ip", &["-n", self.ns_name(), "-batch", "-"]), Some(&script))?;
         Ok(())
     }
 
@@ -245,12 +226,7 @@ impl Node {
         text.split(':')
             .next()
             .and_then(|n| n.trim().parse().ok())
-            .with_context(|| {
-                format!(
-                    "node {}: cannot parse ifindex of {ifname} from {text:?}",
-                    self.name()
-                )
-            })
+            .with_context(|| format!("node {}: cannot parse ifindex of {ifname} from {text:?}", self.name()))
     }
 
     /// Adds another address (lab ranges only) to one of this node's interfaces.
@@ -275,13 +251,11 @@ impl Node {
         let lines = routes
             .iter()
             .map(|(dest, via)| {
-                let (_, dest) = check_route(dest, via)
-                    .with_context(|| format!("node {}: bad route", self.name()))?;
+                let (_, dest) = check_route(dest, via).with_context(|| format!("node {}: bad route", self.name()))?;
                 Ok(format!("route add {dest} via {via}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        self.ip_batch(&lines)
-            .with_context(|| format!("adding routes on node {}", self.name()))
+        self.ip_batch(&lines).with_context(|| format!("adding routes on node {}", self.name()))
     }
 }
 
@@ -289,11 +263,7 @@ impl Node {
 /// belt and braces next to `accept_dad=0`.
 pub(crate) fn addr_line(ifname: &str, cidr: &str) -> Result<String> {
     let c = check_iface_addr(cidr)?;
-    Ok(if c.is_ipv6() {
-        format!("addr add {c} dev {ifname} nodad")
-    } else {
-        format!("addr add {c} dev {ifname}")
-    })
+    Ok(if c.is_ipv6() { format!("addr add {c} dev {ifname} nodad") } else { format!("addr add {c} dev {ifname}") })
 }
 
 /// A background process owned by the lab.
@@ -364,9 +334,7 @@ impl Spawned {
         let Some(child) = guard.as_mut() else {
             bail!("`{}` already reaped", self.slot.desc);
         };
-        let st = child
-            .try_wait()
-            .with_context(|| format!("waiting for `{}`", self.slot.desc))?;
+        let st = child.try_wait().with_context(|| format!("waiting for `{}`", self.slot.desc))?;
         if st.is_some() {
             cleanup::unregister_pid(self.slot.pid);
         }
@@ -407,9 +375,7 @@ impl Spawned {
             }
             let _ = child.kill();
         }
-        let out = child
-            .wait_with_output()
-            .with_context(|| format!("collecting output of `{desc}`"));
+        let out = child.wait_with_output().with_context(|| format!("collecting output of `{desc}`"));
         cleanup::unregister_pid(self.slot.pid);
         out
     }

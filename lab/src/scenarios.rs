@@ -23,38 +23,14 @@ pub const PMTU: u32 = 1400;
 pub const ACL_PORT: u16 = 65000;
 
 const SCENARIOS: &[(&str, &str)] = &[
-    (
-        "acl-reject",
-        "client-rc-ro-server; rc rejects TCP from server port 65000 with ICMP 3/10 (v6: 1/1)",
-    ),
-    (
-        "pmtu-blackhole",
-        "client-r1-r2-r3-server; r2->r3 MTU 1400, r2 drops the frag-needed/packet-too-big it sends",
-    ),
-    (
-        "pmtu-ok",
-        "client-r1-r2-r3-server; r2->r3 MTU 1400, frag-needed/packet-too-big reach the client",
-    ),
-    (
-        "silent-drop",
-        "client-r1-r2-r3-server; r3 drops TCP dport 443 and UDP dport 1024-65535, ICMP passes",
-    ),
-    (
-        "udp-filtered",
-        "client-r1-r2-r3-server; r2 drops all forwarded UDP, ICMP and TCP pass",
-    ),
-    (
-        "icmp-ratelimit",
-        "client-r1-r2-r3-server; r2 rate-limits the ICMP errors it sends to 2/s burst 2",
-    ),
-    (
-        "gateway-df",
-        "src-gw-dst; gw's link to dst has MTU 1400, frag-needed is sent normally",
-    ),
-    (
-        "gateway-df-blackhole",
-        "src-gw-dst; gw's link to dst has MTU 1400 and gw drops the frag-needed it sends",
-    ),
+    ("acl-reject", "client-rc-ro-server; rc rejects TCP from server port 65000 with ICMP 3/10 (v6: 1/1)"),
+    ("pmtu-blackhole", "client-r1-r2-r3-server; r2->r3 MTU 1400, r2 drops the frag-needed/packet-too-big it sends"),
+    ("pmtu-ok", "client-r1-r2-r3-server; r2->r3 MTU 1400, frag-needed/packet-too-big reach the client"),
+    ("silent-drop", "client-r1-r2-r3-server; r3 drops TCP dport 443 and UDP dport 1024-65535, ICMP passes"),
+    ("udp-filtered", "client-r1-r2-r3-server; r2 drops all forwarded UDP, ICMP and TCP pass"),
+    ("icmp-ratelimit", "client-r1-r2-r3-server; r2 rate-limits the ICMP errors it sends to 2/s burst 2"),
+    ("gateway-df", "src-gw-dst; gw's link to dst has MTU 1400, frag-needed is sent normally"),
+    ("gateway-df-blackhole", "src-gw-dst; gw's link to dst has MTU 1400 and gw drops the frag-needed it sends"),
 ];
 
 /// `(name, one-line description)` of every scenario.
@@ -71,11 +47,7 @@ pub fn build(name: &str) -> Result<ScenarioLab> {
             let rc = s.node("rc")?;
             let sv4 = s.server_v4;
             let sv6 = s.server_v6;
-            rc.fw_reject(
-                Chain::Forward,
-                &format!("ip saddr {sv4} tcp sport {ACL_PORT}"),
-                Reject::HOST_PROHIBITED,
-            )?;
+            rc.fw_reject(Chain::Forward, &format!("ip saddr {sv4} tcp sport {ACL_PORT}"), Reject::HOST_PROHIBITED)?;
             rc.fw_reject(
                 Chain::Forward,
                 &format!("ip6 saddr {sv6} tcp sport {ACL_PORT}"),
@@ -155,10 +127,7 @@ impl ScenarioLab {
 
     /// Hop `n` as traceroute counts it from the client (1 = first router).
     pub fn hop(&self, n: usize) -> Result<&Node> {
-        self.nodes
-            .get(n)
-            .filter(|_| n > 0)
-            .with_context(|| format!("scenario {} has no hop {n}", self.name))
+        self.nodes.get(n).filter(|_| n > 0).with_context(|| format!("scenario {} has no hop {n}", self.name))
     }
 
     /// Address hop `n` uses for ICMP sent back to the client (its
@@ -222,13 +191,7 @@ pub fn linear(name: &str, nodes: &[&str], mtus: &[(usize, u32)]) -> Result<Scena
     let handles = nodes
         .iter()
         .enumerate()
-        .map(|(i, n)| {
-            if i == 0 || i == last {
-                lab.host(n)
-            } else {
-                lab.router(n)
-            }
-        })
+        .map(|(i, n)| if i == 0 || i == last { lab.host(n) } else { lab.router(n) })
         .collect::<Result<Vec<_>>>()?;
 
     let mut links = Vec::with_capacity(last);
@@ -239,10 +202,7 @@ pub fn linear(name: &str, nodes: &[&str], mtus: &[(usize, u32)]) -> Result<Scena
         let mut builder = lab
             .link(&handles[i - 1], &handles[i])
             .v4(&format!("198.18.{i}.{a}/24"), &format!("198.18.{i}.{b}/24"))
-            .v6(
-                &format!("2001:db8:{i:x}::{a:x}/64"),
-                &format!("2001:db8:{i:x}::{b:x}/64"),
-            );
+            .v6(&format!("2001:db8:{i:x}::{a:x}/64"), &format!("2001:db8:{i:x}::{b:x}/64"));
         if let Some((_, mtu)) = mtus.iter().find(|(l, _)| *l == i) {
             builder = builder.mtu(*mtu);
         }
@@ -276,11 +236,7 @@ pub fn linear(name: &str, nodes: &[&str], mtus: &[(usize, u32)]) -> Result<Scena
                 }
             }
         }
-        let routes: Vec<(&str, &str)> = v4
-            .iter()
-            .chain(v6.iter())
-            .map(|(d, v)| (d.as_str(), v.as_str()))
-            .collect();
+        let routes: Vec<(&str, &str)> = v4.iter().chain(v6.iter()).map(|(d, v)| (d.as_str(), v.as_str())).collect();
         node.routes(&routes)?;
     }
 

@@ -12,11 +12,7 @@ use crate::scenarios::{self, ScenarioLab};
 use crate::{Chain, Lab, Node, Reject, cleanup_lab, list_namespaces, root_or_skip};
 
 fn python() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
+    if std::path::Path::new("/usr/bin/python3").exists() { "/usr/bin/python3" } else { "python3" }
 }
 
 /// Server side of acl-reject: listen on PORT, print `ready`, then report the
@@ -112,33 +108,13 @@ fn py(node: &Node, script: &str, args: &[String]) -> Result<String> {
 }
 
 fn tcp_connect(node: &Node, dst: &str, port: u16) -> Result<String> {
-    Ok(py(
-        node,
-        TCP_CONNECT,
-        &[dst.into(), port.to_string(), "1".into()],
-    )?
-    .trim()
-    .to_string())
+    Ok(py(node, TCP_CONNECT, &[dst.into(), port.to_string(), "1".into()])?.trim().to_string())
 }
 
 /// ICMP errors `(source, type, code)` received for UDP probes.
-fn udp_probe(
-    node: &Node,
-    dst: &str,
-    port: u16,
-    ttl: u8,
-    count: u32,
-    wait: f32,
-) -> Result<Vec<(String, u8, u8)>> {
+fn udp_probe(node: &Node, dst: &str, port: u16, ttl: u8, count: u32, wait: f32) -> Result<Vec<(String, u8, u8)>> {
     let fam = if dst.contains(':') { "6" } else { "4" };
-    let args = [
-        fam.into(),
-        dst.into(),
-        port.to_string(),
-        ttl.to_string(),
-        count.to_string(),
-        wait.to_string(),
-    ];
+    let args = [fam.into(), dst.into(), port.to_string(), ttl.to_string(), count.to_string(), wait.to_string()];
     let out = py(node, UDP_PROBE, &args)?;
     out.lines()
         .map(|l| {
@@ -151,11 +127,7 @@ fn udp_probe(
 
 /// Starts a background python script and waits for its `ready` line;
 /// returns the process and the rest of its stdout.
-fn spawn_ready(
-    node: &Node,
-    script: &str,
-    args: &[String],
-) -> Result<(crate::Spawned, BufReader<ChildStdout>)> {
+fn spawn_ready(node: &Node, script: &str, args: &[String]) -> Result<(crate::Spawned, BufReader<ChildStdout>)> {
     let mut argv = vec![python(), "-c", script];
     argv.extend(args.iter().map(String::as_str));
     let child = node.spawn(&argv)?;
@@ -164,11 +136,7 @@ fn spawn_ready(
     out.read_line(&mut line)?;
     if line.trim() != "ready" {
         let o = child.finish(Duration::ZERO)?;
-        bail!(
-            "`{}` not ready: {line:?} {}",
-            child.describe(),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        bail!("`{}` not ready: {line:?} {}", child.describe(), String::from_utf8_lossy(&o.stderr));
     }
     Ok((child, out))
 }
@@ -178,11 +146,7 @@ fn ping(node: &Node, args: &[&str]) -> Result<(bool, String)> {
     let mut argv = vec!["ping", "-n", "-c1", "-W1"];
     argv.extend_from_slice(args);
     let out = node.run_unchecked(&argv)?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     Ok((out.status.success(), text))
 }
 
@@ -194,9 +158,7 @@ fn ping_ok(node: &Node, args: &[&str]) -> Result<()> {
 
 fn ns_exists(ns: &str) -> Result<bool> {
     let out = crate::cmd::checked(crate::cmd::new("ip", &["netns", "list"]), None)?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.split_whitespace().next() == Some(ns)))
+    Ok(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.split_whitespace().next() == Some(ns)))
 }
 
 fn build(name: &str) -> Result<ScenarioLab> {
@@ -227,24 +189,11 @@ root_test!(acl_reject_server_sees_icmp_3_10_quoting_ttl_62, {
     ping_ok(&s.client, &["-6", &s.server_v6.to_string()])?;
     let rc_toward_server = s.link("rc", "ro")?.a.clone();
     for (fam, dst, src, code) in [
-        (
-            "4",
-            s.server_v4.to_string(),
-            rc_toward_server.v4_or_err()?.to_string(),
-            10,
-        ),
-        (
-            "6",
-            s.server_v6.to_string(),
-            rc_toward_server.v6_or_err()?.to_string(),
-            1,
-        ),
+        ("4", s.server_v4.to_string(), rc_toward_server.v4_or_err()?.to_string(), 10),
+        ("6", s.server_v6.to_string(), rc_toward_server.v6_or_err()?.to_string(), 1),
     ] {
-        let (watch, mut out) = spawn_ready(
-            &s.server,
-            ICMP_WATCH,
-            &[fam.into(), scenarios::ACL_PORT.to_string(), "5".into()],
-        )?;
+        let (watch, mut out) =
+            spawn_ready(&s.server, ICMP_WATCH, &[fam.into(), scenarios::ACL_PORT.to_string(), "5".into()])?;
         // The SYN gets through, the SYN-ACK is rejected at rc: connect times out.
         let r = tcp_connect(&s.client, &dst, scenarios::ACL_PORT)?;
         ensure!(r == "timeout", "IPv{fam} connect: {r}");
@@ -254,17 +203,9 @@ root_test!(acl_reject_server_sees_icmp_3_10_quoting_ttl_62, {
         let line = line.trim();
         let t = if fam == "4" { 3 } else { 1 };
         let want = format!("src={src} type={t} code={code} ttl=63 inner_ttl=62 inner_sport=65000");
-        ensure!(
-            line == want,
-            "IPv{fam}: got {line:?}, want {want:?}\n{}",
-            s.describe()
-        );
+        ensure!(line == want, "IPv{fam}: got {line:?}, want {want:?}\n{}", s.describe());
     }
-    ensure!(
-        s.node("rc")?
-            .fw_packets(Chain::Forward, "host-prohibited")?
-            >= 1
-    );
+    ensure!(s.node("rc")?.fw_packets(Chain::Forward, "host-prohibited")? >= 1);
     Ok(())
 });
 
@@ -273,27 +214,13 @@ root_test!(pmtu_blackhole_swallows_big_df_packets, {
     let (v4, v6) = (s.server_v4.to_string(), s.server_v6.to_string());
     ping_ok(&s.client, &["-M", "do", "-s", "1372", &v4])?;
     ping_ok(&s.client, &["-6", "-M", "do", "-s", "1352", &v6])?;
-    for args in [
-        ["-M", "do", "-s", "1472", &v4],
-        ["-6", "-M", "do", "-s1452", &v6],
-    ] {
+    for args in [["-M", "do", "-s", "1472", &v4], ["-6", "-M", "do", "-s1452", &v6]] {
         let (ok, text) = ping(&s.client, &args)?;
-        ensure!(
-            !ok && !text.contains("mtu"),
-            "{args:?} should vanish silently:\n{text}"
-        );
+        ensure!(!ok && !text.contains("mtu"), "{args:?} should vanish silently:\n{text}");
     }
     let r2 = s.node("r2")?;
-    ensure!(
-        r2.fw_packets(Chain::Output, "frag-needed")? >= 1,
-        "{}",
-        s.describe()
-    );
-    ensure!(
-        r2.fw_packets(Chain::Output, "packet-too-big")? >= 1,
-        "{}",
-        s.describe()
-    );
+    ensure!(r2.fw_packets(Chain::Output, "frag-needed")? >= 1, "{}", s.describe());
+    ensure!(r2.fw_packets(Chain::Output, "packet-too-big")? >= 1, "{}", s.describe());
     Ok(())
 });
 
@@ -302,10 +229,7 @@ root_test!(pmtu_ok_reports_mtu_1400, {
     let (v4, v6) = (s.server_v4.to_string(), s.server_v6.to_string());
     ping_ok(&s.client, &["-M", "do", "-s", "1372", &v4])?;
     let (hop2, hop2_v6) = (s.hop_v4(2)?.to_string(), s.hop_v6(2)?.to_string());
-    for (args, from) in [
-        (["-M", "do", "-s", "1472", &v4], &hop2),
-        (["-6", "-M", "do", "-s1452", &v6], &hop2_v6),
-    ] {
+    for (args, from) in [(["-M", "do", "-s", "1472", &v4], &hop2), (["-6", "-M", "do", "-s1452", &v6], &hop2_v6)] {
         let (ok, text) = ping(&s.client, &args)?;
         let squashed = text.replace(' ', "");
         // Sent by hop 2 (r2), from its client-facing address.
@@ -343,23 +267,11 @@ root_test!(udp_filtered_drops_udp_at_hop_2, {
     ping_ok(&s.client, &[&v4])?;
     ensure!(tcp_connect(&s.client, &v4, 80)? == "refused");
     let te = udp_probe(&s.client, &v4, 33434, 2, 1, 0.5)?;
-    ensure!(
-        te == vec![(s.hop_v4(2)?.to_string(), 11, 0)],
-        "hop 2: {te:?}"
-    );
-    ensure!(
-        udp_probe(&s.client, &v4, 33434, 3, 1, 0.5)?.is_empty(),
-        "hop 3 should be silent"
-    );
-    ensure!(
-        udp_probe(&s.client, &v4, 33434, 64, 1, 0.5)?.is_empty(),
-        "server should be silent"
-    );
+    ensure!(te == vec![(s.hop_v4(2)?.to_string(), 11, 0)], "hop 2: {te:?}");
+    ensure!(udp_probe(&s.client, &v4, 33434, 3, 1, 0.5)?.is_empty(), "hop 3 should be silent");
+    ensure!(udp_probe(&s.client, &v4, 33434, 64, 1, 0.5)?.is_empty(), "server should be silent");
     let v6 = s.server_v6.to_string();
-    ensure!(
-        udp_probe(&s.client, &v6, 33434, 64, 1, 0.5)?.is_empty(),
-        "server (v6) should be silent"
-    );
+    ensure!(udp_probe(&s.client, &v6, 33434, 64, 1, 0.5)?.is_empty(), "server (v6) should be silent");
     // Control: a port-unreachable from the server when UDP is not filtered.
     s.node("r2")?.fw_flush(Chain::Forward)?;
     let pu = udp_probe(&s.client, &v4, 33434, 64, 1, 0.5)?;
@@ -375,11 +287,7 @@ root_test!(icmp_ratelimit_limits_hop_2_only, {
     ensure!(hop1.len() == 20, "hop 1 is not limited: got {}", hop1.len());
     for dst in [&v4, &v6] {
         let hop2 = udp_probe(&s.client, dst, 33434, 2, 20, 0.5)?;
-        ensure!(
-            (1..=5).contains(&hop2.len()),
-            "hop 2 ({dst}) should be limited: got {}",
-            hop2.len()
-        );
+        ensure!((1..=5).contains(&hop2.len()), "hop 2 ({dst}) should be limited: got {}", hop2.len());
     }
     Ok(())
 });
@@ -391,10 +299,7 @@ root_test!(gateway_df_variants, {
         let dst = s.server_v4.to_string();
         let dst6 = s.server_v6.to_string();
         ping_ok(&s.client, &["-M", "do", "-s", "1372", &dst])?;
-        for args in [
-            ["-M", "do", "-s", "1472", &dst],
-            ["-6", "-M", "do", "-s1452", &dst6],
-        ] {
+        for args in [["-M", "do", "-s", "1472", &dst], ["-6", "-M", "do", "-s1452", &dst6]] {
             let (ok, text) = ping(&s.client, &args)?;
             let reported = text.replace(' ', "").contains("mtu=1400");
             ensure!(!ok && reported != blackhole, "{name} {args:?}:\n{text}");
@@ -419,17 +324,10 @@ root_test!(firewall_helpers_reject_codes_drop_and_icmp_filter, {
         r.fw_flush(Chain::Forward)?;
         r.fw_reject(Chain::Forward, "icmp type echo-request", reject)?;
         let (ok, out) = ping(a, &[&b4])?;
-        ensure!(
-            !ok && out.contains(text),
-            "{reject:?}: want {text:?} in\n{out}"
-        );
+        ensure!(!ok && out.contains(text), "{reject:?}: want {text:?} in\n{out}");
     }
     r.fw_flush(Chain::Forward)?;
-    r.fw_reject(
-        Chain::Forward,
-        "icmpv6 type echo-request",
-        Reject::V6_ADMIN_PROHIBITED,
-    )?;
+    r.fw_reject(Chain::Forward, "icmpv6 type echo-request", Reject::V6_ADMIN_PROHIBITED)?;
     let (ok, out) = ping(a, &["-6", &b6])?;
     ensure!(!ok && out.contains("Administratively prohibited"), "{out}");
 
@@ -472,25 +370,11 @@ root_test!(link_options_mtu_names_extra_addrs_ifindex, {
         .names("up0", "down0")
         .create()?;
     let l2 = lab.connect(&a, "198.18.2.1/24", &b, "198.18.2.2/24")?;
-    ensure!(
-        l2.a.ifname == "eth0" && l2.b.ifname == "eth0",
-        "{}",
-        l2.summary()
-    );
+    ensure!(l2.a.ifname == "eth0" && l2.b.ifname == "eth0", "{}", l2.summary());
     ensure!(a.run_ok(&["cat", "/proc/sys/net/ipv4/ip_forward"])?.trim() == "0");
-    ensure!(
-        b.run_ok(&["cat", "/proc/sys/net/ipv6/conf/all/forwarding"])?
-            .trim()
-            == "1"
-    );
-    ensure!(
-        a.ip(&["-o", "link", "show", "up0"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("mtu 1400"))?
-    );
-    ensure!(
-        b.ip(&["-o", "link", "show", "down0"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("mtu 9000"))?
-    );
+    ensure!(b.run_ok(&["cat", "/proc/sys/net/ipv6/conf/all/forwarding"])?.trim() == "1");
+    ensure!(a.ip(&["-o", "link", "show", "up0"]).map(|o| String::from_utf8_lossy(&o.stdout).contains("mtu 1400"))?);
+    ensure!(b.ip(&["-o", "link", "show", "down0"]).map(|o| String::from_utf8_lossy(&o.stdout).contains("mtu 9000"))?);
     ensure!(l.a.ifindex()? > 1 && l.b.ifindex()? > 1 && a.ifindex("lo")? == 1);
     l.b.add_addr("198.18.1.3/24")?;
     l.b.add_addr("2001:db8:1::3/64")?;
@@ -501,37 +385,20 @@ root_test!(link_options_mtu_names_extra_addrs_ifindex, {
     ensure!(l.a.mtu == 1300);
     // Routes.
     let c = lab.host("c")?;
-    lab.link(&b, &c)
-        .v4("198.18.3.254/24", "198.18.3.1/24")
-        .create()?;
+    lab.link(&b, &c).v4("198.18.3.254/24", "198.18.3.1/24").create()?;
     c.route("default", "198.18.3.254")?;
     a.routes(&[("198.18.3.0/24", "198.18.1.2")])?;
     ping_ok(&a, &["198.18.3.1"])?;
     // Policy: nothing outside the lab ranges.
     ensure!(a.route("default", "10.0.0.1").is_err());
     ensure!(lab.connect(&a, "10.0.0.1/24", &c, "10.0.0.2/24").is_err());
-    ensure!(
-        lab.link(&a, &c)
-            .names("this-is-too-long0", "x")
-            .create()
-            .is_err()
-    );
-    ensure!(
-        lab.host("a").is_err(),
-        "duplicate node names must be rejected"
-    );
+    ensure!(lab.link(&a, &c).names("this-is-too-long0", "x").create().is_err());
+    ensure!(lab.host("a").is_err(), "duplicate node names must be rejected");
     // Errors include the command, status and stderr.
     let err = a.run(&["ip", "link", "show", "nonexistent0"]).unwrap_err();
     let msg = format!("{err:#}");
-    ensure!(
-        msg.contains("nonexistent0") && msg.contains("exit status"),
-        "{msg}"
-    );
-    ensure!(
-        lab.describe().contains("a:up0 mtu 1400"),
-        "{}",
-        lab.describe()
-    );
+    ensure!(msg.contains("nonexistent0") && msg.contains("exit status"), "{msg}");
+    ensure!(lab.describe().contains("a:up0 mtu 1400"), "{}", lab.describe());
     Ok(())
 });
 
@@ -545,25 +412,15 @@ root_test!(teardown_on_drop_and_panic_removes_everything, {
     stray.arg("300");
     let mut stray = stray.spawn()?; // not registered: found via /proc
     let names = lab.namespaces();
-    ensure!(
-        names
-            .iter()
-            .all(|n| n.starts_with("nobs-") && ns_exists(n).unwrap_or(false))
-    );
+    ensure!(names.iter().all(|n| n.starts_with("nobs-") && ns_exists(n).unwrap_or(false)));
     drop(lab);
     for n in &names {
         ensure!(!ns_exists(n)?, "{n} survived drop");
     }
-    ensure!(
-        !std::path::Path::new(&format!("/proc/{}", bg.pid())).exists(),
-        "spawned child survived"
-    );
+    ensure!(!std::path::Path::new(&format!("/proc/{}", bg.pid())).exists(), "spawned child survived");
     let deadline = Instant::now() + Duration::from_secs(5);
     while stray.try_wait()?.is_none() {
-        ensure!(
-            Instant::now() < deadline,
-            "stray process in namespace survived"
-        );
+        ensure!(Instant::now() < deadline, "stray process in namespace survived");
         std::thread::sleep(Duration::from_millis(10));
     }
 
@@ -594,10 +451,7 @@ root_test!(parallel_labs_of_same_scenario, {
         let h2 = sc.spawn(run);
         (h1.join(), h2.join())
     });
-    let (x, y) = (
-        x.map_err(|_| anyhow::anyhow!("panic"))??,
-        y.map_err(|_| anyhow::anyhow!("panic"))??,
-    );
+    let (x, y) = (x.map_err(|_| anyhow::anyhow!("panic"))??, y.map_err(|_| anyhow::anyhow!("panic"))??);
     ensure!(x.iter().all(|n| !y.contains(n)), "{x:?} vs {y:?}");
     Ok(())
 });
@@ -608,17 +462,8 @@ root_test!(keep_then_cleanup_lab, {
     lab.host("k1")?;
     lab.router("k2")?;
     let names = lab.into_persistent();
-    ensure!(
-        names.iter().all(|n| ns_exists(n).unwrap_or(false)),
-        "kept lab vanished"
-    );
-    ensure!(
-        list_namespaces()?
-            .iter()
-            .filter(|n| names.contains(n))
-            .count()
-            == 2
-    );
+    ensure!(names.iter().all(|n| ns_exists(n).unwrap_or(false)), "kept lab vanished");
+    ensure!(list_namespaces()?.iter().filter(|n| names.contains(n)).count() == 2);
     let removed = cleanup_lab(&id)?;
     ensure!(removed == names, "{removed:?} vs {names:?}");
     for n in &names {
@@ -653,13 +498,7 @@ fn signal_child() -> Result<()> {
 root_test!(signal_cleanup_exits_130, {
     let exe = std::env::current_exe()?;
     let mut child = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "tests::signal_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "tests::signal_child", "--ignored", "--nocapture", "--test-threads=1"])
         .env("NOBS_SIGNAL_CHILD", "1")
         .stdout(std::process::Stdio::piped())
         .spawn()?;
@@ -676,10 +515,7 @@ root_test!(signal_cleanup_exits_130, {
             break;
         }
     }
-    ensure!(
-        names.len() == 2 && pid > 0,
-        "child did not start: {names:?}"
-    );
+    ensure!(names.len() == 2 && pid > 0, "child did not start: {names:?}");
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait()?;

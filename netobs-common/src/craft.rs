@@ -160,10 +160,24 @@ enum Payload {
     None,
     Raw(Vec<u8>),
     Tcp(Tcp),
-    Udp { sport: u16, dport: u16, len: usize },
-    Echo { reply: bool, id: u16, seq: u16, len: usize },
+    Udp {
+        sport: u16,
+        dport: u16,
+        len: usize,
+    },
+    Echo {
+        reply: bool,
+        id: u16,
+        seq: u16,
+        len: usize,
+    },
     /// ICMP/ICMPv6 message: type, code, the 4 type-specific bytes and body.
-    Icmp { icmp_type: u8, code: u8, rest: [u8; 4], body: Vec<u8> },
+    Icmp {
+        icmp_type: u8,
+        code: u8,
+        rest: [u8; 4],
+        body: Vec<u8>,
+    },
 }
 
 /// A frame under construction. Every setter consumes and returns it.
@@ -637,7 +651,8 @@ mod tests {
             .tcp(Tcp::new(1, 2).options_len(12).payload_len(5))
             .ip_bytes();
         assert_eq!(checksum(&inner[..28]), 0, "IPv4 header checksum");
-        let f = Frame::ipv4(Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 1, 1)).icmp_error(3, 4, &inner).mtu(1400);
+        let f =
+            Frame::ipv4(Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 1, 1)).icmp_error(3, 4, &inner).mtu(1400);
         let ip = f.ip_bytes();
         assert_eq!(checksum(&ip[20..]), 0, "ICMP checksum");
         let f6 = Frame::ipv6("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap()).udp(1, 2, 3);

@@ -82,7 +82,7 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     pub fn remaining_from(&self, off: usize) -> usize {
         let at = self.start + off;
-        if at >= self.end { 0 } else { self.end - at }
+        self.end.saturating_sub(at)
     }
 }
 

@@ -227,13 +227,8 @@ pub struct Config {
 }
 
 impl Config {
-    pub const DEFAULT: Config = Config {
-        min_mtu: 1500,
-        events_per_sec: 1000,
-        burst: 200,
-        egress_path_mtu: 0,
-        _reserved: [0; 2],
-    };
+    pub const DEFAULT: Config =
+        Config { min_mtu: 1500, events_per_sec: 1000, burst: 200, egress_path_mtu: 0, _reserved: [0; 2] };
 }
 
 impl Default for Config {

@@ -137,10 +137,22 @@ pub const fn meaning(family: u8, icmp_type: u8, code: u8) -> Meaning {
     if family == 4 {
         match (icmp_type, code) {
             (3, 0) => m(Unreachable, "net unreachable", "a router has no route to the destination network", "!N"),
-            (3, 1) => m(Unreachable, "host unreachable", "the last router cannot reach the host (ARP fails: host down or wrong address)", "!H"),
+            (3, 1) => m(
+                Unreachable,
+                "host unreachable",
+                "the last router cannot reach the host (ARP fails: host down or wrong address)",
+                "!H",
+            ),
             (3, 2) => m(Unreachable, "protocol unreachable", "the destination does not speak this IP protocol", "!P"),
-            (3, 3) => m(Unreachable, "port unreachable", "the destination is up but nothing listens on the port (UDP)", ""),
-            (3, 4) => m(FragNeeded, "fragmentation needed and DF set", "a link on the path has a smaller MTU; the sender must send smaller packets", "!F"),
+            (3, 3) => {
+                m(Unreachable, "port unreachable", "the destination is up but nothing listens on the port (UDP)", "")
+            }
+            (3, 4) => m(
+                FragNeeded,
+                "fragmentation needed and DF set",
+                "a link on the path has a smaller MTU; the sender must send smaller packets",
+                "!F",
+            ),
             (3, 5) => m(Unreachable, "source route failed", "a source-routed packet could not follow its route", "!S"),
             (3, 6) => m(Unreachable, "destination network unknown", "the network is not known to a router", "!N"),
             (3, 7) => m(Unreachable, "destination host unknown", "the host is not known to the last router", "!H"),
@@ -148,20 +160,57 @@ pub const fn meaning(family: u8, icmp_type: u8, code: u8) -> Meaning {
             (3, 9) => m(Rejected, "net administratively prohibited", ACL, "!X"),
             (3, 10) => m(Rejected, "host administratively prohibited", ACL, "!X"),
             (3, 11) => m(Unreachable, "net unreachable for TOS", "no route for this type of service", "!<11>"),
-            (3, 12) => m(Unreachable, "host unreachable for TOS", "no route to the host for this type of service", "!<12>"),
+            (3, 12) => {
+                m(Unreachable, "host unreachable for TOS", "no route to the host for this type of service", "!<12>")
+            }
             (3, 13) => m(Rejected, "communication administratively prohibited", ACL, "!X"),
-            (3, 14) => m(Rejected, "host precedence violation", "the IP precedence is not allowed for this source/destination", "!V"),
+            (3, 14) => m(
+                Rejected,
+                "host precedence violation",
+                "the IP precedence is not allowed for this source/destination",
+                "!V",
+            ),
             (3, 15) => m(Rejected, "precedence cutoff in effect", "the network requires a higher IP precedence", "!C"),
-            (3, _) => m(Unreachable, "destination unreachable (unknown code)", "an unreachable with a code outside RFC 792/1812", "!?"),
-            (4, _) => m(SourceQuench, "source quench", "deprecated congestion signal (RFC 6633); usually a very old device", ""),
+            (3, _) => m(
+                Unreachable,
+                "destination unreachable (unknown code)",
+                "an unreachable with a code outside RFC 792/1812",
+                "!?",
+            ),
+            (4, _) => m(
+                SourceQuench,
+                "source quench",
+                "deprecated congestion signal (RFC 6633); usually a very old device",
+                "",
+            ),
             (5, 0) => m(Redirect, "redirect for network", "a router says another gateway on our link is better", ""),
             (5, 1) => m(Redirect, "redirect for host", "a router says another gateway on our link is better", ""),
             (5, _) => m(Redirect, "redirect", "a router says another gateway on our link is better", ""),
-            (11, 0) => m(TtlExpired, "TTL exceeded in transit", "the TTL ran out: a traceroute hop, or a routing loop when unexpected", ""),
-            (11, 1) => m(ReassemblyTimeout, "fragment reassembly time exceeded", "fragments were lost on the way: the receiver gave up reassembling", ""),
+            (11, 0) => m(
+                TtlExpired,
+                "TTL exceeded in transit",
+                "the TTL ran out: a traceroute hop, or a routing loop when unexpected",
+                "",
+            ),
+            (11, 1) => m(
+                ReassemblyTimeout,
+                "fragment reassembly time exceeded",
+                "fragments were lost on the way: the receiver gave up reassembling",
+                "",
+            ),
             (11, _) => m(TtlExpired, "time exceeded", "the TTL ran out", ""),
-            (12, 0) => m(ParameterProblem, "parameter problem (pointer indicates the error)", "a header field was rejected", ""),
-            (12, 1) => m(ParameterProblem, "parameter problem: missing required option", "a required IP option was missing", ""),
+            (12, 0) => m(
+                ParameterProblem,
+                "parameter problem (pointer indicates the error)",
+                "a header field was rejected",
+                "",
+            ),
+            (12, 1) => m(
+                ParameterProblem,
+                "parameter problem: missing required option",
+                "a required IP option was missing",
+                "",
+            ),
             (12, 2) => m(ParameterProblem, "parameter problem: bad length", "the header length was wrong", ""),
             (12, _) => m(ParameterProblem, "parameter problem", "a header field was rejected", ""),
             _ => m(Other, "other ICMP", "", ""),
@@ -170,18 +219,52 @@ pub const fn meaning(family: u8, icmp_type: u8, code: u8) -> Meaning {
         match (icmp_type, code) {
             (1, 0) => m(Unreachable, "no route to destination", "a router has no route to the destination", "!N"),
             (1, 1) => m(Rejected, "communication with destination administratively prohibited", ACL, "!X"),
-            (1, 2) => m(Unreachable, "beyond scope of source address", "the source address's scope does not reach the destination", "!S"),
-            (1, 3) => m(Unreachable, "address unreachable", "the last router cannot reach the host (neighbour discovery fails)", "!H"),
-            (1, 4) => m(Unreachable, "port unreachable", "the destination is up but nothing listens on the port (UDP)", ""),
-            (1, 5) => m(Rejected, "source address failed ingress/egress policy", "a policy filter rejects our source address", "!X"),
-            (1, 6) => m(Rejected, "reject route to destination", "a reject route (or firewall) refuses the destination", "!X"),
+            (1, 2) => m(
+                Unreachable,
+                "beyond scope of source address",
+                "the source address's scope does not reach the destination",
+                "!S",
+            ),
+            (1, 3) => m(
+                Unreachable,
+                "address unreachable",
+                "the last router cannot reach the host (neighbour discovery fails)",
+                "!H",
+            ),
+            (1, 4) => {
+                m(Unreachable, "port unreachable", "the destination is up but nothing listens on the port (UDP)", "")
+            }
+            (1, 5) => m(
+                Rejected,
+                "source address failed ingress/egress policy",
+                "a policy filter rejects our source address",
+                "!X",
+            ),
+            (1, 6) => {
+                m(Rejected, "reject route to destination", "a reject route (or firewall) refuses the destination", "!X")
+            }
             (1, _) => m(Unreachable, "destination unreachable (unknown code)", "", "!?"),
-            (2, _) => m(FragNeeded, "packet too big", "a link on the path has a smaller MTU; the sender must send smaller packets", "!F"),
-            (3, 0) => m(TtlExpired, "hop limit exceeded in transit", "the hop limit ran out: a traceroute hop, or a routing loop when unexpected", ""),
+            (2, _) => m(
+                FragNeeded,
+                "packet too big",
+                "a link on the path has a smaller MTU; the sender must send smaller packets",
+                "!F",
+            ),
+            (3, 0) => m(
+                TtlExpired,
+                "hop limit exceeded in transit",
+                "the hop limit ran out: a traceroute hop, or a routing loop when unexpected",
+                "",
+            ),
             (3, 1) => m(ReassemblyTimeout, "fragment reassembly time exceeded", "fragments were lost on the way", ""),
             (3, _) => m(TtlExpired, "time exceeded", "", ""),
             (4, 0) => m(ParameterProblem, "erroneous header field", "a header field was rejected", ""),
-            (4, 1) => m(ParameterProblem, "unrecognized next header", "an extension header or protocol was not understood", ""),
+            (4, 1) => m(
+                ParameterProblem,
+                "unrecognized next header",
+                "an extension header or protocol was not understood",
+                "",
+            ),
             (4, 2) => m(ParameterProblem, "unrecognized IPv6 option", "an option was not understood", ""),
             (4, _) => m(ParameterProblem, "parameter problem", "", ""),
             (137, _) => m(Redirect, "redirect", "a router says another first hop is better", ""),

@@ -5,7 +5,7 @@
 //! [`Cursor::get`], so the verifier can follow it; nothing here can panic.
 
 use crate::cursor::Cursor;
-use crate::event::{flags, have, kind, Event, PacketInfo};
+use crate::event::{Event, PacketInfo, flags, have, kind};
 use crate::icmp;
 use crate::wire::*;
 
@@ -198,11 +198,7 @@ pub enum IcmpOutcome {
 /// v6: 1, 2, 3, 4 and redirect 137)?
 #[inline(always)]
 pub fn is_reported_icmp(family: u8, icmp_type: u8) -> bool {
-    if family == 4 {
-        matches!(icmp_type, 3 | 4 | 5 | 11 | 12)
-    } else {
-        matches!(icmp_type, 1 | 2 | 3 | 4 | 137)
-    }
+    if family == 4 { matches!(icmp_type, 3 | 4 | 5 | 11 | 12) } else { matches!(icmp_type, 1 | 2 | 3 | 4 | 137) }
 }
 
 /// Fills `ev` (all but `ts_ns`, `ifindex`, `hook`) from the ICMP error at
@@ -430,19 +426,19 @@ fn parse_l4_head(c: &Cursor, off: usize, info: &mut PacketInfo) {
                 info.have |= have::TCP_FLAGS;
             }
         }
-    } else if proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 {
-        if let Some(h) = c.get::<L4Head>(off) {
-            let t = h.b[0];
-            let echo = if proto == IPPROTO_ICMP {
-                t == icmp::v4::ECHO_REQUEST || t == icmp::v4::ECHO_REPLY
-            } else {
-                t == icmp::v6::ECHO_REQUEST || t == icmp::v6::ECHO_REPLY
-            };
-            if echo {
-                info.src_port = h.echo_id();
-                info.seq = h.echo_seq() as u32;
-                info.have |= have::PORTS | have::SEQ | have::ECHO;
-            }
+    } else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6)
+        && let Some(h) = c.get::<L4Head>(off)
+    {
+        let t = h.b[0];
+        let echo = if proto == IPPROTO_ICMP {
+            t == icmp::v4::ECHO_REQUEST || t == icmp::v4::ECHO_REPLY
+        } else {
+            t == icmp::v6::ECHO_REQUEST || t == icmp::v6::ECHO_REPLY
+        };
+        if echo {
+            info.src_port = h.echo_id();
+            info.seq = h.echo_seq() as u32;
+            info.have |= have::PORTS | have::SEQ | have::ECHO;
         }
     }
 }

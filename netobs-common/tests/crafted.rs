@@ -5,9 +5,9 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use netobs_common::craft::{cut, non_ip_frame, tcp_flags, Ext, Frame, Tcp};
+use netobs_common::craft::{Ext, Frame, Tcp, cut, non_ip_frame, tcp_flags};
 use netobs_common::event::{flags, have, kind};
-use netobs_common::parse::{is_reported_icmp, parse_icmp_error, parse_outer, IcmpOutcome, Outer, Skip};
+use netobs_common::parse::{IcmpOutcome, Outer, Skip, is_reported_icmp, parse_icmp_error, parse_outer};
 use netobs_common::{Cursor, Event, PacketInfo};
 use proptest::prelude::*;
 
@@ -694,14 +694,8 @@ fn v6_quoted_later_fragment() {
 
 #[test]
 fn v6_too_many_extension_headers() {
-    let inner = Frame::ipv6(C6, S6)
-        .hop_by_hop(0)
-        .dest_opts(0)
-        .dest_opts(0)
-        .dest_opts(0)
-        .dest_opts(0)
-        .udp(1, 2, 8)
-        .ip_bytes();
+    let inner =
+        Frame::ipv6(C6, S6).hop_by_hop(0).dest_opts(0).dest_opts(0).dest_opts(0).dest_opts(0).udp(1, 2, 8).ip_bytes();
     let ev = event(&err6(1, 0, &inner).bytes());
     assert_eq!(ev.inner.have, have::IP | have::EXT_HEADERS | have::EXT_WALK_INCOMPLETE);
     assert_eq!(ev.inner.protocol, 60, "the last next-header seen");
@@ -872,8 +866,16 @@ fn every_truncation_point() {
             let ctx = format!("{} cut at {n}", case.name);
             // ICMP-level fields are complete as soon as it is an error, except
             // the redirect target which needs its 32-byte body.
-            assert_eq!((ev.icmp_type, ev.icmp_code, ev.mtu, ev.aux), (full.icmp_type, full.icmp_code, full.mtu, full.aux), "{ctx}");
-            assert_eq!((ev.outer_src, ev.outer_dst, ev.outer_ttl, ev.outer_len), (full.outer_src, full.outer_dst, full.outer_ttl, full.outer_len), "{ctx}");
+            assert_eq!(
+                (ev.icmp_type, ev.icmp_code, ev.mtu, ev.aux),
+                (full.icmp_type, full.icmp_code, full.mtu, full.aux),
+                "{ctx}"
+            );
+            assert_eq!(
+                (ev.outer_src, ev.outer_dst, ev.outer_ttl, ev.outer_len),
+                (full.outer_src, full.outer_dst, full.outer_ttl, full.outer_len),
+                "{ctx}"
+            );
             assert_eq!(ev.rfc4884_len, full.rfc4884_len, "{ctx}");
             if ev.flags & flags::HAS_GATEWAY != 0 {
                 assert_eq!(ev.gateway, full.gateway, "{ctx}");
@@ -888,12 +890,21 @@ fn every_truncation_point() {
             assert_eq!(h & have::IP != 0, n >= case.quote + ip_len, "{ctx}: IP");
             if h & have::IP != 0 {
                 let (a, b) = (&ev.inner, &full.inner);
-                assert_eq!((a.src, a.dst, a.ttl, a.total_len, a.family), (b.src, b.dst, b.ttl, b.total_len, b.family), "{ctx}");
+                assert_eq!(
+                    (a.src, a.dst, a.ttl, a.total_len, a.family),
+                    (b.src, b.dst, b.ttl, b.total_len, b.family),
+                    "{ctx}"
+                );
             }
-            let want_ports = if is_tcp_udp { n >= case.l4 + 4 } else { n >= case.l4 + 8 && full.inner.have & have::ECHO != 0 };
+            let want_ports =
+                if is_tcp_udp { n >= case.l4 + 4 } else { n >= case.l4 + 8 && full.inner.have & have::ECHO != 0 };
             assert_eq!(h & have::PORTS != 0, want_ports, "{ctx}: ports");
             if want_ports {
-                assert_eq!((ev.inner.src_port, ev.inner.dst_port, ev.inner.protocol), (full.inner.src_port, full.inner.dst_port, full.inner.protocol), "{ctx}");
+                assert_eq!(
+                    (ev.inner.src_port, ev.inner.dst_port, ev.inner.protocol),
+                    (full.inner.src_port, full.inner.dst_port, full.inner.protocol),
+                    "{ctx}"
+                );
             }
             let want_seq = n >= case.l4 + 8 && (is_tcp || full.inner.have & have::ECHO != 0);
             assert_eq!(h & have::SEQ != 0, want_seq, "{ctx}: seq");
@@ -926,7 +937,10 @@ fn truncating_ordinary_packets_never_panics() {
             let p = parse(&f[..n]);
             if let Ok(o) = p.outer {
                 let fo = full.outer.unwrap();
-                assert_eq!((o.family, o.ttl, o.total_len, o.l3_off, o.dont_fragment), (fo.family, fo.ttl, fo.total_len, fo.l3_off, fo.dont_fragment));
+                assert_eq!(
+                    (o.family, o.ttl, o.total_len, o.l3_off, o.dont_fragment),
+                    (fo.family, fo.ttl, fo.total_len, fo.l3_off, fo.dont_fragment)
+                );
             }
         }
     }

@@ -1,18 +1,44 @@
 //! The one observation routine every packet program runs: parse with
 //! `netobs-common`, count, sample an event, never alter the packet.
 
-use aya_ebpf::{helpers::bpf_ktime_get_coarse_ns as now_ns, programs::TracePointContext, EbpfContext};
+use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_coarse_ns as now_ns, programs::TracePointContext};
 use netobs_common::{
     cursor::Cursor,
-    event::{flags, hook, kind, stat, DfCounterKey, Event, IcmpCounterKey, PacketInfo},
-    parse::{is_df_candidate, is_reported_icmp, parse_icmp_error, parse_ip_packet, parse_outer, Outer, Skip},
-    wire::{IcmpHdr, IPPROTO_ICMP, IPPROTO_ICMPV6},
+    event::{DfCounterKey, Event, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
+    parse::{Outer, Skip, is_df_candidate, is_reported_icmp, parse_icmp_error, parse_ip_packet, parse_outer},
+    wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IcmpHdr},
 };
 
 use crate::{
     fib,
-    maps::{bump, bump_key, submit_flags, take_token, CONFIG, DF_COUNTERS, EVENTS, ICMP_COUNTERS},
+    maps::{CONFIG, DF_COUNTERS, EVENTS, ICMP_COUNTERS, bump, bump_key, submit_flags, take_token},
 };
+
+/// Samples one event: takes a token, reserves a zeroed [`Event`] in the
+/// ring buffer, lets `fill` write it, submits it. Every outcome is counted
+/// (sampled out, ring buffer full, written).
+#[inline(always)]
+fn emit(now: u64, fill: impl FnOnce(&mut Event)) {
+    if !take_token(now) {
+        bump(stat::SAMPLED_OUT);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        bump(stat::RINGBUF_FULL);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: the reservation is size_of::<Event>() writable bytes; zeroing
+    // makes it a valid Event (plain data) before we take a reference.
+    let ev = unsafe {
+        core::ptr::write_bytes(ev, 0, 1);
+        &mut *ev
+    };
+    ev.ts_ns = now;
+    fill(ev);
+    entry.submit(submit_flags());
+    bump(stat::EVENTS);
+}
 
 /// Observes the frame in `[start, end)` seen on `ifindex` by `hook`.
 #[inline(always)]
@@ -64,33 +90,17 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) -> bool {
     // SAFETY: helper without preconditions. Coarse (jiffy) time is enough
     // for a token bucket and costs a fraction of the precise clock.
     let now = unsafe { now_ns() };
-    if !take_token(now) {
-        bump(stat::SAMPLED_OUT);
-        return true;
-    }
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        bump(stat::RINGBUF_FULL);
-        return true;
-    };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: the reservation is size_of::<Event>() writable bytes; zeroing
-    // makes it a valid Event (plain data) before we take a reference.
-    let ev = unsafe {
-        core::ptr::write_bytes(ev, 0, 1);
-        &mut *ev
-    };
-    parse_icmp_error(c, outer, ev);
-    ev.ts_ns = now;
-    ev.ifindex = ifindex;
-    ev.hook = hook;
-    if hook == hook::TC_EGRESS {
-        ev.kind = kind::ICMP_SENT;
-    }
-    if ev.flags & flags::QUOTE_TRUNCATED != 0 {
-        bump(stat::QUOTE_TRUNCATED);
-    }
-    entry.submit(submit_flags());
-    bump(stat::EVENTS);
+    emit(now, |ev| {
+        parse_icmp_error(c, outer, ev);
+        ev.ifindex = ifindex;
+        ev.hook = hook;
+        if hook == hook::TC_EGRESS {
+            ev.kind = kind::ICMP_SENT;
+        }
+        if ev.flags & flags::QUOTE_TRUNCATED != 0 {
+            bump(stat::QUOTE_TRUNCATED);
+        }
+    });
     true
 }
 
@@ -108,38 +118,22 @@ fn on_df_candidate<C: EbpfContext>(ctx: &C, c: &Cursor, outer: &Outer, ifindex: 
 fn on_df_oversized(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, egress: u32, mtu: u32) {
     bump(stat::DF_OVERSIZED);
     bump_key(&DF_COUNTERS, &DfCounterKey { ingress_ifindex: ifindex, egress_ifindex: egress });
-    // SAFETY: helper without preconditions. Coarse (jiffy) time is enough
-    // for a token bucket and costs a fraction of the precise clock.
+    // SAFETY: helper without preconditions (coarse clock, as in on_icmp).
     let now = unsafe { now_ns() };
-    if !take_token(now) {
-        bump(stat::SAMPLED_OUT);
-        return;
-    }
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        bump(stat::RINGBUF_FULL);
-        return;
-    };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: as in on_icmp.
-    let ev = unsafe {
-        core::ptr::write_bytes(ev, 0, 1);
-        &mut *ev
-    };
-    ev.ts_ns = now;
-    ev.ifindex = ifindex;
-    ev.hook = hook;
-    ev.kind = kind::DF_OVERSIZED;
-    ev.outer_family = outer.family;
-    ev.outer_ttl = outer.ttl;
-    ev.outer_len = outer.total_len;
-    ev.mtu = mtu;
-    ev.aux = egress;
-    ev.flags = flags::HAS_MTU;
-    parse_ip_packet(c, outer.l3_off, outer.family, &mut ev.inner);
-    ev.outer_src = ev.inner.src;
-    ev.outer_dst = ev.inner.dst;
-    entry.submit(submit_flags());
-    bump(stat::EVENTS);
+    emit(now, |ev| {
+        ev.ifindex = ifindex;
+        ev.hook = hook;
+        ev.kind = kind::DF_OVERSIZED;
+        ev.outer_family = outer.family;
+        ev.outer_ttl = outer.ttl;
+        ev.outer_len = outer.total_len;
+        ev.mtu = mtu;
+        ev.aux = egress;
+        ev.flags = flags::HAS_MTU;
+        parse_ip_packet(c, outer.l3_off, outer.family, &mut ev.inner);
+        ev.outer_src = ev.inner.src;
+        ev.outer_dst = ev.inner.dst;
+    });
 }
 
 /// Offsets in the `icmp:icmp_send` tracepoint record
@@ -157,9 +151,9 @@ mod icmp_send_tp {
 pub fn on_icmp_send(ctx: &TracePointContext) {
     // SAFETY: offsets from the tracepoint's format file; reads are checked
     // by the helper and fail cleanly.
-    let (Ok(t), Ok(code)) = (unsafe { ctx.read_at::<i32>(icmp_send_tp::TYPE) }, unsafe {
-        ctx.read_at::<i32>(icmp_send_tp::CODE)
-    }) else {
+    let (Ok(t), Ok(code)) =
+        (unsafe { ctx.read_at::<i32>(icmp_send_tp::TYPE) }, unsafe { ctx.read_at::<i32>(icmp_send_tp::CODE) })
+    else {
         return;
     };
     let (t, code) = (t as u8, code as u8);
@@ -171,45 +165,30 @@ pub fn on_icmp_send(ctx: &TracePointContext) {
     // SAFETY: helper without preconditions (tracepoints may not use the
     // coarse clock).
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    if !take_token(now) {
-        bump(stat::SAMPLED_OUT);
-        return;
-    }
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        bump(stat::RINGBUF_FULL);
-        return;
-    };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: as in on_icmp.
-    let ev = unsafe {
-        core::ptr::write_bytes(ev, 0, 1);
-        &mut *ev
-    };
-    ev.ts_ns = now;
-    ev.kind = kind::ICMP_GENERATED;
-    ev.hook = hook::ICMP_SEND_TRACEPOINT;
-    ev.icmp_type = t;
-    ev.icmp_code = code;
-    ev.outer_family = 4;
-    ev.inner.family = 4;
-    // SAFETY: as above.
-    unsafe {
-        if let Ok(a) = ctx.read_at::<[u8; 4]>(icmp_send_tp::SADDR) {
-            ev.inner.src[0] = a[0];
-            ev.inner.src[1] = a[1];
-            ev.inner.src[2] = a[2];
-            ev.inner.src[3] = a[3];
+    emit(now, |ev| {
+        ev.kind = kind::ICMP_GENERATED;
+        ev.hook = hook::ICMP_SEND_TRACEPOINT;
+        ev.icmp_type = t;
+        ev.icmp_code = code;
+        ev.outer_family = 4;
+        ev.inner.family = 4;
+        // SAFETY: as above.
+        unsafe {
+            if let Ok(a) = ctx.read_at::<[u8; 4]>(icmp_send_tp::SADDR) {
+                ev.inner.src[0] = a[0];
+                ev.inner.src[1] = a[1];
+                ev.inner.src[2] = a[2];
+                ev.inner.src[3] = a[3];
+            }
+            if let Ok(a) = ctx.read_at::<[u8; 4]>(icmp_send_tp::DADDR) {
+                ev.inner.dst[0] = a[0];
+                ev.inner.dst[1] = a[1];
+                ev.inner.dst[2] = a[2];
+                ev.inner.dst[3] = a[3];
+            }
+            ev.inner.src_port = ctx.read_at::<u16>(icmp_send_tp::SPORT).unwrap_or(0);
+            ev.inner.dst_port = ctx.read_at::<u16>(icmp_send_tp::DPORT).unwrap_or(0);
         }
-        if let Ok(a) = ctx.read_at::<[u8; 4]>(icmp_send_tp::DADDR) {
-            ev.inner.dst[0] = a[0];
-            ev.inner.dst[1] = a[1];
-            ev.inner.dst[2] = a[2];
-            ev.inner.dst[3] = a[3];
-        }
-        ev.inner.src_port = ctx.read_at::<u16>(icmp_send_tp::SPORT).unwrap_or(0);
-        ev.inner.dst_port = ctx.read_at::<u16>(icmp_send_tp::DPORT).unwrap_or(0);
-    }
-    ev.inner.have = netobs_common::event::have::IP;
-    entry.submit(submit_flags());
-    bump(stat::EVENTS);
+        ev.inner.have = netobs_common::event::have::IP;
+    });
 }

@@ -3,11 +3,11 @@
 //! egress MTU is smaller?
 
 use aya_ebpf::{
+    EbpfContext,
     bindings::{
-        bpf_fib_lookup as FibParams, BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SKIP_NEIGH,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SKIP_NEIGH, bpf_fib_lookup as FibParams,
     },
     helpers::generated::bpf_fib_lookup,
-    EbpfContext,
 };
 use netobs_common::event::PacketInfo;
 

@@ -1,11 +1,11 @@
 //! Maps and load-time configuration shared by all programs in the object.
 
 use aya_ebpf::{
+    Global,
     macros::map,
     maps::{PerCpuArray, PerCpuHashMap, RingBuf},
-    Global,
 };
-use netobs_common::event::{stat, Config, DfCounterKey, IcmpCounterKey, TokenBucket};
+use netobs_common::event::{Config, DfCounterKey, IcmpCounterKey, TokenBucket, stat};
 
 /// Set by the loader (`EbpfLoader::override_global`), read as a constant.
 #[unsafe(no_mangle)]
@@ -17,8 +17,7 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 
 
 /// ICMP errors by (ifindex, family, type, code, hook).
 #[map]
-pub static ICMP_COUNTERS: PerCpuHashMap<IcmpCounterKey, u64> =
-    PerCpuHashMap::with_max_entries(4096, 0);
+pub static ICMP_COUNTERS: PerCpuHashMap<IcmpCounterKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
 
 /// DF-oversized packets by (ingress, egress) interface.
 #[map]

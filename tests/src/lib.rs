@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 pub use netobs_lab as lab;
 use netobs_lab::Node;
 use serde_json::Value;
@@ -176,7 +176,12 @@ impl WatchOutput {
             .and_then(|c| c["icmp"].as_array())
             .map(|rows| {
                 rows.iter()
-                    .filter(|r| r["iface"] == iface && r["type"] == icmp_type && r["code"] == code && r["direction"] == "received")
+                    .filter(|r| {
+                        r["iface"] == iface
+                            && r["type"] == icmp_type
+                            && r["code"] == code
+                            && r["direction"] == "received"
+                    })
                     .filter_map(|r| r["count"].as_u64())
                     .sum()
             })

@@ -15,16 +15,14 @@ use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd as _;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
+use aya::Ebpf;
 use aya::maps::{MapData, RingBuf};
 use aya::programs::{Program, SchedClassifier, TestRun as _, TestRunOptions, TracePoint, Xdp, XdpMode};
-use aya::Ebpf;
-use netobs::kernel::{self, counters, events, loader::load_program, LoadOptions};
-use netobs_common::craft::{cut, non_ip_frame, Frame, Tcp};
+use netobs::kernel::{self, LoadOptions, counters, events, loader::load_program};
+use netobs_common::craft::{Frame, Tcp, cut, non_ip_frame};
 use netobs_common::event::{flags, hook, kind, stat};
-use netobs_common::parse::{
-    is_df_candidate, parse_icmp_error, parse_ip_packet, parse_outer, IcmpOutcome, Outer, Skip,
-};
+use netobs_common::parse::{IcmpOutcome, Outer, Skip, is_df_candidate, parse_icmp_error, parse_ip_packet, parse_outer};
 use netobs_common::{Config, Cursor, DfCounterKey, Event, IcmpCounterKey, PacketInfo};
 use netobs_e2e::{lab, root_or_skip};
 
@@ -295,7 +293,11 @@ fn differential(
         let got = h.run(prog, frame, ctx_in)?;
         let want = model(frame, prog, ifindex, cfg, fib);
         if got != want {
-            bad.push(format!("{} {name} ({} bytes):\n  want {want:?}\n  got  {got:?}\n  frame {frame:02x?}", prog.name(), frame.len()));
+            bad.push(format!(
+                "{} {name} ({} bytes):\n  want {want:?}\n  got  {got:?}\n  frame {frame:02x?}",
+                prog.name(),
+                frame.len()
+            ));
         }
     }
     Ok(bad)
@@ -304,7 +306,11 @@ fn differential(
 fn assert_clean(bad: Vec<String>, runs: usize) {
     if !bad.is_empty() {
         let shown: Vec<&String> = bad.iter().take(10).collect();
-        panic!("{} of {runs} runs differ from the host parser; first ones:\n{}", bad.len(), shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
+        panic!(
+            "{} of {runs} runs differ from the host parser; first ones:\n{}",
+            bad.len(),
+            shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n")
+        );
     }
 }
 
@@ -410,22 +416,41 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         v.push((format!("v4 ihl {ihl} outer+quote"), err4(3, 4, &q).mtu(1400).ihl(ihl).bytes()));
     }
     // IPv6 extension headers, outer and quoted.
-    let ext_inner = Frame::ipv6(C6, S6).hop_by_hop(0).routing(2).dest_opts(0).fragment(0, true, 5).tcp(Tcp::new(9, 10).syn()).ip_bytes();
+    let ext_inner = Frame::ipv6(C6, S6)
+        .hop_by_hop(0)
+        .routing(2)
+        .dest_opts(0)
+        .fragment(0, true, 5)
+        .tcp(Tcp::new(9, 10).syn())
+        .ip_bytes();
     v.push(("v6 ext quote".into(), err6(1, 4, &ext_inner).bytes()));
     v.push(("v6 ext outer+quote".into(), err6(1, 4, &ext_inner).hop_by_hop(0).dest_opts(1).bytes()));
-    let five = Frame::ipv6(C6, S6).hop_by_hop(0).dest_opts(0).dest_opts(0).dest_opts(0).dest_opts(0).udp(1, 2, 0).ip_bytes();
+    let five =
+        Frame::ipv6(C6, S6).hop_by_hop(0).dest_opts(0).dest_opts(0).dest_opts(0).dest_opts(0).udp(1, 2, 0).ip_bytes();
     v.push(("v6 five ext quote".into(), err6(1, 0, &five).bytes()));
-    v.push(("v6 five ext outer".into(), err6(1, 0, &q6).hop_by_hop(0).dest_opts(0).dest_opts(0).dest_opts(0).dest_opts(0).bytes()));
+    v.push((
+        "v6 five ext outer".into(),
+        err6(1, 0, &q6).hop_by_hop(0).dest_opts(0).dest_opts(0).dest_opts(0).dest_opts(0).bytes(),
+    ));
     // Later fragments: quoted, and of the outer packet.
-    v.push(("v4 quoted later frag".into(), err4(11, 1, &cut(&Frame::ipv4(C4, S4).mf().frag_offset(185).udp(1, 2, 100).ip_bytes(), 28)).bytes()));
-    v.push(("v6 quoted later frag".into(), err6(3, 1, &Frame::ipv6(C6, S6).fragment(185, false, 77).udp(5, 6, 100).ip_bytes()).bytes()));
+    v.push((
+        "v4 quoted later frag".into(),
+        err4(11, 1, &cut(&Frame::ipv4(C4, S4).mf().frag_offset(185).udp(1, 2, 100).ip_bytes(), 28)).bytes(),
+    ));
+    v.push((
+        "v6 quoted later frag".into(),
+        err6(3, 1, &Frame::ipv6(C6, S6).fragment(185, false, 77).udp(5, 6, 100).ip_bytes()).bytes(),
+    ));
     v.push(("v4 outer later frag".into(), err4(3, 3, &q4).frag_offset(3).bytes()));
     v.push(("v6 outer later frag".into(), err6(1, 4, &q6).fragment(3, false, 1).bytes()));
     v.push(("v6 outer first frag".into(), err6(1, 4, &q6).fragment(0, true, 1).bytes()));
     // Truncated quotes.
     v.push(("v4 quote 20".into(), err4(3, 3, &cut(&q4, 20)).bytes()));
     v.push(("v4 no quote".into(), err4(3, 3, &[]).bytes()));
-    v.push(("v4 gre quote".into(), err4(3, 4, &cut(&Frame::ipv4(C4, S4).df().raw(47, &[1; 60]).ip_bytes(), 28)).mtu(1400).bytes()));
+    v.push((
+        "v4 gre quote".into(),
+        err4(3, 4, &cut(&Frame::ipv4(C4, S4).df().raw(47, &[1; 60]).ip_bytes(), 28)).mtu(1400).bytes(),
+    ));
     // Not errors / not classified.
     v.push(("v4 echo".into(), Frame::ipv4(C4, S4).echo_request(1, 1, 56).bytes()));
     v.push(("v6 echo reply".into(), Frame::ipv6(C6, S6).echo_reply(1, 1, 56).bytes()));
@@ -451,7 +476,10 @@ fn truncations() -> Vec<(String, Vec<u8>)> {
         ("v4 3/4 echo", err4(3, 4, &Frame::ipv4(C4, S4).ihl(6).echo_request(1, 2, 0).ip_bytes()).mtu(576).bytes()),
         ("v6 qinq hbh 1/4 ext", err6(1, 4, &ext_inner).qinq(1, 2).hop_by_hop(0).bytes()),
         ("v6 2/0", err6(2, 0, &cut(&udp6(), 48)).mtu(1280).bytes()),
-        ("v6 137", Frame::ipv6(R6, C6).icmpv6_redirect(T6, S6, Some(&Frame::ipv6(C6, S6).udp(11, 12, 4).ip_bytes())).bytes()),
+        (
+            "v6 137",
+            Frame::ipv6(R6, C6).icmpv6_redirect(T6, S6, Some(&Frame::ipv6(C6, S6).udp(11, 12, 4).ip_bytes())).bytes(),
+        ),
     ];
     let mut v = Vec::new();
     for (name, f) in frames {
@@ -678,7 +706,10 @@ fn xdp_df_oversized_through_fib_lookup() -> Result<()> {
         // registered its XDP receive queues: attach the empty program.
         load_program::<Xdp>(&mut h.ebpf, "netobs_baseline")?.attach("eth0", XdpMode::Driver)?;
         let frames: Vec<(String, Vec<u8>)> = vec![
-            ("v4 df 1500 tcp".into(), Frame::ipv4(C4, S4).df().ttl(64).tcp(Tcp::new(40000, 5201).seq(1).payload_len(1460)).bytes()),
+            (
+                "v4 df 1500 tcp".into(),
+                Frame::ipv4(C4, S4).df().ttl(64).tcp(Tcp::new(40000, 5201).seq(1).payload_len(1460)).bytes(),
+            ),
             ("v4 df 1500 udp".into(), Frame::ipv4(C4, S4).df().udp(40000, 5201, 1472).bytes()),
             ("v4 df 1401".into(), Frame::ipv4(C4, S4).df().udp(40000, 5201, 1373).bytes()),
             ("v4 df 1400".into(), Frame::ipv4(C4, S4).df().udp(40000, 5201, 1372).bytes()),
@@ -692,7 +723,8 @@ fn xdp_df_oversized_through_fib_lookup() -> Result<()> {
             ("v6 1400".into(), Frame::ipv6(C6, S6).udp(40000, 5201, 1352).bytes()),
         ];
         let fib = |p: &PacketInfo| -> Option<(u32, u32)> {
-            let towards_dst = if p.family == 4 { p.dst[..3] == [198, 18, 2] } else { p.dst[..6] == [0x20, 0x01, 0x0d, 0xb8, 0, 2] };
+            let towards_dst =
+                if p.family == 4 { p.dst[..3] == [198, 18, 2] } else { p.dst[..6] == [0x20, 0x01, 0x0d, 0xb8, 0, 2] };
             (towards_dst && p.total_len > 1400).then_some((eth1, 1400))
         };
         // xdp_md: data, data_end (filled per frame), data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.

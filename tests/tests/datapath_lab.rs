@@ -12,8 +12,8 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd as _;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
-use netobs_e2e::{lab, root_or_skip, Watch, WatchOutput};
+use anyhow::{Context as _, Result, bail};
+use netobs_e2e::{Watch, WatchOutput, lab, root_or_skip};
 use serde_json::Value;
 
 /// DF-set ICMP echo through a small egress is reported as DF-oversized
@@ -87,10 +87,7 @@ fn icmp_rows(out: &WatchOutput, want: &[(&str, Value)]) -> u64 {
     out.counters()
         .and_then(|c| c["icmp"].as_array())
         .map(|rows| {
-            rows.iter()
-                .filter(|r| want.iter().all(|(k, v)| &r[*k] == v))
-                .filter_map(|r| r["count"].as_u64())
-                .sum()
+            rows.iter().filter(|r| want.iter().all(|(k, v)| &r[*k] == v)).filter_map(|r| r["count"].as_u64()).sum()
         })
         .unwrap_or(0)
 }
@@ -127,7 +124,13 @@ fn gateway(scenario: &str, mode: &str) -> Result<()> {
 
     let watch = Watch::start(&gw, &["-i", "eth0", "-i", "eth1", "--xdp-mode", mode, "--no-metrics"])?;
     let hook = if mode == "tc" { "tc_ingress" } else { "xdp" };
-    let attached = if mode == "native" { "xdp_native" } else if mode == "skb" { "xdp_skb" } else { "tc_ingress" };
+    let attached = if mode == "native" {
+        "xdp_native"
+    } else if mode == "skb" {
+        "xdp_skb"
+    } else {
+        "tc_ingress"
+    };
     for r in watch.records().iter().filter(|r| r["type"] == "attach") {
         assert_eq!(r["ingress"], attached, "{r}");
         assert_eq!(r["egress"], true, "{r}");
@@ -167,7 +170,8 @@ fn gateway(scenario: &str, mode: &str) -> Result<()> {
     assert_eq!(recv(4, 3, 10), ERRORS_PER_KIND, "ACL reject; {ctx}");
     assert_eq!(recv(6, 1, 4), ERRORS_PER_KIND, "v6 port unreachable; {ctx}");
     let findings = out.findings();
-    for (family, t, code, port) in [(4u64, 3u64, 3u64, CLOSED_PORT), (4, 3, 10, REJECTED_PORT), (6, 1, 4, CLOSED_PORT)] {
+    for (family, t, code, port) in [(4u64, 3u64, 3u64, CLOSED_PORT), (4, 3, 10, REJECTED_PORT), (6, 1, 4, CLOSED_PORT)]
+    {
         let reporter = if family == 4 { dst4 } else { dst6 };
         let f = find(&findings, |f| {
             f["kind"] == "icmp_error" && f["family"] == family && f["icmp_type"] == t && f["icmp_code"] == code
@@ -188,8 +192,9 @@ fn gateway(scenario: &str, mode: &str) -> Result<()> {
     assert_eq!(df_rows(&out, "eth0", "eth1"), 2 * DF_COUNT + echo, "df_oversized rows; {ctx}");
     assert_eq!(stats["df_oversized"], 2 * DF_COUNT + echo, "{ctx}");
     for (family, dst) in [(4u64, dst4), (6, dst6)] {
-        let f = find(&findings, |f| f["kind"] == "df_oversized" && f["family"] == family && f["flow"]["protocol"] == "udp")
-            .with_context(|| format!("no df_oversized finding (v{family}): {findings:#?}\n{ctx}"))?;
+        let f =
+            find(&findings, |f| f["kind"] == "df_oversized" && f["family"] == family && f["flow"]["protocol"] == "udp")
+                .with_context(|| format!("no df_oversized finding (v{family}): {findings:#?}\n{ctx}"))?;
         assert_eq!(f["mtu"], 1400, "{f}");
         assert_eq!(f["egress_iface"], "eth1", "{f}");
         assert_eq!(f["iface"], "eth0", "{f}");

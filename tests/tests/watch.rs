@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use netobs_e2e::{lab::scenarios, lab::Chain, lab::Lab, lab::Reject, root_or_skip, run_netobs, Watch};
+use netobs_e2e::{Watch, lab::Chain, lab::Lab, lab::Reject, lab::scenarios, root_or_skip, run_netobs};
 use serde_json::Value;
 
 /// A python3 one-liner run in a lab node (test traffic only).
@@ -35,7 +35,10 @@ fn icmp_errors_are_counted_by_type_and_code() {
     r.fw_reject(Chain::Forward, "udp dport 7000", Reject::ADMIN_PROHIBITED).unwrap();
 
     let w = Watch::start(&a, &["-i", "eth0", "--no-metrics"]).unwrap();
-    py(&a, "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(3): s.sendto(b'x',('198.18.2.1',9999)); time.sleep(0.05)\nfor i in range(2): s.sendto(b'x',('198.18.2.1',7000)); time.sleep(0.05)");
+    py(
+        &a,
+        "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(3): s.sendto(b'x',('198.18.2.1',9999)); time.sleep(0.05)\nfor i in range(2): s.sendto(b'x',('198.18.2.1',7000)); time.sleep(0.05)",
+    );
     w.wait_for(Duration::from_secs(5), |r| r["type"] == "finding" && r["icmp_code"] == 13).expect("3/13 finding");
     let out = w.stop().unwrap();
     assert!(out.status.success(), "watch exit: {:?} {}", out.status, out.stderr);
@@ -88,7 +91,8 @@ fn field_notes_1_return_traffic_rejected_by_remote_acl() {
         .spawn(&["python3", "-c", &format!("import socket,time\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',{port}))\nl.listen(16)\ntime.sleep(60)")])
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let w = Watch::start(&s.server, &["-i", "eth0", "--metrics-addr", "127.0.0.1:9464", "--update-interval", "1"]).unwrap();
+    let w =
+        Watch::start(&s.server, &["-i", "eth0", "--metrics-addr", "127.0.0.1:9464", "--update-interval", "1"]).unwrap();
 
     // The client binds first so we know its port, then tries for ~3.5 s:
     // SYN at 0 s, retransmits at 1 s and 3 s; each SYN-ACK is rejected.
@@ -102,7 +106,10 @@ fn field_notes_1_return_traffic_rejected_by_remote_acl() {
     .expect("client port");
 
     // Metrics while it runs.
-    let metrics = py(&s.server, "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9464/metrics').read().decode())");
+    let metrics = py(
+        &s.server,
+        "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9464/metrics').read().decode())",
+    );
     let out = w.stop().unwrap();
     assert!(out.status.success(), "{}", out.stderr);
 
@@ -136,7 +143,12 @@ fn field_notes_1_return_traffic_rejected_by_remote_acl() {
         .lines()
         .find(|l| l.starts_with("netobs_icmp_errors_total{iface=\"eth0\"") && l.contains("code=\"10\""))
         .unwrap_or_else(|| panic!("no 3/10 counter in:\n{metrics}"));
-    assert!(line.contains("verdict=\"rejected\"") && line.contains("iface=\"eth0\"") && line.contains("direction=\"received\""), "{line}");
+    assert!(
+        line.contains("verdict=\"rejected\"")
+            && line.contains("iface=\"eth0\"")
+            && line.contains("direction=\"received\""),
+        "{line}"
+    );
     let n: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("counter value");
     assert!(n >= 1.0, "{line}");
     assert!(!metrics.contains("198.18."), "no addresses in metric labels");
@@ -154,12 +166,15 @@ fn df_findings(out: &netobs_e2e::WatchOutput) -> Vec<Value> {
 fn run_gateway_df(scenario: &str) -> (netobs_e2e::WatchOutput, u64) {
     let s = scenarios::build(scenario).unwrap();
     let gw = s.node("gw").unwrap();
-    let w = Watch::start(&gw, &["-i", "eth0", "--no-metrics"]).unwrap();
+    let w = Watch::start(gw, &["-i", "eth0", "--no-metrics"]).unwrap();
     // 3 DF UDP datagrams of 1500 bytes into a 1400-byte egress. PMTUDISC_PROBE
     // keeps DF but ignores the PMTU the first frag-needed teaches the sender.
     py(
         &s.client,
-        &format!("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IP,10,3)\nfor i in range(3): s.sendto(b'x'*1472,('{}',9)); time.sleep(0.2)", s.server_v4),
+        &format!(
+            "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IP,10,3)\nfor i in range(3): s.sendto(b'x'*1472,('{}',9)); time.sleep(0.2)",
+            s.server_v4
+        ),
     );
     std::thread::sleep(Duration::from_millis(300));
     let out = w.stop().unwrap();
@@ -217,7 +232,8 @@ fn a_second_watch_refuses_to_replace_the_first() {
     let b = lab.host("b").unwrap();
     lab.link(&a, &b).v4("198.18.1.1/24", "198.18.1.2/24").names("eth0", "eth0").create().unwrap();
     let first = Watch::start(&a, &["-i", "eth0", "--no-metrics", "--xdp-mode", "native"]).unwrap();
-    let second = run_netobs(&a, &["watch", "-i", "eth0", "--no-metrics", "--xdp-mode", "native", "--duration", "1s"]).unwrap();
+    let second =
+        run_netobs(&a, &["watch", "-i", "eth0", "--no-metrics", "--xdp-mode", "native", "--duration", "1s"]).unwrap();
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success());
     assert!(stderr.contains("already has an XDP program"), "{stderr}");
@@ -238,9 +254,13 @@ fn frag_needed_for_our_traffic_names_the_mtu_and_our_route_cache() {
     // One DF datagram of 1500 bytes: r2 cannot forward it into the 1400 link.
     py(
         &s.client,
-        &format!("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IP,10,2)\ns.sendto(b'x'*1472,('{}',9))", s.server_v4),
+        &format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IP,10,2)\ns.sendto(b'x'*1472,('{}',9))",
+            s.server_v4
+        ),
     );
-    w.wait_for(Duration::from_secs(5), |r| r["type"] == "finding" && r["verdict"] == "frag_needed").expect("frag-needed finding");
+    w.wait_for(Duration::from_secs(5), |r| r["type"] == "finding" && r["verdict"] == "frag_needed")
+        .expect("frag-needed finding");
     let out = w.stop().unwrap();
     let f = out.findings().into_iter().find(|f| f["verdict"] == "frag_needed").unwrap();
     assert_eq!(f["mtu"], 1400);
@@ -274,7 +294,10 @@ fn nat_gateway_names_the_original_client() {
     r.fw_reject(Chain::Forward, "tcp dport 443", Reject::ADMIN_PROHIBITED).unwrap();
 
     let w = Watch::start(&gw, &["-i", "eth1", "--no-metrics"]).unwrap();
-    py(&client, "import socket\nfor i in range(2):\n    s=socket.socket(); s.settimeout(2)\n    try: s.connect(('198.18.3.1',443))\n    except Exception: pass");
+    py(
+        &client,
+        "import socket\nfor i in range(2):\n    s=socket.socket(); s.settimeout(2)\n    try: s.connect(('198.18.3.1',443))\n    except Exception: pass",
+    );
     w.wait_for(Duration::from_secs(5), |r| r["type"] == "finding" && r["verdict"] == "rejected").expect("finding");
     let out = w.stop().unwrap();
     let fs: Vec<Value> = out.findings().into_iter().filter(|f| f["verdict"] == "rejected").collect();

@@ -51,10 +51,8 @@ pub fn run(cmd: LabCmd) -> Result<()> {
             for (name, what) in scenarios::names() {
                 println!("  {name:<22} {what}");
             }
-            let up: Vec<String> = netobs_lab::list_namespaces()?
-                .into_iter()
-                .filter(|n| n.starts_with(netobs_lab::NS_PREFIX))
-                .collect();
+            let up: Vec<String> =
+                netobs_lab::list_namespaces()?.into_iter().filter(|n| n.starts_with(netobs_lab::NS_PREFIX)).collect();
             println!("\nlab namespaces up: {}", if up.is_empty() { "none".to_string() } else { up.join(" ") });
             Ok(())
         }

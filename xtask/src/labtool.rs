@@ -35,7 +35,8 @@ pub enum Tool {
 pub fn run(tool: Tool) -> Result<()> {
     match tool {
         Tool::Listen { port, seconds } => {
-            let l = TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port))).context("bind")?;
+            let l =
+                TcpListener::bind(("::", port)).or_else(|_| TcpListener::bind(("0.0.0.0", port))).context("bind")?;
             l.set_nonblocking(true)?;
             let end = std::time::Instant::now() + Duration::from_secs(seconds);
             while std::time::Instant::now() < end {

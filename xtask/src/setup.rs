@@ -7,7 +7,7 @@ use std::{
     process::Command,
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 use crate::util::{is_root, run_loud, which};
 
@@ -155,7 +155,8 @@ fn nightly() -> Result<Nightly> {
     if llvm_major.is_empty() || !llvm_major.chars().all(|c| c.is_ascii_digit()) {
         bail!("cannot read the LLVM major from {llvm:?}");
     }
-    let sysroot = Command::new("rustc").args(["+nightly", "--print", "sysroot"]).output().context("rustc --print sysroot")?;
+    let sysroot =
+        Command::new("rustc").args(["+nightly", "--print", "sysroot"]).output().context("rustc --print sysroot")?;
     Ok(Nightly {
         sysroot: PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()),
         llvm_major,
@@ -209,7 +210,16 @@ fn bpf_linker(check: bool) -> Result<Vec<String>> {
     let feature = format!("llvm-{}", n.llvm_major);
     let mut install = Command::new("cargo");
     install
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--force", "--no-default-features", "--features", &feature])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--force",
+            "--no-default-features",
+            "--features",
+            &feature,
+        ])
         .env("LLVM_PREFIX", &prefix);
     let retry = format!(
         "LLVM_PREFIX={} cargo install bpf-linker --version {BPF_LINKER_VERSION} --force --no-default-features --features {feature}",

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 use crate::{setup, util};
 
@@ -45,7 +45,8 @@ pub fn leftovers() -> Result<Vec<String>> {
         }
     }
     if util::is_root() {
-        let progs = Command::new("bpftool").args(["-j", "prog", "show"]).output().context("running bpftool prog show")?;
+        let progs =
+            Command::new("bpftool").args(["-j", "prog", "show"]).output().context("running bpftool prog show")?;
         let text = String::from_utf8_lossy(&progs.stdout);
         for name in text.split("\"name\":\"").skip(1).filter_map(|s| s.split('"').next()) {
             if name.starts_with("netobs_") {

@@ -5,7 +5,7 @@ use std::{
     process::Command,
 };
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 /// The workspace root (xtask lives in `<root>/xtask`).
 pub fn root() -> PathBuf {
@@ -78,9 +78,7 @@ pub fn privileged(bin: &Path, args: &[String]) -> Result<Command> {
         c.arg("-E").arg(bin).args(args);
         return Ok(c);
     }
-    bail!(
-        "netobs needs root (eBPF, raw sockets, network namespaces) and there is no sudo here: run this as root"
-    )
+    bail!("netobs needs root (eBPF, raw sockets, network namespaces) and there is no sudo here: run this as root")
 }
 
 /// Finds a program on PATH.

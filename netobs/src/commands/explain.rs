@@ -24,7 +24,8 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
         kernel: !args.no_kernel,
         progress: !args.json,
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
     let report = rt.block_on(explain::run(&req))?;
     if args.json {
         println!("{}", probe::json_doc("explain", &report)?);

@@ -19,7 +19,8 @@ pub fn run(args: PmtuArgs) -> Result<ExitCode> {
     let target = probe::resolve(&args.host, probe::family_flag(args.ipv4, args.ipv6))?;
     let port = args.port.unwrap_or(if args.proto == Proto::Tcp { 80 } else { 33434 });
     let (_iface, local_mtu) = probe::egress(target)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
     let result = rt.block_on(async {
         let mut prober = Prober::open(target, args.proto, port, 0)?;
         let opts = PmtuOptions {
@@ -29,7 +30,8 @@ pub fn run(args: PmtuArgs) -> Result<ExitCode> {
             ..PmtuOptions::default()
         };
         let progress = Progress::new(!args.json);
-        let r = pmtu::run(&mut prober, local_mtu, &opts, |s| progress.show(&format!("pmtu {target}: {s} probes"))).await;
+        let r =
+            pmtu::run(&mut prober, local_mtu, &opts, |s| progress.show(&format!("pmtu {target}: {s} probes"))).await;
         progress.clear();
         r
     })?;

@@ -12,7 +12,8 @@ use crate::{
 pub fn run(args: TcpArgs) -> Result<ExitCode> {
     let (host, port) = probe::parse_host_port(&args.target)?;
     let target = probe::resolve(&host, None)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
     let result = rt.block_on(async {
         let mut prober = Prober::open(target, Proto::Tcp, port, 0)?;
         tcp::run(&mut prober, args.attempts, args.wait, net::initial_ttl(if target.is_ipv4() { 4 } else { 6 })).await

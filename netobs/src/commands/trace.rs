@@ -18,7 +18,8 @@ use crate::{
 pub fn run(args: TraceArgs) -> Result<ExitCode> {
     let target = probe::resolve(&args.host, probe::family_flag(args.ipv4, args.ipv6))?;
     let port = args.port.unwrap_or(if args.proto == Proto::Tcp { 80 } else { 33434 });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
     let result = rt.block_on(async {
         let mut prober = Prober::open(target, args.proto, port, 0)?;
         let opts = TraceOptions {
@@ -30,7 +31,8 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
             ..TraceOptions::default()
         };
         let progress = Progress::new(!args.json);
-        let r = trace::run(&mut prober, &opts, |a, s| progress.show(&format!("trace {target}: {a}/{s} answered"))).await;
+        let r =
+            trace::run(&mut prober, &opts, |a, s| progress.show(&format!("trace {target}: {a}/{s} answered"))).await;
         progress.clear();
         r
     })?;

@@ -8,22 +8,20 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use netobs_common::{event::stat, Config, Event};
-use tokio::signal::unix::{signal, SignalKind};
+use netobs_common::{Config, Event, event::stat};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::{Color, WatchArgs},
-    explain::{words, Aggregate, Aggregator, Finding, HostContext, Ledger},
-    kernel::{self, counters, events::EventStream, LoadOptions, Session},
+    explain::{Aggregate, Aggregator, Finding, HostContext, Ledger, words},
+    kernel::{self, LoadOptions, Session, counters, events::EventStream},
     net,
     output::{json, metrics},
 };
 
 pub fn run(args: WatchArgs) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let rt =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
     rt.block_on(watch(args))
 }
 
@@ -172,10 +170,10 @@ fn ingest(
     let now = SystemTime::now();
     batch.iter().for_each(|ev| ledger.record(ev));
     let mut findings: Vec<Finding> = batch.drain(..).filter_map(|ev| Finding::from_event(&ev, ctx)).collect();
-    if let Ok(g) = shared.lock() {
-        if let Some(m) = &g.metrics {
-            findings.iter().for_each(|f| m.observe(f));
-        }
+    if let Ok(g) = shared.lock()
+        && let Some(m) = &g.metrics
+    {
+        findings.iter().for_each(|f| m.observe(f));
     }
     let mut new_entries = false;
     for f in findings.drain(..) {
@@ -199,17 +197,19 @@ fn attach_icmp_send_tracepoint(ebpf: &mut aya::Ebpf) {
     crate::net::mount_tracefs();
     let r = attach(ebpf);
     if let Err(e) = r {
-        eprintln!("netobs: note: the icmp:icmp_send tracepoint is unavailable ({e:#}); ICMP errors this host generates are only seen when they leave an interface");
+        eprintln!(
+            "netobs: note: the icmp:icmp_send tracepoint is unavailable ({e:#}); ICMP errors this host generates are only seen when they leave an interface"
+        );
     }
 }
 
 /// Fills in, for DF-oversized entries, what went back to the sender.
 fn join_ledger(agg: &mut Aggregator, ledger: &mut Ledger) {
     agg.for_each_mut(|a| {
-        if a.finding.kind == "df_oversized" {
-            if let Some(fl) = &a.finding.flow {
-                a.finding.icmp_back = Some(ledger.lookup(fl.src, fl.dst));
-            }
+        if a.finding.kind == "df_oversized"
+            && let Some(fl) = &a.finding.flow
+        {
+            a.finding.icmp_back = Some(ledger.lookup(fl.src, fl.dst));
         }
     });
 }

@@ -13,6 +13,9 @@ use netobs_common::icmp::Verdict;
 
 use super::finding::{Direction, Finding};
 
+/// A flow as an aggregation key: protocol, src, dst, ports, echo id.
+pub type FlowKey = (String, IpAddr, IpAddr, Option<u16>, Option<u16>, Option<u16>);
+
 /// What makes two findings "the same problem".
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
@@ -22,7 +25,7 @@ pub struct Key {
     pub icmp_type: u8,
     pub icmp_code: u8,
     pub direction: Direction,
-    pub flow: Option<(String, IpAddr, IpAddr, Option<u16>, Option<u16>, Option<u16>)>,
+    pub flow: Option<FlowKey>,
 }
 
 impl Key {
@@ -34,10 +37,7 @@ impl Key {
             icmp_type: f.icmp_type,
             icmp_code: f.icmp_code,
             direction: f.direction,
-            flow: f
-                .flow
-                .as_ref()
-                .map(|fl| (fl.protocol.clone(), fl.src, fl.dst, fl.src_port, fl.dst_port, fl.echo_id)),
+            flow: f.flow.as_ref().map(|fl| (fl.protocol.clone(), fl.src, fl.dst, fl.src_port, fl.dst_port, fl.echo_id)),
         }
     }
 }

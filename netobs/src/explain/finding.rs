@@ -3,10 +3,10 @@
 use std::net::IpAddr;
 
 use netobs_common::{
+    Event,
     event::{flags, have, kind},
     icmp::{self, Meaning, Verdict},
     wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
-    Event,
 };
 
 use super::{context::HostContext, hops};

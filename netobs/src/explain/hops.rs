@@ -8,10 +8,11 @@
 //!   an initial TTL (64, 128 or 255 in practice) and each router on the
 //!   way back decremented it. Arrived with 63 from a 64 start: one router
 //!   in between, so the reporter is two hops away.
+//!
 //! The first rests on the forward path, the second on the return path;
 //! when they disagree the paths differ (or a middlebox rewrites TTLs).
 
-use netobs_common::{event::have, icmp, Event};
+use netobs_common::{Event, event::have, icmp};
 
 /// What the TTLs say about the reporter's distance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -43,11 +44,7 @@ pub struct HopEstimate {
 /// "no route" quotes the TTL as it arrived, an ACL reject in the forward
 /// path quotes it one lower.
 pub fn reporter_decremented(family: u8, icmp_type: u8, code: u8) -> bool {
-    match (family, icmp_type, code) {
-        (4, 3, 4) | (4, 3, 0) | (4, 3, 6) => false,
-        (6, 2, _) | (6, 1, 0) => false,
-        _ => true,
-    }
+    !matches!((family, icmp_type, code), (4, 3, 4) | (4, 3, 0) | (4, 3, 6) | (6, 2, _) | (6, 1, 0))
 }
 
 /// The usual initial TTLs: the smallest one at or above `ttl`.
@@ -93,10 +90,8 @@ pub fn estimate(ev: &Event, local_origin: bool, local_initial_ttl: u8, reporter_
     // For forwarded traffic the quote measures the distance from the
     // original sender, not from us: only the outer TTL speaks for us.
     est.distance = if local_origin { est.by_quote.or(by_outer) } else { by_outer };
-    if local_origin {
-        if let (Some(a), Some(b)) = (est.by_quote, by_outer) {
-            est.agree = Some(a == b);
-        }
+    if local_origin && let (Some(a), Some(b)) = (est.by_quote, by_outer) {
+        est.agree = Some(a == b);
     }
     est
 }

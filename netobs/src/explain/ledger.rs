@@ -7,7 +7,7 @@
 use std::{net::IpAddr, num::NonZeroUsize};
 
 use lru::LruCache;
-use netobs_common::{event::kind, icmp, Event};
+use netobs_common::{Event, event::kind, icmp};
 
 /// Counts for one (source, destination) pair of oversized packets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]

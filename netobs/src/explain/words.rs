@@ -21,12 +21,8 @@ pub fn endpoint(addr: IpAddr, port: Option<u16>) -> String {
 
 /// "198.18.3.1:65000 -> 198.18.1.1:56194 tcp SYN-ACK".
 pub fn flow_words(flow: &Flow, tcp_flags: Option<&str>) -> String {
-    let mut s = format!(
-        "{} -> {} {}",
-        endpoint(flow.src, flow.src_port),
-        endpoint(flow.dst, flow.dst_port),
-        flow.protocol
-    );
+    let mut s =
+        format!("{} -> {} {}", endpoint(flow.src, flow.src_port), endpoint(flow.dst, flow.dst_port), flow.protocol);
     if let Some(f) = tcp_flags {
         let _ = write!(s, " {f}");
     }
@@ -107,11 +103,11 @@ pub fn distance_words(f: &Finding) -> String {
         None => "at an unknown distance".to_string(),
     };
     let mut parts = Vec::new();
-    if let (Some(q), Some(sent)) = (h.quoted_ttl, h.sent_ttl) {
-        if h.by_quote.is_some() {
-            let guess = if h.sent_ttl_inferred { " (guessed)" } else { "" };
-            parts.push(format!("quoted TTL {q}, sent {sent}{guess}"));
-        }
+    if let (Some(q), Some(sent)) = (h.quoted_ttl, h.sent_ttl)
+        && h.by_quote.is_some()
+    {
+        let guess = if h.sent_ttl_inferred { " (guessed)" } else { "" };
+        parts.push(format!("quoted TTL {q}, sent {sent}{guess}"));
     }
     parts.push(format!("ICMP arrived TTL {}", h.outer_ttl));
     let _ = write!(s, " ({})", parts.join("; "));
@@ -136,9 +132,12 @@ pub fn advice(f: &Finding) -> String {
         Verdict::Rejected => {
             let consequence = match f.direction {
                 Direction::Return => " on their way to the client. The client sees a timeout".to_string(),
-                Direction::Outgoing => format!(" to {dst_s}. Our connections fail with 'no route to host' / 'permission denied'"),
+                Direction::Outgoing => {
+                    format!(" to {dst_s}. Our connections fail with 'no route to host' / 'permission denied'")
+                }
                 Direction::Forwarded => {
-                    let client = f.nat_original.as_ref().or(f.flow.as_ref()).map(|fl| fl.src.to_string()).unwrap_or_default();
+                    let client =
+                        f.nat_original.as_ref().or(f.flow.as_ref()).map(|fl| fl.src.to_string()).unwrap_or_default();
                     format!(" from client {client} to {dst_s}, which we route")
                 }
                 _ => String::new(),
@@ -152,9 +151,13 @@ pub fn advice(f: &Finding) -> String {
                 "{reporter} is up but nothing listens on that UDP port{}",
                 f.flow.as_ref().and_then(|fl| fl.dst_port).map(|p| format!(" ({p})")).unwrap_or_default()
             ),
-            (4, 0) | (4, 6) | (6, 0) => format!("{reporter} has no route to {dst_s}: check routing on or after {reporter}"),
+            (4, 0) | (4, 6) | (6, 0) => {
+                format!("{reporter} has no route to {dst_s}: check routing on or after {reporter}")
+            }
             (4, 1) | (4, 7) | (6, 3) => {
-                format!("{reporter} cannot reach {dst_s} on its last link (ARP / neighbour discovery fails): the host is down or the address is wrong")
+                format!(
+                    "{reporter} cannot reach {dst_s} on its last link (ARP / neighbour discovery fails): the host is down or the address is wrong"
+                )
             }
             (4, 2) => format!("{dst_s} does not speak this IP protocol"),
             _ => format!("{reporter} says {dst_s} is unreachable: {}", f.hint),
@@ -163,7 +166,9 @@ pub fn advice(f: &Finding) -> String {
             let mtu = f.mtu.unwrap_or(0);
             let len = f.packet_len.map(|l| format!("{l}-byte ")).unwrap_or_default();
             if mtu == 0 {
-                format!("{reporter} cannot forward {len}packets with DF set and did not say its MTU (pre-RFC 1191 router)")
+                format!(
+                    "{reporter} cannot forward {len}packets with DF set and did not say its MTU (pre-RFC 1191 router)"
+                )
             } else {
                 let mss = mtu.saturating_sub(if f.family == 4 { 40 } else { 60 });
                 let cache = match (f.direction, f.pmtu_cached) {
@@ -171,7 +176,9 @@ pub fn advice(f: &Finding) -> String {
                         format!(". Our route cache took it: path MTU to {dst_s} is now {c}")
                     }
                     (Direction::Outgoing | Direction::Return, Some(c)) => {
-                        format!(". Our route cache still says MTU {c} for {dst_s}: the kernel did not accept the announcement")
+                        format!(
+                            ". Our route cache still says MTU {c} for {dst_s}: the kernel did not accept the announcement"
+                        )
                     }
                     (Direction::Outgoing | Direction::Return, None) => format!(
                         ". Our route cache holds no path MTU for {dst_s}: the kernel ignored the announcement (check net.ipv4.ip_no_pmtu_disc / min_pmtu) and our big packets keep vanishing"
@@ -184,11 +191,8 @@ pub fn advice(f: &Finding) -> String {
             }
         }
         Verdict::TtlExpired => {
-            let looks_like_probe = f
-                .flow
-                .as_ref()
-                .and_then(|fl| fl.dst_port)
-                .is_some_and(|p| (33434..=33534).contains(&p));
+            let looks_like_probe =
+                f.flow.as_ref().and_then(|fl| fl.dst_port).is_some_and(|p| (33434..=33534).contains(&p));
             let quoted_low = f.hops.as_ref().and_then(|h| h.quoted_ttl).is_some_and(|q| q <= 1);
             let near = f.hops.as_ref().and_then(|h| h.distance).unwrap_or(0);
             if f.flow.as_ref().is_some_and(|fl| fl.protocol == "tcp") && quoted_low && !looks_like_probe {
@@ -212,7 +216,9 @@ pub fn advice(f: &Finding) -> String {
             "{reporter} rejected a header field{}",
             f.pointer.map(|p| format!(" at byte {p}")).unwrap_or_default()
         ),
-        Verdict::SourceQuench => format!("{reporter} sent a (deprecated) source quench: an old device signalling congestion"),
+        Verdict::SourceQuench => {
+            format!("{reporter} sent a (deprecated) source quench: an old device signalling congestion")
+        }
         Verdict::DfOversized => {
             let mtu = f.mtu.unwrap_or(0);
             let mss = mtu.saturating_sub(if f.family == 4 { 40 } else { 60 });

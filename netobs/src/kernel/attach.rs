@@ -7,10 +7,10 @@
 
 use std::fmt;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use aya::{
-    programs::{tc::TcAttachType, ProgramError, SchedClassifier, Xdp, XdpMode},
     Ebpf,
+    programs::{ProgramError, SchedClassifier, Xdp, XdpMode, tc::TcAttachType},
 };
 
 use super::loader::load_program;
@@ -75,9 +75,7 @@ pub fn ifindex(iface: &str) -> Result<u32> {
     // SAFETY: valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if idx == 0 {
-        bail!(
-            "no such network interface: {iface} (see `ip -br link` for the interfaces of this network namespace)"
-        );
+        bail!("no such network interface: {iface} (see `ip -br link` for the interfaces of this network namespace)");
     }
     Ok(idx)
 }
@@ -172,10 +170,7 @@ fn attach_ingress(ebpf: &mut Ebpf, iface: &str, mode: AttachMode, force: bool) -
 }
 
 fn try_attach_xdp(ebpf: &mut Ebpf, iface: &str, xdp_mode: XdpMode) -> Result<(), ProgramError> {
-    let prog: &mut Xdp = ebpf
-        .program_mut(XDP_PROGRAM)
-        .ok_or(ProgramError::NotLoaded)?
-        .try_into()?;
+    let prog: &mut Xdp = ebpf.program_mut(XDP_PROGRAM).ok_or(ProgramError::NotLoaded)?.try_into()?;
     prog.attach(iface, xdp_mode).map(|_| ())
 }
 

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context as _, Result};
 use aya::{
-    maps::{MapData, PerCpuArray, PerCpuHashMap},
     Ebpf,
+    maps::{MapData, PerCpuArray, PerCpuHashMap},
 };
-use netobs_common::event::{stat, DfCounterKey, IcmpCounterKey};
+use netobs_common::event::{DfCounterKey, IcmpCounterKey, stat};
 
 /// One snapshot of everything the programs counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]

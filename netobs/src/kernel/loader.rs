@@ -51,9 +51,7 @@ where
     T: Loadable,
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
-    let prog = ebpf
-        .program_mut(name)
-        .with_context(|| format!("program {name} is missing from the eBPF object"))?;
+    let prog = ebpf.program_mut(name).with_context(|| format!("program {name} is missing from the eBPF object"))?;
     let prog: &mut T = prog.try_into().with_context(|| format!("program {name} has an unexpected type"))?;
     prog.load_once().with_context(|| format!("the kernel verifier rejected program {name}"))?;
     Ok(prog)

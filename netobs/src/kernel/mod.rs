@@ -8,4 +8,4 @@ pub mod loader;
 
 pub use attach::{AttachMode, Attached, Hook, Session};
 pub use counters::Counters;
-pub use loader::{load, LoadOptions};
+pub use loader::{LoadOptions, load};

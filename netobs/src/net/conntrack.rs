@@ -20,7 +20,13 @@ pub struct Original {
 /// Finds the conntrack entry for a packet that left this host as
 /// `src:sport -> dst:dport` (after NAT) and returns its original tuple, if
 /// it differs (i.e. the packet really was translated).
-pub fn original_of(protocol: &str, src: IpAddr, sport: Option<u16>, dst: IpAddr, dport: Option<u16>) -> Option<Original> {
+pub fn original_of(
+    protocol: &str,
+    src: IpAddr,
+    sport: Option<u16>,
+    dst: IpAddr,
+    dport: Option<u16>,
+) -> Option<Original> {
     if !matches!(protocol, "tcp" | "udp") {
         return None;
     }
@@ -41,9 +47,7 @@ pub fn original_of(protocol: &str, src: IpAddr, sport: Option<u16>, dst: IpAddr,
 
 /// The first `src= dst= sport= dport=` group of a `conntrack -L` line.
 pub fn parse_original(line: &str) -> Option<Original> {
-    let field = |key: &str| {
-        line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(str::to_string)
-    };
+    let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(str::to_string);
     Some(Original {
         src: field("src=")?.parse().ok()?,
         dst: field("dst=")?.parse().ok()?,

@@ -70,11 +70,8 @@ pub fn smallest_mtu() -> Option<u32> {
 
 /// The TTL / hop limit this host puts on packets it originates.
 pub fn initial_ttl(family: u8) -> u8 {
-    let path = if family == 4 {
-        "/proc/sys/net/ipv4/ip_default_ttl"
-    } else {
-        "/proc/sys/net/ipv6/conf/default/hop_limit"
-    };
+    let path =
+        if family == 4 { "/proc/sys/net/ipv4/ip_default_ttl" } else { "/proc/sys/net/ipv6/conf/default/hop_limit" };
     read_u32(path).and_then(|v| u8::try_from(v).ok()).unwrap_or(64)
 }
 
@@ -151,7 +148,9 @@ mod tests {
     #[test]
     fn route_mtu() {
         assert_eq!(
-            parse_route_mtu("198.18.3.1 via 198.18.1.254 dev eth0 src 198.18.1.1 uid 0 \\    cache expires 597sec mtu 1400"),
+            parse_route_mtu(
+                "198.18.3.1 via 198.18.1.254 dev eth0 src 198.18.1.1 uid 0 \\    cache expires 597sec mtu 1400"
+            ),
             Some(1400)
         );
         assert_eq!(parse_route_mtu("198.18.3.1 via 198.18.1.254 dev eth0 src 198.18.1.1 uid 0 \\    cache"), None);

@@ -3,14 +3,14 @@
 
 use std::net::IpAddr;
 
-use anyhow::{bail, Context as _, Result};
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use anyhow::{Context as _, Result, bail};
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_sock_diag::{
+    SockDiagMessage,
     constants::*,
     inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
-    SockDiagMessage,
 };
-use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_SOCK_DIAG};
 
 /// TCP states netobs talks about; the rest are `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

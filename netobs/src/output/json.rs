@@ -2,10 +2,10 @@
 //! versioned by the `schema` field: additions keep the version, renames or
 //! removals bump it.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::{
-    explain::{words, Aggregate},
+    explain::{Aggregate, words},
     kernel::{Attached, Counters},
 };
 use netobs_common::{event::hook, icmp};

@@ -22,7 +22,7 @@ use crate::{
     kernel::{Attached, Counters},
 };
 use netobs_common::{
-    event::{hook, stat, DfCounterKey, IcmpCounterKey},
+    event::{DfCounterKey, IcmpCounterKey, hook, stat},
     icmp,
 };
 
@@ -90,7 +90,9 @@ impl Metrics {
             "DF packets too big for their egress MTU, by ingress and egress interface",
             df_oversized.clone(),
         );
-        let ptb_mtu = Histogram::new([576.0, 1024.0, 1280.0, 1380.0, 1400.0, 1420.0, 1450.0, 1460.0, 1480.0, 1492.0, 1500.0, 9000.0]);
+        let ptb_mtu = Histogram::new([
+            576.0, 1024.0, 1280.0, 1380.0, 1400.0, 1420.0, 1450.0, 1460.0, 1480.0, 1492.0, 1500.0, 9000.0,
+        ]);
         registry.register(
             "icmp_ptb_mtu_bytes",
             "MTU announced by frag-needed / Packet Too Big messages (sampled events)",
@@ -109,9 +111,17 @@ impl Metrics {
             stats.insert(stat::NAMES[slot as usize], c);
         }
         let attached = Family::<AttachLabels, Gauge>::default();
-        registry.register("program_attached", "1 while an observer is attached, by interface and hook", attached.clone());
+        registry.register(
+            "program_attached",
+            "1 while an observer is attached, by interface and hook",
+            attached.clone(),
+        );
         let findings_active = Gauge::default();
-        registry.register("findings_active", "Distinct (flow, reporter, verdict) entries remembered", findings_active.clone());
+        registry.register(
+            "findings_active",
+            "Distinct (flow, reporter, verdict) entries remembered",
+            findings_active.clone(),
+        );
         let findings_evicted = Counter::default();
         registry.register("findings_evicted", "Entries forgotten because the table was full", findings_evicted.clone());
         Metrics {
@@ -131,7 +141,9 @@ impl Metrics {
 
     pub fn set_attached(&self, a: &Attached, on: bool) {
         let v = i64::from(on);
-        self.attached.get_or_create(&AttachLabels { iface: a.iface.clone(), hook: format!("{:?}", a.ingress).to_lowercase() }).set(v);
+        self.attached
+            .get_or_create(&AttachLabels { iface: a.iface.clone(), hook: format!("{:?}", a.ingress).to_lowercase() })
+            .set(v);
         if a.egress {
             self.attached.get_or_create(&AttachLabels { iface: a.iface.clone(), hook: "tc_egress".into() }).set(v);
         }
@@ -221,9 +233,9 @@ pub struct Shared {
 /// Binds `addr` now (so a busy port fails before anything is attached) and
 /// serves `/metrics` and `/top` from a background thread.
 pub fn serve(addr: SocketAddr, shared: Arc<Mutex<Shared>>) -> Result<()> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("cannot serve metrics on {addr} (in use? pick another with --metrics-addr, or --no-metrics)"))?;
+    let server = tiny_http::Server::http(addr).map_err(|e| anyhow::anyhow!("{e}")).with_context(|| {
+        format!("cannot serve metrics on {addr} (in use? pick another with --metrics-addr, or --no-metrics)")
+    })?;
     std::thread::Builder::new()
         .name("netobs-metrics".into())
         .spawn(move || {

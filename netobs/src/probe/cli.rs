@@ -21,7 +21,9 @@ fn wait(s: &str) -> Result<std::time::Duration, String> {
 ///   netobs trace 2001:db8:4::1 --proto tcp --port 443
 ///   netobs trace example.net --proto icmp --json
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  netobs trace 198.18.4.1                     UDP to port 33434, 3 probes per hop\n  netobs trace 2001:db8:4::1 --proto tcp --port 443\n  netobs trace 198.18.4.1 --proto icmp --json\nNeeds root (or CAP_NET_RAW). Annotations: !H host, !N net, !P protocol unreachable, !X administratively prohibited, !F-<mtu> fragmentation needed, !V/!C precedence, !<n> other code.")]
+#[command(
+    after_help = "Examples:\n  netobs trace 198.18.4.1                     UDP to port 33434, 3 probes per hop\n  netobs trace 2001:db8:4::1 --proto tcp --port 443\n  netobs trace 198.18.4.1 --proto icmp --json\nNeeds root (or CAP_NET_RAW). Annotations: !H host, !N net, !P protocol unreachable, !X administratively prohibited, !F-<mtu> fragmentation needed, !V/!C precedence, !<n> other code."
+)]
 pub struct TraceArgs {
     /// Destination: an IPv4/IPv6 address or a host name (resolved once).
     pub host: String,
@@ -73,7 +75,9 @@ pub struct TraceArgs {
 ///   netobs pmtu 198.18.4.1
 ///   netobs pmtu 2001:db8:4::1 --proto icmp --json
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  netobs pmtu 198.18.4.1\n  netobs pmtu 2001:db8:4::1 --proto icmp --json\nProbes the local MTU and the common MTUs (1500 1492 1480 1460 1450 1420 1400 1380 1280) at once, then any announced MTU, then bisects; a size that vanishes without frag-needed/Packet Too Big is a blackhole, located with TTL-limited big probes.")]
+#[command(
+    after_help = "Examples:\n  netobs pmtu 198.18.4.1\n  netobs pmtu 2001:db8:4::1 --proto icmp --json\nProbes the local MTU and the common MTUs (1500 1492 1480 1460 1450 1420 1400 1380 1280) at once, then any announced MTU, then bisects; a size that vanishes without frag-needed/Packet Too Big is a blackhole, located with TTL-limited big probes."
+)]
 pub struct PmtuArgs {
     /// Destination: an IPv4/IPv6 address or a host name.
     pub host: String,
@@ -144,7 +148,9 @@ pub struct TcpArgs {
 ///   netobs explain 198.18.4.1 --port 443
 ///   netobs explain 198.18.4.1 --proto udp --port 53 --json
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  netobs explain 198.18.4.1 --port 443\n  netobs explain 198.18.4.1 --proto udp --port 53 --json\nVerdicts: reachable, rejected, unreachable, silently_dropped, udp_filtered, pmtu_blackhole, icmp_rate_limited, return_path, no_answer.")]
+#[command(
+    after_help = "Examples:\n  netobs explain 198.18.4.1 --port 443\n  netobs explain 198.18.4.1 --proto udp --port 53 --json\nVerdicts: reachable, rejected, unreachable, silently_dropped, udp_filtered, pmtu_blackhole, icmp_rate_limited, return_path, no_answer."
+)]
 pub struct ExplainArgs {
     /// Destination: an IPv4/IPv6 address or a host name.
     pub host: String,

@@ -54,10 +54,7 @@ pub struct Report {
 /// Loads the observer and attaches it to `iface` (ingress only: we want
 /// the ICMP that arrives).
 fn attach(iface: &str) -> Result<Session> {
-    let opts = LoadOptions {
-        config: Config { min_mtu: 0, ..Config::DEFAULT },
-        ringbuf_bytes: 1 << 16,
-    };
+    let opts = LoadOptions { config: Config { min_mtu: 0, ..Config::DEFAULT }, ringbuf_bytes: 1 << 16 };
     let ebpf = kernel::load(&opts)?;
     Session::attach(ebpf, &[iface.to_string()], AttachMode::Auto, false, false)
 }
@@ -179,15 +176,11 @@ pub async fn run(req: &Request) -> Result<Report> {
 
     let mut svc = Prober::open(req.target, req.proto, req.port, 1)?;
     let mut icmp = if req.proto != Proto::Icmp { Some(Prober::open(req.target, Proto::Icmp, 0, 2)?) } else { None };
-    let mut tcpp = if req.proto == Proto::Tcp { Some(Prober::open(req.target, Proto::Tcp, req.port, 3)?) } else { None };
+    let mut tcpp =
+        if req.proto == Proto::Tcp { Some(Prober::open(req.target, Proto::Tcp, req.port, 3)?) } else { None };
     let mut pm = Prober::open(req.target, Proto::Icmp, 0, 4)?;
 
-    let topts = TraceOptions {
-        max_ttl: req.max_ttl,
-        max_wait: req.max_wait,
-        initial_ttl,
-        ..TraceOptions::default()
-    };
+    let topts = TraceOptions { max_ttl: req.max_ttl, max_wait: req.max_wait, initial_ttl, ..TraceOptions::default() };
     let popts = PmtuOptions { max_wait: req.max_wait, initial_ttl, locate: false, ..PmtuOptions::default() };
     let sent = [Cell::new(0u32), Cell::new(0), Cell::new(0)];
     let show = || {
@@ -261,8 +254,15 @@ pub async fn run(req: &Request) -> Result<Report> {
             let matched = errors_in(&svc_trace)
                 + icmp_trace.as_ref().map_or(0, errors_in)
                 + tcp_res.as_ref().map_or(0, |t| u64::from(t.state == TcpState::Icmp))
-                + pmtu_res.steps.iter().filter(|s| !matches!(s.outcome, pmtu::Outcome::Ok | pmtu::Outcome::Silent)).count() as u64
-                + pmtu_res.blackhole.as_ref().map_or(0, |b| b.locate.iter().map(|h| u64::from(h.big) + u64::from(h.small)).sum())
+                + pmtu_res
+                    .steps
+                    .iter()
+                    .filter(|s| !matches!(s.outcome, pmtu::Outcome::Ok | pmtu::Outcome::Silent))
+                    .count() as u64
+                + pmtu_res
+                    .blackhole
+                    .as_ref()
+                    .map_or(0, |b| b.locate.iter().map(|h| u64::from(h.big) + u64::from(h.small)).sum())
                 + rate.as_ref().map_or(0, |r| u64::from(r.burst_answered + r.spaced_answered));
             Some(KernelView {
                 iface: name.clone(),

@@ -45,11 +45,9 @@ pub fn resolve(host: &str, family: Option<u8>) -> Result<IpAddr> {
         .with_context(|| format!("cannot resolve host {host:?}"))?
         .map(|a| a.ip())
         .collect();
-    addrs
-        .iter()
-        .copied()
-        .find(|a| family.is_none_or(|f| (f == 4) == a.is_ipv4()))
-        .with_context(|| format!("host {host:?} has no {} address", family.map_or("usable".into(), |f| format!("IPv{f}"))))
+    addrs.iter().copied().find(|a| family.is_none_or(|f| (f == 4) == a.is_ipv4())).with_context(|| {
+        format!("host {host:?} has no {} address", family.map_or("usable".into(), |f| format!("IPv{f}")))
+    })
 }
 
 fn check_family(ip: IpAddr, family: Option<u8>) -> Result<IpAddr> {
@@ -103,7 +101,8 @@ pub fn egress(dst: IpAddr) -> Result<(String, u32)> {
         bail!("no route to {dst}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let dev = parse_route_dev(&text).with_context(|| format!("no interface in `ip route get {dst}` output: {text:?}"))?;
+    let dev =
+        parse_route_dev(&text).with_context(|| format!("no interface in `ip route get {dst}` output: {text:?}"))?;
     let mtu = crate::net::mtu(&dev).unwrap_or(1500);
     Ok((dev, mtu))
 }

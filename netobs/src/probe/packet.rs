@@ -20,7 +20,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netobs_common::{event::have, parse::parse_ip_packet, Cursor, PacketInfo};
+use netobs_common::{Cursor, PacketInfo, event::have, parse::parse_ip_packet};
 use serde::Serialize;
 
 /// Transport protocol of the probes.
@@ -260,11 +260,7 @@ impl Reply {
 }
 
 fn addr(family: u8, b: &[u8; 16]) -> IpAddr {
-    if family == 4 {
-        IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(*b))
-    }
+    if family == 4 { IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])) } else { IpAddr::V6(Ipv6Addr::from(*b)) }
 }
 
 /// Matches a quoted packet to our flow; returns the probe token.
@@ -311,11 +307,8 @@ pub fn parse_icmp(flow: &Flow, msg: &[u8], from: IpAddr, outer_ttl: u8) -> Optio
         return None;
     }
     let (t, code) = (msg[0], msg[1]);
-    let (echo_reply, is_error) = if fam == 4 {
-        (t == 0, matches!(t, 3 | 4 | 5 | 11 | 12))
-    } else {
-        (t == 129, matches!(t, 1..=4))
-    };
+    let (echo_reply, is_error) =
+        if fam == 4 { (t == 0, matches!(t, 3 | 4 | 5 | 11 | 12)) } else { (t == 129, matches!(t, 1..=4)) };
     if echo_reply {
         let id = u16::from_be_bytes([msg[4], msg[5]]);
         if flow.proto != Proto::Icmp || id != flow.icmp_id || from != flow.dst {

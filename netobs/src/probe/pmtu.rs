@@ -288,7 +288,12 @@ fn outcome(prober: &Prober, a: &Option<Answer>) -> Outcome {
 
 /// Runs the search with `prober` (UDP to a closed port, ICMP echo, or TCP
 /// SYN: anything the destination answers).
-pub async fn run(prober: &mut Prober, local_mtu: u32, opts: &PmtuOptions, mut progress: impl FnMut(u32)) -> Result<PmtuResult> {
+pub async fn run(
+    prober: &mut Prober,
+    local_mtu: u32,
+    opts: &PmtuOptions,
+    mut progress: impl FnMut(u32),
+) -> Result<PmtuResult> {
     let start = Instant::now();
     let min_size = prober.flow.min_size() as u32;
     let ttl = opts.initial_ttl;
@@ -331,11 +336,8 @@ pub async fn run(prober: &mut Prober, local_mtu: u32, opts: &PmtuOptions, mut pr
     let pmtu = search.largest_ok();
     let mut blackhole = None;
     if let (Some(lo), Some((hi, Outcome::Silent, lost))) = (pmtu, search.smallest_lost()) {
-        let too_big_seen = search
-            .results
-            .range(..=hi)
-            .filter(|(_, (o, _))| matches!(o, Outcome::TooBig { .. }))
-            .count() as u32;
+        let too_big_seen =
+            search.results.range(..=hi).filter(|(_, (o, _))| matches!(o, Outcome::TooBig { .. })).count() as u32;
         let mut bh = Blackhole {
             largest_ok: lo,
             smallest_lost: hi,
@@ -372,7 +374,13 @@ pub async fn run(prober: &mut Prober, local_mtu: u32, opts: &PmtuOptions, mut pr
 }
 
 /// TTL-limited big and small probes to every hop before the destination.
-pub async fn locate(prober: &mut Prober, bh: &mut Blackhole, dest: u8, opts: &PmtuOptions, max_rtt: &mut Option<Duration>) -> Result<()> {
+pub async fn locate(
+    prober: &mut Prober,
+    bh: &mut Blackhole,
+    dest: u8,
+    opts: &PmtuOptions,
+    max_rtt: &mut Option<Duration>,
+) -> Result<()> {
     let small = prober.flow.min_size() as u32;
     let mut probes = Vec::new();
     for ttl in 1..dest {
@@ -428,7 +436,8 @@ pub fn render(r: &PmtuResult) -> String {
     );
     match r.pmtu {
         Some(p) => {
-            let _ = writeln!(s, "  path MTU {p}{}", if p == r.local_mtu { " (no smaller link on the path)" } else { "" });
+            let _ =
+                writeln!(s, "  path MTU {p}{}", if p == r.local_mtu { " (no smaller link on the path)" } else { "" });
         }
         None => {
             let _ = writeln!(s, "  no probe size drew an answer from {}: it does not answer these probes", r.target);
@@ -560,7 +569,8 @@ mod tests {
 
     #[test]
     fn locating_the_narrow_link() {
-        let a = |ttl, big, small| LocateHop { ttl, big, small, addr: Some(format!("198.18.{ttl}.254").parse().unwrap()) };
+        let a =
+            |ttl, big, small| LocateHop { ttl, big, small, addr: Some(format!("198.18.{ttl}.254").parse().unwrap()) };
         let mut bh = Blackhole {
             largest_ok: 1400,
             smallest_lost: 1401,

@@ -31,9 +31,8 @@ use super::packet::{self, Flow, Proto, Reply, ReplyKind};
 /// The source address the kernel would use towards `dst` (a route lookup
 /// without sending anything: connect a UDP socket and read its name).
 pub fn source_for(dst: IpAddr) -> Result<IpAddr> {
-    let bind: SocketAddr = if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
-        .parse()
-        .context("parsing a wildcard address")?;
+    let bind: SocketAddr =
+        if dst.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().context("parsing a wildcard address")?;
     let s = UdpSocket::bind(bind).context("creating a UDP socket for the route lookup")?;
     s.connect(SocketAddr::new(dst, 9))
         .with_context(|| format!("no route to {dst} (is there a route in this network namespace?)"))?;
@@ -117,10 +116,8 @@ fn recv_socket(domain: Domain, proto: i32) -> Result<AsyncFd<Socket>> {
 /// A per-process, per-call value for ICMP ids and TCP sequence bases: two
 /// netobs runs side by side must not take each other's answers.
 fn unique(salt: u32) -> u32 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     nanos ^ std::process::id().rotate_left(16) ^ salt.wrapping_mul(0x9e37_79b9)
 }
 

@@ -155,12 +155,16 @@ pub fn render(r: &TcpResult) -> String {
                 i.words,
                 if i.annotation.is_empty() { String::new() } else { format!("({}) ", i.annotation) },
                 i.from,
-                i.hop_by_quote.map(|h| format!(" at hop {h} (quoted TTL {})", i.quoted_ttl.unwrap_or(0))).unwrap_or_default(),
+                i.hop_by_quote
+                    .map(|h| format!(" at hop {h} (quoted TTL {})", i.quoted_ttl.unwrap_or(0)))
+                    .unwrap_or_default(),
                 i.hint
             ),
             None => "ICMP error".into(),
         },
-        TcpState::Silent => format!("SILENT: no answer to {} SYNs in {:.1} s (dropped without a reject)", r.syns_sent, r.seconds),
+        TcpState::Silent => {
+            format!("SILENT: no answer to {} SYNs in {:.1} s (dropped without a reject)", r.syns_sent, r.seconds)
+        }
     };
     format!("{head}\n  {body}\n")
 }

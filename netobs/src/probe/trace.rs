@@ -306,10 +306,10 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
             });
             let mut addrs = Vec::new();
             for p in &probes {
-                if let Some(f) = p.from {
-                    if !addrs.contains(&f) {
-                        addrs.push(f);
-                    }
+                if let Some(f) = p.from
+                    && !addrs.contains(&f)
+                {
+                    addrs.push(f);
                 }
             }
             let answered = probes.iter().filter(|p| p.from.is_some()).count() as u32;
@@ -369,12 +369,12 @@ pub fn render(t: &TraceResult) -> String {
                         let _ = write!(line, " {}", p.annotation);
                     }
                     line.push_str("  ");
-                    if let (Some(w), Some(ty), Some(code)) = (p.words, p.icmp_type, p.icmp_code) {
-                        if p.reply != "time_exceeded" {
-                            let n = format!("ICMP {ty}/{code} {w}");
-                            if !notes.contains(&n) {
-                                notes.push(n);
-                            }
+                    if let (Some(w), Some(ty), Some(code)) = (p.words, p.icmp_type, p.icmp_code)
+                        && p.reply != "time_exceeded"
+                    {
+                        let n = format!("ICMP {ty}/{code} {w}");
+                        if !notes.contains(&n) {
+                            notes.push(n);
                         }
                     }
                 }

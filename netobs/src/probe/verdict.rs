@@ -188,14 +188,13 @@ fn evidence_line(e: &Evidence) -> String {
 /// our service probes: (type, code, from, hop, count).
 fn find_reject(e: &Evidence) -> Option<(u8, u8, IpAddr, Option<u8>, u32)> {
     let fam = if e.target.is_ipv4() { 4 } else { 6 };
-    if let Some(t) = e.tcp.as_ref().filter(|t| t.state == TcpState::Icmp) {
-        if let Some(i) = &t.icmp {
-            if i.from != e.target || icmp::meaning(fam, i.icmp_type, i.code).verdict == icmp::Verdict::Rejected {
-                let hop = hop_of(e, i.from).or(i.hop_by_quote);
-                let count = e.service.as_ref().map_or(0, |s| count_errors(s, i.from)) + 1;
-                return Some((i.icmp_type, i.code, i.from, hop, count));
-            }
-        }
+    if let Some(t) = e.tcp.as_ref().filter(|t| t.state == TcpState::Icmp)
+        && let Some(i) = &t.icmp
+        && (i.from != e.target || icmp::meaning(fam, i.icmp_type, i.code).verdict == icmp::Verdict::Rejected)
+    {
+        let hop = hop_of(e, i.from).or(i.hop_by_quote);
+        let count = e.service.as_ref().map_or(0, |s| count_errors(s, i.from)) + 1;
+        return Some((i.icmp_type, i.code, i.from, hop, count));
     }
     let s = e.service.as_ref()?;
     for h in &s.hops {
@@ -242,14 +241,14 @@ pub fn decide(e: &Evidence) -> Verdict {
         v.icmp_words = Some(m.name);
         let icmpname = if fam == 4 { "ICMP" } else { "ICMPv6" };
         v.details.push(format!("{from} answers {icmpname} {t}/{c} {} {}: {}", m.name, m.annotation, m.hint));
-        if let Some(i) = e.tcp.as_ref().and_then(|t| t.icmp.as_ref()) {
-            if let (Some(q), Some(h)) = (i.quoted_ttl, i.hop_by_quote) {
-                v.details.push(format!(
+        if let Some(i) = e.tcp.as_ref().and_then(|t| t.icmp.as_ref())
+            && let (Some(q), Some(h)) = (i.quoted_ttl, i.hop_by_quote)
+        {
+            v.details.push(format!(
                     "the SYN it quotes had TTL {q} when rejected: {h} router(s) decremented it; the ICMP arrived with TTL {} ({} hop(s) back)",
                     i.reply_ttl,
                     i.hop_by_return.map(|x| x.to_string()).unwrap_or_else(|| "?".into())
                 ));
-            }
         }
         v.details.push(format!("{count} probe(s) drew this answer"));
         if let Some(d) = e.icmp.as_ref().and_then(|t| t.reached_at) {
@@ -269,11 +268,14 @@ pub fn decide(e: &Evidence) -> Verdict {
     }
 
     // 2. PMTU blackhole.
-    if let Some(b) = e.pmtu.as_ref().and_then(|p| p.blackhole.as_ref()).filter(|b| b.too_big_seen == 0 && b.lost_probes >= 2) {
+    if let Some(b) =
+        e.pmtu.as_ref().and_then(|p| p.blackhole.as_ref()).filter(|b| b.too_big_seen == 0 && b.lost_probes >= 2)
+    {
         let hop = b.hop;
         let prev = b.last_big_hop.or(hop.map(|h| h.saturating_sub(1)));
         let prev_addr = b.last_big_addr.or(prev.and_then(|p| addr_at(e, p)));
-        let hop_addr = b.hop_addr.or(hop.and_then(|h| addr_at(e, h))).or(if hop == dest { Some(e.target) } else { None });
+        let hop_addr =
+            b.hop_addr.or(hop.and_then(|h| addr_at(e, h))).or(if hop == dest { Some(e.target) } else { None });
         let mut v = Verdict::new(
             Kind::PmtuBlackhole,
             format!("PMTU BLACKHOLE between {} and {}", at(prev, prev_addr), at(hop, hop_addr)),
@@ -282,12 +284,16 @@ pub fn decide(e: &Evidence) -> Verdict {
         v.addr = hop_addr;
         v.mtu = Some(b.largest_ok);
         v.dest_hop = dest;
-        let (toobig, hdr) = if fam == 4 { ("fragmentation needed (ICMP 3/4)", 40) } else { ("Packet Too Big (ICMPv6 2)", 60) };
+        let (toobig, hdr) =
+            if fam == 4 { ("fragmentation needed (ICMP 3/4)", 40) } else { ("Packet Too Big (ICMPv6 2)", 60) };
         v.details.push(format!(
             "path MTU {}: DF probes of {} bytes reach {}, {} and larger vanish",
             b.largest_ok, b.largest_ok, e.target, b.smallest_lost
         ));
-        v.details.push(format!("no {toobig} came back for any of the large probes ({} lost at {} bytes)", b.lost_probes, b.smallest_lost));
+        v.details.push(format!(
+            "no {toobig} came back for any of the large probes ({} lost at {} bytes)",
+            b.lost_probes, b.smallest_lost
+        ));
         if let Some(h) = hop {
             v.details.push(format!(
                 "TTL-limited {}-byte probes still draw time-exceeded from {}, not from hop {h}, which answers small ones -> the link into hop {h} has MTU {} and its {toobig} is lost",
@@ -324,9 +330,8 @@ pub fn decide(e: &Evidence) -> Verdict {
     if let (false, Some(s)) = (svc_reached, e.service.as_ref()) {
         let last = s.last_answering;
         let last_addr = last.and_then(|l| s.hop(l)).and_then(|h| h.addr());
-        let icmp_further = e.icmp.as_ref().filter(|i| {
-            i.reached_at.is_some() || i.last_answering.unwrap_or(0) > last.unwrap_or(0)
-        });
+        let icmp_further =
+            e.icmp.as_ref().filter(|i| i.reached_at.is_some() || i.last_answering.unwrap_or(0) > last.unwrap_or(0));
         let kernel_extra = e.kernel.as_ref().filter(|k| k.icmp_errors > k.matched_by_probes);
         let n = last.unwrap_or(0);
         if let (None, Some(k)) = (icmp_further, kernel_extra) {
@@ -340,8 +345,11 @@ pub fn decide(e: &Evidence) -> Verdict {
                 "the kernel counted {} ICMP errors arriving on {} while probe sockets matched {}: a local firewall (INPUT) drops them",
                 k.icmp_errors, k.iface, k.matched_by_probes
             ));
-            v.recommendation = "check this host's firewall (nft list ruleset / iptables -L INPUT) for ICMP drops".into();
-            v.return_path.push("rests on the return path by construction: the answers exist, they are lost on the last step".into());
+            v.recommendation =
+                "check this host's firewall (nft list ruleset / iptables -L INPUT) for ICMP drops".into();
+            v.return_path.push(
+                "rests on the return path by construction: the answers exist, they are lost on the last step".into(),
+            );
             v.details.push(evidence);
             return v;
         }
@@ -349,7 +357,11 @@ pub fn decide(e: &Evidence) -> Verdict {
             (true, Proto::Udp) => (Kind::UdpFiltered, "UDP FILTERED"),
             _ => (Kind::SilentlyDropped, "SILENT DROP"),
         };
-        let where_ = if kind == Kind::UdpFiltered { format!("at {}", at(last, last_addr)) } else { format!("after {}", at(last, last_addr)) };
+        let where_ = if kind == Kind::UdpFiltered {
+            format!("at {}", at(last, last_addr))
+        } else {
+            format!("after {}", at(last, last_addr))
+        };
         let mut v = Verdict::new(kind, format!("{word} {where_}: {svc} gets no answer past hop {n}"));
         v.hop = last;
         v.addr = last_addr;
@@ -377,17 +389,22 @@ pub fn decide(e: &Evidence) -> Verdict {
                 "rests partly on the return path: hops past {n} may be receiving the probes with their answers lost on the way back"
             ));
         }
-        if let Some(t) = &e.tcp {
-            if t.state == TcpState::Silent {
-                v.details.push(format!("TCP: {} SYNs to port {} went unanswered ({:.1} s)", t.syns_sent, t.port, t.seconds));
-            }
+        if let Some(t) = &e.tcp
+            && t.state == TcpState::Silent
+        {
+            v.details
+                .push(format!("TCP: {} SYNs to port {} went unanswered ({:.1} s)", t.syns_sent, t.port, t.seconds));
         }
         v.details.push(evidence);
         return v;
     }
 
     // 4. Rate-limited ICMP at a hop.
-    if let Some(r) = e.rate.as_ref().filter(|r| r.burst_answered < r.burst_sent && r.spaced_answered == r.spaced_sent && r.spaced_sent > 0) {
+    if let Some(r) = e
+        .rate
+        .as_ref()
+        .filter(|r| r.burst_answered < r.burst_sent && r.spaced_answered == r.spaced_sent && r.spaced_sent > 0)
+    {
         let mut v = Verdict::new(
             Kind::IcmpRateLimited,
             format!(
@@ -423,7 +440,11 @@ pub fn decide(e: &Evidence) -> Verdict {
     let mut v = if reached {
         let mut v = Verdict::new(
             Kind::Reachable,
-            format!("REACHABLE: {svc} reaches {}{}", e.target, dest.map(|d| format!(" at hop {d}")).unwrap_or_default()),
+            format!(
+                "REACHABLE: {svc} reaches {}{}",
+                e.target,
+                dest.map(|d| format!(" at hop {d}")).unwrap_or_default()
+            ),
         );
         v.recommendation = "nothing on the path explains a failure; look at the application or the server".into();
         v.return_path.push("does not rest on the return path alone: answers from the destination came back".into());
@@ -515,7 +536,14 @@ mod tests {
     }
 
     fn silent() -> ProbeResult {
-        ProbeResult { from: None, rtt_ms: None, reply: "none", reply_ttl: None, return_hops: None, ..answer("0.0.0.0", "none", None, None) }
+        ProbeResult {
+            from: None,
+            rtt_ms: None,
+            reply: "none",
+            reply_ttl: None,
+            return_hops: None,
+            ..answer("0.0.0.0", "none", None, None)
+        }
     }
 
     /// A trace whose hop i (1-based) answers with `hops[i-1]`.
@@ -572,11 +600,8 @@ mod tests {
     #[test]
     fn reject_names_hop_and_code() {
         let mut e = base(Proto::Tcp);
-        e.service = Some(trace(
-            Proto::Tcp,
-            vec![te(1), te(2), answer("198.18.2.254", "unreachable", Some(3), Some(10))],
-            None,
-        ));
+        e.service =
+            Some(trace(Proto::Tcp, vec![te(1), te(2), answer("198.18.2.254", "unreachable", Some(3), Some(10))], None));
         e.tcp = Some(TcpResult {
             target: e.target,
             port: 443,
@@ -639,14 +664,16 @@ mod tests {
         assert_eq!(v.kind, Kind::SilentlyDropped);
         assert!(v.return_path[0].contains("rests partly"));
         // With the kernel seeing answers the sockets did not get: local drop.
-        e.kernel = Some(KernelView { iface: "eth0".into(), icmp_errors: 9, matched_by_probes: 2, ..Default::default() });
+        e.kernel =
+            Some(KernelView { iface: "eth0".into(), icmp_errors: 9, matched_by_probes: 2, ..Default::default() });
         assert_eq!(decide(&e).kind, Kind::ReturnPath);
     }
 
     #[test]
     fn blackhole_beats_reachable() {
         let mut e = base(Proto::Tcp);
-        e.service = Some(trace(Proto::Tcp, vec![te(1), te(2), te(3), answer("198.18.4.1", "rst", None, None)], Some(4)));
+        e.service =
+            Some(trace(Proto::Tcp, vec![te(1), te(2), te(3), answer("198.18.4.1", "rst", None, None)], Some(4)));
         e.pmtu = Some(PmtuResult {
             target: e.target,
             source: ip("198.18.1.1"),
@@ -682,7 +709,8 @@ mod tests {
     #[test]
     fn rate_limit_needs_spaced_answers() {
         let mut e = base(Proto::Tcp);
-        e.service = Some(trace(Proto::Tcp, vec![te(1), te(2), te(3), answer("198.18.4.1", "rst", None, None)], Some(4)));
+        e.service =
+            Some(trace(Proto::Tcp, vec![te(1), te(2), te(3), answer("198.18.4.1", "rst", None, None)], Some(4)));
         e.rate = Some(RateTest {
             hop: 2,
             addr: Some(ip("198.18.2.254")),

@@ -576,12 +576,17 @@ fn verifier_accepts_every_program() -> Result<()> {
     }
     // Every program in the object, whatever gets added later.
     for name in &names {
-        match ebpf.program(name).context("program vanished")? {
-            Program::Xdp(_) => drop(load_program::<Xdp>(&mut ebpf, name)?),
-            Program::SchedClassifier(_) => drop(load_program::<SchedClassifier>(&mut ebpf, name)?),
-            Program::TracePoint(_) => drop(load_program::<TracePoint>(&mut ebpf, name)?),
+        let info = match ebpf.program(name).context("program vanished")? {
+            Program::Xdp(_) => load_program::<Xdp>(&mut ebpf, name)?.info()?,
+            Program::SchedClassifier(_) => load_program::<SchedClassifier>(&mut ebpf, name)?.info()?,
+            Program::TracePoint(_) => load_program::<TracePoint>(&mut ebpf, name)?.info()?,
             other => bail!("{name}: no verifier check for program type {:?}", other.prog_type()),
-        }
+        };
+        // Headroom against the verifier's 1M-instruction complexity limit:
+        // a parser change that explodes the state space fails here, not on
+        // an operator's kernel.
+        let verified = info.verified_instruction_count().context("verified instruction count")?;
+        assert!(verified < 800_000, "{name}: the verifier processed {verified} instructions (limit 1M; keep headroom)");
     }
     Ok(())
 }

@@ -20,9 +20,16 @@ pub fn run(extra: &[String]) -> Result<()> {
     util::build_netobs(false)?;
 
     let started = std::time::Instant::now();
-    let mut test = util::cargo();
-    test.args(["test", "--workspace", "--exclude", "netobs-ebpf", "--no-fail-fast"]).args(extra);
-    let result = util::run_loud(&mut test);
+    // 1. Host tests: parsers, explanations, CLI; no privileges needed.
+    let mut host = util::cargo();
+    host.args(["test", "--workspace", "--exclude", "netobs-ebpf", "--exclude", "netobs-lab", "--exclude", "netobs-e2e"])
+        .args(["--no-fail-fast"])
+        .args(extra);
+    let host_result = util::run_loud(&mut host);
+    // 2. Root-only tests: the lab library, then eBPF and end-to-end labs.
+    let mut root = util::cargo();
+    root.args(["test", "-p", "netobs-lab", "-p", "netobs-e2e", "--no-fail-fast"]).args(extra);
+    let result = host_result.and(util::run_loud(&mut root));
 
     let leftovers = leftovers()?;
     eprintln!("xtask: tests took {:.0} s", started.elapsed().as_secs_f64());

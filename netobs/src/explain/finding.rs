@@ -186,6 +186,11 @@ impl Finding {
         if ev.kind != kind::ICMP_ERROR && ev.kind != kind::ICMP_SENT {
             return None;
         }
+        // TC egress also sees ICMP errors we only route; those are explained
+        // where they arrive, not again as "sent by us".
+        if ev.kind == kind::ICMP_SENT && !ctx.is_local(&ev.outer_src_ip()) {
+            return None;
+        }
         let Meaning { verdict, name, hint, annotation } = icmp::meaning(family, ev.icmp_type, ev.icmp_code);
         let reporter = ev.outer_src_ip();
         let local_origin = has_ip && ctx.is_local(&p.src_ip());
@@ -247,5 +252,67 @@ impl Finding {
             h.agree = None;
         }
         self.nat_original = Some(original);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netobs_common::PacketInfo;
+
+    fn ctx() -> HostContext {
+        HostContext {
+            local_addrs: ["198.18.1.254".parse().unwrap()].into_iter().collect(),
+            initial_ttl_v4: 64,
+            initial_ttl_v6: 64,
+            ..HostContext::default()
+        }
+    }
+
+    fn sent_from(src: [u8; 4]) -> Event {
+        let mut outer_src = [0u8; 16];
+        outer_src[..4].copy_from_slice(&src);
+        Event {
+            kind: kind::ICMP_SENT,
+            outer_family: 4,
+            icmp_type: 3,
+            icmp_code: 4,
+            outer_src,
+            inner: PacketInfo { family: 4, have: have::IP, ..Default::default() },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_errors_we_originate_count_as_sent_by_us() {
+        let ours = Finding::from_event(&sent_from([198, 18, 1, 254]), &ctx()).expect("ours");
+        assert_eq!(ours.direction, Direction::SentByUs);
+        assert_eq!(ours.kind, "icmp_sent");
+        assert!(Finding::from_event(&sent_from([198, 18, 7, 7]), &ctx()).is_none(), "a routed error is not ours");
+    }
+
+    #[test]
+    fn synack_from_us_is_return_traffic() {
+        let mut ev = sent_from([198, 18, 2, 1]);
+        ev.kind = kind::ICMP_ERROR;
+        ev.icmp_code = 10;
+        ev.outer_ttl = 63;
+        ev.inner = PacketInfo {
+            family: 4,
+            src: ev.outer_src,
+            protocol: 6,
+            ttl: 62,
+            src_port: 65000,
+            dst_port: 56194,
+            tcp_flags: 0x12,
+            have: have::IP | have::PORTS | have::TCP_FLAGS,
+            ..Default::default()
+        };
+        ev.inner.src[..4].copy_from_slice(&[198, 18, 1, 254]);
+        let f = Finding::from_event(&ev, &ctx()).expect("finding");
+        assert_eq!(f.direction, Direction::Return);
+        assert_eq!(f.tcp_flags.as_deref(), Some("SYN-ACK"));
+        assert_eq!(f.verdict, Verdict::Rejected);
+        assert_eq!(f.hops.and_then(|h| h.distance), Some(2));
     }
 }

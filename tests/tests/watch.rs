@@ -152,7 +152,7 @@ fn field_notes_1_return_traffic_rejected_by_remote_acl() {
     let n: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("counter value");
     assert!(n >= 1.0, "{line}");
     assert!(!metrics.contains("198.18."), "no addresses in metric labels");
-    assert!(metrics.contains("netobs_program_attached{iface=\"eth0\",hook=\"xdpnative\"} 1"), "{metrics}");
+    assert!(metrics.contains("netobs_program_attached{iface=\"eth0\",hook=\"xdp_native\"} 1"), "{metrics}");
 
     // SIGTERM detached everything.
     assert!(!attached_in(&s.server).contains("netobs"), "{}", attached_in(&s.server));

@@ -141,9 +141,12 @@ impl Metrics {
 
     pub fn set_attached(&self, a: &Attached, on: bool) {
         let v = i64::from(on);
-        self.attached
-            .get_or_create(&AttachLabels { iface: a.iface.clone(), hook: format!("{:?}", a.ingress).to_lowercase() })
-            .set(v);
+        let hook = match a.ingress {
+            crate::kernel::Hook::XdpNative => "xdp_native",
+            crate::kernel::Hook::XdpSkb => "xdp_skb",
+            crate::kernel::Hook::TcIngress => "tc_ingress",
+        };
+        self.attached.get_or_create(&AttachLabels { iface: a.iface.clone(), hook: hook.into() }).set(v);
         if a.egress {
             self.attached.get_or_create(&AttachLabels { iface: a.iface.clone(), hook: "tc_egress".into() }).set(v);
         }

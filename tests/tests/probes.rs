@@ -216,10 +216,19 @@ fn trace_all_protocols_both_families() -> Result<()> {
             for n in 1..=3usize {
                 let want = if fam == 4 { s.hop_v4(n)?.to_string() } else { s.hop_v6(n)?.to_string() };
                 assert_eq!(v["hops"][n - 1]["addrs"][0], want, "{proto} v{fam} hop {n}");
-                assert_eq!(v["hops"][n - 1]["answered"], 3, "{proto} v{fam} hop {n}");
+                // An answering hop costs one probe (-q is the most per hop).
+                assert_eq!(v["hops"][n - 1]["answered"], 1, "{proto} v{fam} hop {n}");
+                assert_eq!(v["hops"][n - 1]["sent"], 1, "{proto} v{fam} hop {n}");
             }
             assert_eq!(v["hops"][3]["addrs"][0], target);
+            assert!(v["probes_sent"].as_u64().unwrap_or(99) <= 8, "{proto} v{fam}: {v:#}");
             assert!(took < Duration::from_secs(3), "{proto} v{fam} took {took:?}");
+        }
+        // --burst: every query of a hop at once, as classic traceroute.
+        let (v, _) = json(&s.client, &["trace", &target, "--burst"])?;
+        assert_eq!(v["reached_at"], 4, "burst v{fam}: {v:#}");
+        for n in 1..=3usize {
+            assert_eq!(v["hops"][n - 1]["answered"], 3, "burst v{fam} hop {n}");
         }
     }
     // TCP handshake check: closed port -> RST; open port -> SYN-ACK + MSS.
@@ -230,6 +239,17 @@ fn trace_all_protocols_both_families() -> Result<()> {
     let (v, _) = json(&s.client, &["tcp", &format!("{}:8080", s.server_v4)])?;
     if v["state"] == "open" {
         assert_eq!(v["mss"], 1460, "{v:#}");
+    }
+    // A silent hop gets every query (`*` = no answer to all of them); the
+    // hops around it still cost one probe each.
+    s.hop(2)?.nft("add rule inet netobs output meta l4proto { icmp, ipv6-icmp } drop")?;
+    for target in [s.server_v4.to_string(), s.server_v6.to_string()] {
+        let (v, _) = json(&s.client, &["trace", &target])?;
+        assert_eq!(v["reached_at"], 4, "{v:#}");
+        assert_eq!((&v["hops"][1]["sent"], &v["hops"][1]["answered"]), (&3.into(), &0.into()), "{v:#}");
+        for n in [0, 2, 3] {
+            assert_eq!(v["hops"][n]["sent"], 1, "hop {}: {v:#}", n + 1);
+        }
     }
     Ok(())
 }

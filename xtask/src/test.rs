@@ -22,9 +22,18 @@ pub fn run(extra: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
     // 1. Host tests: parsers, explanations, CLI; no privileges needed.
     let mut host = util::cargo();
-    host.args(["test", "--workspace", "--exclude", "netobs-ebpf", "--exclude", "netobs-lab", "--exclude", "netobs-e2e"])
-        .args(["--no-fail-fast"])
-        .args(extra);
+    host.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "netobs-ebpf",
+        "--exclude",
+        "netobs-lab",
+        "--exclude",
+        "netobs-e2e",
+    ])
+    .args(["--no-fail-fast"])
+    .args(extra);
     let host_result = util::run_loud(&mut host);
     // 2. Root-only tests: the lab library, then eBPF and end-to-end labs.
     let mut root = util::cargo();

@@ -25,6 +25,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         let opts = TraceOptions {
             max_ttl: args.max_ttl,
             queries: args.queries,
+            burst: args.burst,
             gap: args.gap,
             max_wait: args.wait,
             initial_ttl: net::initial_ttl(if target.is_ipv4() { 4 } else { 6 }),

@@ -17,12 +17,12 @@ fn wait(s: &str) -> Result<std::time::Duration, String> {
 /// `netobs trace HOST`
 ///
 /// Examples:
-///   netobs trace 198.18.4.1                  UDP to port 33434, 3 probes per hop
+///   netobs trace 198.18.4.1                  UDP to port 33434, 1-3 probes per hop
 ///   netobs trace 2001:db8:4::1 --proto tcp --port 443
 ///   netobs trace example.net --proto icmp --json
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  netobs trace 198.18.4.1                     UDP to port 33434, 3 probes per hop\n  netobs trace 2001:db8:4::1 --proto tcp --port 443\n  netobs trace 198.18.4.1 --proto icmp --json\nNeeds root (or CAP_NET_RAW). Annotations: !H host, !N net, !P protocol unreachable, !X administratively prohibited, !F-<mtu> fragmentation needed, !V/!C precedence, !<n> other code."
+    after_help = "Examples:\n  netobs trace 198.18.4.1                     UDP to port 33434, 1-3 probes per hop\n  netobs trace 2001:db8:4::1 --proto tcp --port 443\n  netobs trace 198.18.4.1 --proto icmp --json\nNeeds root (or CAP_NET_RAW). Annotations: !H host, !N net, !P protocol unreachable, !X administratively prohibited, !F-<mtu> fragmentation needed, !V/!C precedence, !<n> other code."
 )]
 pub struct TraceArgs {
     /// Destination: an IPv4/IPv6 address or a host name (resolved once).
@@ -44,9 +44,16 @@ pub struct TraceArgs {
     #[arg(short = 'm', long, default_value_t = 30, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub max_ttl: u8,
 
-    /// Probes per hop (all sent at once).
+    /// Most probes per hop. One probe goes to every hop first; only a hop
+    /// that stayed silent gets the rest (so `*` means no answer to all of
+    /// them), unless --burst.
     #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=10))]
     pub queries: u8,
+
+    /// Send all --queries probes of every hop at once (per-hop RTT spread,
+    /// and routers that rate-limit ICMP answer only part of the burst).
+    #[arg(long)]
+    pub burst: bool,
 
     /// Stop after this many silent hops past the last answering one.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=30))]

@@ -181,6 +181,11 @@ pub async fn run(req: &Request) -> Result<Report> {
     let mut pm = Prober::open(req.target, Proto::Icmp, 0, 4)?;
 
     let topts = TraceOptions { max_ttl: req.max_ttl, max_wait: req.max_wait, initial_ttl, ..TraceOptions::default() };
+    // The trace the rate-limit test builds on (ICMP echo, or the service
+    // trace when that is ICMP already) sends whole bursts per TTL: a hop
+    // that rate-limits its errors answers only part of one.
+    let burst = TraceOptions { burst: true, ..topts };
+    let svc_opts = if icmp.is_none() { burst } else { topts };
     let popts = PmtuOptions { max_wait: req.max_wait, initial_ttl, locate: false, ..PmtuOptions::default() };
     let sent = [Cell::new(0u32), Cell::new(0), Cell::new(0)];
     let show = || {
@@ -188,13 +193,13 @@ pub async fn run(req: &Request) -> Result<Report> {
         progress.show(&format!("explain {}: {n} probes sent, {:.1} s", req.target, start.elapsed().as_secs_f64()));
     };
     let (svc_trace, icmp_trace, tcp_res, pmtu_res) = tokio::join!(
-        trace::run(&mut svc, &topts, |_, s| {
+        trace::run(&mut svc, &svc_opts, |_, s| {
             sent[0].set(s);
             show()
         }),
         async {
             match icmp.as_mut() {
-                Some(p) => trace::run(p, &topts, |_, s| {
+                Some(p) => trace::run(p, &burst, |_, s| {
                     sent[1].set(s);
                     show()
                 })

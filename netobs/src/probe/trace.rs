@@ -1,14 +1,20 @@
 //! Traceroute with a stable flow, all TTLs in flight at once.
 //!
-//! Every query of every TTL of a window is sent in one burst; the window
-//! grows as answers arrive (up to `gap` TTLs past the highest hop that
-//! answered, like scamper's gap limit), so a path whose tail is silent
-//! costs `gap` extra TTLs, not `max_ttl`. Each probe waits an adaptive time:
-//! ten times the RTT of a farther hop that already answered (traceroute's
-//! "near" rule), else three times the largest RTT seen so far (at least
-//! `min_wait`), or `max_wait` while nothing has answered yet. Sending the queries of one TTL
-//! together is deliberate: a router that rate-limits its ICMP shows up as a
-//! hop that answers only part of a burst, which `explain` then confirms.
+//! The first round sends one probe to every TTL of a window at once; the
+//! window grows as answers arrive (up to `gap` TTLs past the highest hop
+//! that answered, like scamper's gap limit), so a path whose tail is silent
+//! costs `gap` extra TTLs, not `max_ttl`. A TTL whose probes all stayed
+//! silent is probed again, with the rest of its `queries` at once, as soon
+//! as its wait runs out: an answering hop costs one probe, a silent one
+//! `queries` (so `*` still means "asked `queries` times"). With `burst`,
+//! every query of a TTL goes out together in the first round instead: a
+//! router that rate-limits its ICMP then shows up as a hop that answers
+//! only part of a burst, which `explain` confirms.
+//!
+//! Each probe waits an adaptive time: ten times the RTT of a farther hop
+//! that already answered (traceroute's "near" rule), else three times the
+//! largest RTT seen so far (at least `min_wait`), or `max_wait` while
+//! nothing has answered yet.
 
 use std::{
     collections::BTreeMap,
@@ -35,8 +41,11 @@ const NEAR_FLOOR: Duration = Duration::from_millis(10);
 pub struct TraceOptions {
     pub first_ttl: u8,
     pub max_ttl: u8,
-    /// Probes per TTL.
+    /// Most probes per TTL: one first, the rest only if it stayed silent
+    /// (all at once with `burst`).
     pub queries: u8,
+    /// Send all `queries` of a TTL in the first round (rate-limit detection).
+    pub burst: bool,
     /// Stop this many silent TTLs past the highest answering one.
     pub gap: u8,
     pub min_wait: Duration,
@@ -52,6 +61,7 @@ impl Default for TraceOptions {
             first_ttl: 1,
             max_ttl: 30,
             queries: 3,
+            burst: false,
             gap: 5,
             min_wait: Duration::from_millis(250),
             max_wait: Duration::from_secs(3),
@@ -212,6 +222,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
     let first = opts.first_ttl.max(1);
     let max_ttl = opts.max_ttl.max(first);
     let queries = opts.queries.max(1);
+    let first_round = if opts.burst { queries } else { 1 };
     // token -> ttl of probes still waiting.
     let mut pending: BTreeMap<u16, (u8, Instant)> = BTreeMap::new();
     let mut results: BTreeMap<u8, Vec<ProbeResult>> = BTreeMap::new();
@@ -237,10 +248,30 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
         }
         while highest_sent < want {
             highest_sent += 1;
-            for _ in 0..queries {
+            for _ in 0..first_round {
                 let s = prober.send(highest_sent, prober.flow.min_size(), false)?;
                 pending.insert(s.token, (highest_sent, s.at));
                 *sent_per_ttl.entry(highest_sent).or_default() += 1;
+            }
+        }
+        // Re-probe TTLs that stayed silent (nothing pending, nothing
+        // answered), up to `queries`, before the end of the path.
+        let stop_at = reached.or(terminal).unwrap_or(u8::MAX);
+        let retry: Vec<(u8, u32)> = sent_per_ttl
+            .iter()
+            .filter(|(ttl, sent)| {
+                **ttl < stop_at
+                    && **sent < u32::from(queries)
+                    && !results.get(ttl).is_some_and(|r| r.iter().any(|p| p.from.is_some()))
+                    && !pending.values().any(|(t, _)| t == *ttl)
+            })
+            .map(|(ttl, sent)| (*ttl, u32::from(queries) - *sent))
+            .collect();
+        for (ttl, n) in retry {
+            for _ in 0..n {
+                let s = prober.send(ttl, prober.flow.min_size(), false)?;
+                pending.insert(s.token, (ttl, s.at));
+                *sent_per_ttl.entry(ttl).or_default() += 1;
             }
         }
         // Probes past the end no longer matter.

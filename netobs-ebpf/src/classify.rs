@@ -11,7 +11,7 @@ use netobs_common::{
 
 use crate::{
     fib,
-    maps::{CONFIG, DF_COUNTERS, EVENTS, ICMP_COUNTERS, bump, bump_key, submit_flags, take_token},
+    maps::{CONFIG, DF_COUNTERS, EVENTS, ICMP_COUNTERS, bump, bump_key, count_event_and_submit_flags, take_token},
 };
 
 /// Samples one event: takes a token, reserves a zeroed [`Event`] in the
@@ -36,8 +36,7 @@ fn emit(now: u64, fill: impl FnOnce(&mut Event)) {
     };
     ev.ts_ns = now;
     fill(ev);
-    entry.submit(submit_flags());
-    bump(stat::EVENTS);
+    entry.submit(count_event_and_submit_flags());
 }
 
 /// Observes the frame in `[start, end)` seen on `ifindex` by `hook`.

@@ -94,17 +94,30 @@ pub fn take_token(now: u64) -> bool {
     }
 }
 
+/// Look at the ring's fill level once per this many events per CPU.
+const CHECK_EVERY: u64 = 64;
 /// Bytes of unread events that justify waking user space up.
 const WAKEUP_BYTES: u64 = 64 * 1024;
 
-/// Submit flags: wake the reader only once a batch has piled up. A wakeup
-/// per event (the kernel's default whenever the reader has caught up) costs
-/// microseconds under a flood; user space also polls on a short timer, so a
-/// lone event waits at most that long.
+/// Counts one written event and returns the submit flags. The reader is
+/// woken only once a batch has piled up: a wakeup per event (the kernel's
+/// default whenever the reader has caught up) costs microseconds under a
+/// flood. Asking the ring how much is unread reads the consumer's cache
+/// line, so that is done only every [`CHECK_EVERY`] events on this CPU.
+/// User space also polls on a short timer, so a lone event waits at most
+/// that long.
 #[inline(always)]
-pub fn submit_flags() -> u64 {
+pub fn count_event_and_submit_flags() -> u64 {
     use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+    let Some(p) = STATS.get_ptr_mut(stat::EVENTS) else {
+        return BPF_RB_NO_WAKEUP as u64;
+    };
+    // SAFETY: per-CPU slot, only this CPU writes it while we run.
+    let n = unsafe {
+        *p += 1;
+        *p
+    };
+    if n % CHECK_EVERY == 0 && EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64

@@ -7,7 +7,6 @@
 //! second with nothing, an empty program, and netobs attached.
 
 use std::{
-    net::Ipv4Addr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -28,22 +27,16 @@ use netobs_common::{
     event::stat,
 };
 
-use crate::{netns, stats::median};
+use crate::{
+    frames::{icmp_error_frame, v4, xdp_md},
+    netns,
+    stats::median,
+};
 
 const REPEAT: u32 = 1_000_000;
 const ROUNDS: usize = 7;
 const LIVE_FRAMES: u32 = 2_000_000;
 const XDP_PASS: u32 = 2;
-
-fn v4(s: &str) -> Ipv4Addr {
-    s.parse().unwrap_or(Ipv4Addr::UNSPECIFIED)
-}
-
-/// `struct xdp_md` for ctx_in: data, data_end, data_meta, ingress_ifindex,
-/// rx_queue_index, egress_ifindex.
-fn xdp_md(len: usize, ingress: u32) -> Vec<u8> {
-    [0u32, len as u32, 0, ingress, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect()
-}
 
 struct Case {
     name: &'static str,
@@ -65,9 +58,7 @@ fn cases() -> Vec<Case> {
         .df()
         .tcp(Tcp::new(40000, 443).flags(0x10).payload_len(1460))
         .bytes();
-    let quote =
-        Frame::ipv4(v4("198.18.0.1"), v4("198.18.9.9")).ttl(62).tcp(Tcp::new(65000, 56194).syn_ack()).ip_bytes();
-    let icmp = Frame::ipv4(v4("198.18.2.1"), v4("198.18.0.1")).ttl(63).icmp_error(3, 10, &quote).bytes();
+    let icmp = icmp_error_frame(56194);
     let df_big = Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9"))
         .df()
         .tcp(Tcp::new(40000, 443).flags(0x10).payload_len(1960))

@@ -5,6 +5,7 @@
 use anyhow::{Result, bail};
 
 mod datapath;
+mod frames;
 mod netns;
 mod probes;
 mod stats;

@@ -8,7 +8,6 @@
 //!    error sampled.
 
 use std::{
-    net::Ipv4Addr,
     process::{Command, Stdio},
     time::{Duration, Instant, SystemTime},
 };
@@ -22,28 +21,15 @@ use netobs::{
     explain::{Aggregator, Finding, HostContext},
     kernel::{LoadOptions, events::drain, loader::load_program},
 };
-use netobs_common::{
-    Config, Event,
-    craft::{Frame, Tcp},
+use netobs_common::{Config, Event};
+
+use crate::{
+    frames::{icmp_error_frame, xdp_md},
+    netns,
+    stats::median,
 };
 
-use crate::{netns, stats::median};
-
 const EVENTS: u32 = 1_000_000;
-
-fn v4(s: &str) -> Ipv4Addr {
-    s.parse().unwrap_or(Ipv4Addr::UNSPECIFIED)
-}
-
-fn icmp_error_frame(client_port: u16) -> Vec<u8> {
-    let quote =
-        Frame::ipv4(v4("198.18.0.1"), v4("198.18.9.9")).ttl(62).tcp(Tcp::new(65000, client_port).syn_ack()).ip_bytes();
-    Frame::ipv4(v4("198.18.2.1"), v4("198.18.0.1")).ttl(63).icmp_error(3, 10, &quote).bytes()
-}
-
-fn xdp_md(len: usize, ingress: u32) -> Vec<u8> {
-    [0u32, len as u32, 0, ingress, 0, 0].iter().flat_map(|v| v.to_ne_bytes()).collect()
-}
 
 pub fn run() -> Result<()> {
     netns::enter_private()?;

@@ -13,7 +13,7 @@ use crate::probe::{
 };
 
 pub fn run(args: ExplainArgs) -> Result<ExitCode> {
-    let target = probe::resolve(&args.host, probe::family_flag(args.ipv4, args.ipv6))?;
+    let target = probe::resolve(&args.host, args.family.family())?;
     let port = args.port.unwrap_or(if args.proto == Proto::Udp { 33434 } else { 80 });
     let req = Request {
         target,

@@ -16,7 +16,7 @@ use crate::{
 };
 
 pub fn run(args: TraceArgs) -> Result<ExitCode> {
-    let target = probe::resolve(&args.host, probe::family_flag(args.ipv4, args.ipv6))?;
+    let target = probe::resolve(&args.host, args.family.family())?;
     let port = args.port.unwrap_or(if args.proto == Proto::Tcp { 80 } else { 33434 });
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;

@@ -53,7 +53,7 @@ impl Sink {
 }
 
 async fn watch(args: WatchArgs) -> Result<ExitCode> {
-    let ifaces = if args.all { kernel::attach::all_interfaces()? } else { args.ifaces.clone() };
+    let ifaces = if args.all { net::interfaces()? } else { args.ifaces.clone() };
     // Resolve names before loading anything: a typo is the most common error.
     for i in &ifaces {
         kernel::attach::ifindex(i)?;
@@ -148,6 +148,9 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     sink.record(&json::counters(&snapshot, ifname, agg.evicted));
     if !sink.json {
         eprintln!("{}", summary(&snapshot));
+    }
+    if events.short_records > 0 {
+        log::warn!("{} ring-buffer records were shorter than an event and were skipped", events.short_records);
     }
     let detached: Vec<String> = session.attached.iter().map(|a| a.iface.clone()).collect();
     drop(events);
@@ -245,27 +248,28 @@ fn attach_pmtu_cache(f: &mut Finding, ctx: &HostContext) {
 }
 
 /// Joins a locally sent TCP flow to its socket: "connection in SYN-RECV".
-fn attach_socket_state(f: &mut Finding, ctx: &HostContext) {
+/// `sockets` is dumped at most once per report, and only when a line needs it.
+fn attach_socket_state(f: &mut Finding, ctx: &HostContext, sockets: &mut Option<Vec<net::sockets::TcpSocket>>) {
     let Some(flow) = &f.flow else { return };
     if flow.protocol != "tcp" || !ctx.is_local(&flow.src) {
         return;
     }
     let (Some(sp), Some(dp)) = (flow.src_port, flow.dst_port) else { return };
-    if let Ok(socks) = net::sockets::tcp_sockets() {
-        f.socket_state = socks
-            .iter()
-            .find(|s| s.local_port == sp && s.remote_port == dp && s.remote == flow.dst)
-            .map(|s| s.state.as_str());
-    }
+    let socks = sockets.get_or_insert_with(|| net::sockets::tcp_sockets().unwrap_or_default());
+    f.socket_state = socks
+        .iter()
+        .find(|s| s.local_port == sp && s.remote_port == dp && s.remote == flow.dst)
+        .map(|s| s.state.as_str());
 }
 
 /// Prints the entries that are due. The joins that ask the kernel (sockets,
-/// route cache) run here, once per printed line, never per event: a flood
-/// of errors costs table updates, not netlink dumps.
+/// route cache) run here, never per event: a flood of errors costs table
+/// updates, not netlink dumps; the socket table is dumped once per report.
 fn report_due(agg: &mut Aggregator, ledger: &mut Ledger, ctx: &HostContext, interval: Duration, sink: &mut Sink) {
     join_ledger(agg, ledger);
+    let mut sockets = None;
     for mut a in agg.due(interval, Instant::now()) {
-        attach_socket_state(&mut a.finding, ctx);
+        attach_socket_state(&mut a.finding, ctx, &mut sockets);
         if a.finding.socket_state.is_none() {
             attach_nat_original(&mut a.finding, ctx);
         }

@@ -116,12 +116,6 @@ impl Aggregator {
         out
     }
 
-    /// Every entry that changed since it was last reported (for the final
-    /// report on exit), regardless of interval.
-    pub fn flush(&mut self, now: Instant) -> Vec<Aggregate> {
-        self.due(Duration::ZERO, now)
-    }
-
     /// The `n` entries with the highest counts.
     pub fn top(&self, n: usize) -> Vec<Aggregate> {
         let mut all: Vec<Aggregate> = self.table.iter().map(|(_, a)| a.clone()).collect();
@@ -204,7 +198,7 @@ mod tests {
         let later = agg.due(Duration::from_secs(5), t0 + Duration::from_secs(6));
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].count, 3);
-        assert!(agg.flush(t0 + Duration::from_secs(7)).is_empty());
+        assert!(agg.due(Duration::ZERO, t0 + Duration::from_secs(7)).is_empty());
     }
 
     #[test]

@@ -202,11 +202,9 @@ impl Finding {
             let is_synack = p.protocol == IPPROTO_TCP && p.have & have::TCP_FLAGS != 0 && p.tcp_flags & 0x12 == 0x12;
             let from_listener = p.protocol == IPPROTO_TCP && ctx.listening_tcp.contains(&p.src_port);
             if is_synack || from_listener { Direction::Return } else { Direction::Outgoing }
-        } else if ctx.is_local(&p.dst_ip()) {
-            // We are the quoted destination: someone else's packet to us was
-            // reported (e.g. spoofed or reflected); call it forwarded-in.
-            Direction::Forwarded
         } else {
+            // Not sent by us: routed through us (or, when we are the quoted
+            // destination, someone else's packet to us was reported).
             Direction::Forwarded
         };
         let hops = (ev.kind == kind::ICMP_ERROR).then(|| {

@@ -56,6 +56,13 @@ pub fn infer_initial_ttl(ttl: u8) -> u8 {
     }
 }
 
+/// Hops a reply travelled, from the TTL it arrived with: its sender most
+/// likely started at 64, 128 or 255, and each router on the way back
+/// decremented it once. Arrived with 63: one router between, two hops.
+pub fn hops_from_arrival_ttl(ttl: u8) -> Option<u8> {
+    (infer_initial_ttl(ttl) - ttl).checked_add(1)
+}
+
 /// Estimates the reporter's distance for an ICMP error event.
 ///
 /// `local_origin`: the quoted packet was sent by this host, with
@@ -63,7 +70,7 @@ pub fn infer_initial_ttl(ttl: u8) -> u8 {
 /// quoted packet's destination (it did not forward, so did not decrement).
 pub fn estimate(ev: &Event, local_origin: bool, local_initial_ttl: u8, reporter_is_destination: bool) -> HopEstimate {
     let reporter_initial = infer_initial_ttl(ev.outer_ttl);
-    let by_outer = (reporter_initial - ev.outer_ttl).checked_add(1);
+    let by_outer = hops_from_arrival_ttl(ev.outer_ttl);
     let mut est = HopEstimate {
         outer_ttl: ev.outer_ttl,
         reporter_initial_ttl: reporter_initial,

@@ -122,6 +122,12 @@ pub fn distance_words(f: &Finding) -> String {
     s
 }
 
+/// The TCP MSS that fits a path MTU: minus the IP (20 / 40) and TCP (20)
+/// headers.
+fn mss_for(mtu: u32, family: u8) -> u32 {
+    mtu.saturating_sub(if family == 4 { 40 } else { 60 })
+}
+
 /// The "why and what to do" sentence for a finding.
 pub fn advice(f: &Finding) -> String {
     let reporter = f.reporter;
@@ -170,7 +176,7 @@ pub fn advice(f: &Finding) -> String {
                     "{reporter} cannot forward {len}packets with DF set and did not say its MTU (pre-RFC 1191 router)"
                 )
             } else {
-                let mss = mtu.saturating_sub(if f.family == 4 { 40 } else { 60 });
+                let mss = mss_for(mtu, f.family);
                 let cache = match (f.direction, f.pmtu_cached) {
                     (Direction::Outgoing | Direction::Return, Some(c)) if c <= mtu => {
                         format!(". Our route cache took it: path MTU to {dst_s} is now {c}")
@@ -221,7 +227,7 @@ pub fn advice(f: &Finding) -> String {
         }
         Verdict::DfOversized => {
             let mtu = f.mtu.unwrap_or(0);
-            let mss = mtu.saturating_sub(if f.family == 4 { 40 } else { 60 });
+            let mss = mss_for(mtu, f.family);
             let src = f.flow.as_ref().map(|fl| fl.src.to_string()).unwrap_or_else(|| f.reporter.to_string());
             let msg = if f.family == 4 { "frag-needed (ICMP 3/4)" } else { "Packet Too Big (ICMPv6 2)" };
             let back = match f.icmp_back {

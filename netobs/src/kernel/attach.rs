@@ -80,19 +80,6 @@ pub fn ifindex(iface: &str) -> Result<u32> {
     Ok(idx)
 }
 
-/// All interfaces of this namespace except loopback, sorted by name.
-pub fn all_interfaces() -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
-        let name = entry.context("reading /sys/class/net")?.file_name().to_string_lossy().into_owned();
-        if name != "lo" {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
 impl Session {
     /// Attaches to every interface in `ifaces` or to none: the interfaces are
     /// all resolved before anything is attached, and an error while

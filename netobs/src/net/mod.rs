@@ -38,18 +38,27 @@ pub fn local_addresses() -> Result<HashSet<IpAddr>> {
     Ok(out)
 }
 
-/// Interface index -> name for this namespace.
-pub fn interface_names() -> HashMap<u32, String> {
-    let mut out = HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/sys/class/net") {
-        for e in dir.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(idx) = read_u32(&format!("/sys/class/net/{name}/ifindex")) {
-                out.insert(idx, name);
-            }
+/// Names of this namespace's interfaces except loopback, sorted.
+pub fn interfaces() -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
+        let name = entry.context("reading /sys/class/net")?.file_name().to_string_lossy().into_owned();
+        if name != "lo" {
+            names.push(name);
         }
     }
-    out
+    names.sort();
+    Ok(names)
+}
+
+/// Interface index -> name for this namespace (loopback included).
+pub fn interface_names() -> HashMap<u32, String> {
+    interfaces()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(std::iter::once("lo".to_string()))
+        .filter_map(|name| read_u32(&format!("/sys/class/net/{name}/ifindex")).map(|idx| (idx, name)))
+        .collect()
 }
 
 /// MTU of an interface.
@@ -60,12 +69,7 @@ pub fn mtu(iface: &str) -> Option<u32> {
 /// The smallest MTU among this namespace's interfaces except lo: packets at
 /// or below it cannot be too big for any egress.
 pub fn smallest_mtu() -> Option<u32> {
-    let dir = std::fs::read_dir("/sys/class/net").ok()?;
-    dir.flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "lo")
-        .filter_map(|n| mtu(&n))
-        .min()
+    interfaces().ok()?.iter().filter_map(|n| mtu(n)).min()
 }
 
 /// The TTL / hop limit this host puts on packets it originates.

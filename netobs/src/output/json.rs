@@ -51,6 +51,12 @@ pub fn direction_name(h: u8) -> &'static str {
     }
 }
 
+/// The interface a counter row belongs to; the host-wide icmp_send
+/// tracepoint has none and is labelled "*".
+pub fn counter_iface(k: &netobs_common::IcmpCounterKey, ifname: impl Fn(u32) -> String) -> String {
+    if k.hook == hook::ICMP_SEND_TRACEPOINT { "*".to_string() } else { ifname(k.ifindex) }
+}
+
 fn hook_name(h: u8) -> &'static str {
     match h {
         hook::XDP => "xdp",
@@ -69,7 +75,7 @@ pub fn counters(c: &Counters, ifname: impl Fn(u32) -> String, evicted: u64) -> V
         .map(|(k, n)| {
             let m = icmp::meaning(k.family, k.icmp_type, k.icmp_code);
             json!({
-                "iface": if k.hook == hook::ICMP_SEND_TRACEPOINT { "*".to_string() } else { ifname(k.ifindex) },
+                "iface": counter_iface(k, &ifname),
                 "family": k.family, "type": k.icmp_type, "code": k.icmp_code,
                 "hook": hook_name(k.hook), "direction": direction_name(k.hook),
                 "verdict": m.verdict.as_str(), "name": m.name, "count": n,

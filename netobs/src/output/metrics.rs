@@ -22,7 +22,7 @@ use crate::{
     kernel::{Attached, Counters},
 };
 use netobs_common::{
-    event::{DfCounterKey, IcmpCounterKey, hook, stat},
+    event::{DfCounterKey, IcmpCounterKey, stat},
     icmp,
 };
 
@@ -209,10 +209,8 @@ impl Default for Metrics {
 }
 
 fn icmp_labels(k: &IcmpCounterKey, ifname: &impl Fn(u32) -> String) -> IcmpLabels {
-    let tracepoint = k.hook == hook::ICMP_SEND_TRACEPOINT;
     IcmpLabels {
-        // The tracepoint sees the whole host (every namespace), no interface.
-        iface: if tracepoint { "*".into() } else { ifname(k.ifindex) },
+        iface: crate::output::json::counter_iface(k, ifname),
         family: if k.family == 6 { "ipv6" } else { "ipv4" }.into(),
         direction: crate::output::json::direction_name(k.hook).into(),
         r#type: k.icmp_type.to_string(),

@@ -14,6 +14,24 @@ fn wait(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// `-4` / `-6`, shared by the commands that take a HOST.
+#[derive(Debug, Args)]
+pub struct FamilyArgs {
+    /// Use IPv4 when HOST is a name with both families.
+    #[arg(short = '4', conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Use IPv6 when HOST is a name with both families.
+    #[arg(short = '6')]
+    pub ipv6: bool,
+}
+
+impl FamilyArgs {
+    /// The family asked for, if any.
+    pub fn family(&self) -> Option<u8> {
+        super::family_flag(self.ipv4, self.ipv6)
+    }
+}
+
 /// `netobs trace HOST`
 ///
 /// Examples:
@@ -64,12 +82,8 @@ pub struct TraceArgs {
     #[arg(short, long, default_value = "3s", value_parser = wait)]
     pub wait: std::time::Duration,
 
-    /// Use IPv4 when HOST is a name with both families.
-    #[arg(short = '4', conflicts_with = "ipv6")]
-    pub ipv4: bool,
-    /// Use IPv6 when HOST is a name with both families.
-    #[arg(short = '6')]
-    pub ipv6: bool,
+    #[command(flatten)]
+    pub family: FamilyArgs,
 
     /// Print JSON (schema: docs/probes-json.md) instead of text.
     #[arg(long)]
@@ -107,12 +121,8 @@ pub struct PmtuArgs {
     #[arg(long)]
     pub no_locate: bool,
 
-    /// Use IPv4 when HOST is a name with both families.
-    #[arg(short = '4', conflicts_with = "ipv6")]
-    pub ipv4: bool,
-    /// Use IPv6 when HOST is a name with both families.
-    #[arg(short = '6')]
-    pub ipv6: bool,
+    #[command(flatten)]
+    pub family: FamilyArgs,
 
     /// Print JSON (schema: docs/probes-json.md).
     #[arg(long)]
@@ -182,12 +192,8 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub no_kernel: bool,
 
-    /// Use IPv4 when HOST is a name with both families.
-    #[arg(short = '4', conflicts_with = "ipv6")]
-    pub ipv4: bool,
-    /// Use IPv6 when HOST is a name with both families.
-    #[arg(short = '6')]
-    pub ipv6: bool,
+    #[command(flatten)]
+    pub family: FamilyArgs,
 
     /// Print JSON (schema: docs/probes-json.md).
     #[arg(long)]

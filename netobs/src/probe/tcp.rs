@@ -17,7 +17,7 @@ use netobs_common::icmp;
 use serde::Serialize;
 
 use super::{packet::ReplyKind, socket::Prober};
-use crate::explain::hops::infer_initial_ttl;
+use crate::explain::hops::hops_from_arrival_ttl;
 
 /// How the handshake went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -97,7 +97,7 @@ pub async fn run(prober: &mut Prober, attempts: u32, wait: Duration, initial_ttl
     if let Some(a) = found {
         let reply = a.reply;
         r.rtt_ms = Some(a.rtt.as_secs_f64() * 1000.0);
-        let back = (infer_initial_ttl(reply.outer_ttl) - reply.outer_ttl).checked_add(1);
+        let back = hops_from_arrival_ttl(reply.outer_ttl);
         match reply.kind {
             ReplyKind::SynAck { mss } => {
                 r.state = TcpState::Open;

@@ -30,7 +30,7 @@ use super::{
     packet::{Proto, ReplyKind},
     socket::{Answer, Prober},
 };
-use crate::explain::hops::infer_initial_ttl;
+use crate::explain::hops::hops_from_arrival_ttl;
 
 /// Shortest wait under the "near" rule: scheduling jitter on a busy host
 /// is larger than a LAN RTT.
@@ -182,7 +182,7 @@ pub fn describe(family: u8, a: &Answer) -> ProbeResult {
         }
         _ => (None, None, None, String::new()),
     };
-    let return_hops = (infer_initial_ttl(r.outer_ttl) - r.outer_ttl).checked_add(1);
+    let return_hops = hops_from_arrival_ttl(r.outer_ttl);
     ProbeResult {
         from: Some(r.from),
         rtt_ms: Some(a.rtt.as_secs_f64() * 1000.0),

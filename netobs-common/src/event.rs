@@ -187,8 +187,11 @@ pub mod stat {
     pub const QUOTE_TRUNCATED: u32 = 11;
     /// Counter map full: an update failed.
     pub const MAP_FULL: u32 = 12;
+    /// Packets above the smallest-MTU threshold answered from the per-CPU
+    /// route cache instead of a FIB lookup.
+    pub const FIB_CACHE_HITS: u32 = 13;
     /// Number of slots.
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 14;
 
     /// Names for user space, indexed by slot.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -205,6 +208,7 @@ pub mod stat {
         "malformed",
         "quote_truncated",
         "map_full",
+        "fib_cache_hits",
     ];
 }
 
@@ -223,12 +227,25 @@ pub struct Config {
     /// Egress (TC): locally sent DF packets longer than this are reported as
     /// DF-oversized. 0 disables.
     pub egress_path_mtu: u32,
-    pub _reserved: [u32; 2],
+    /// Events a CPU stages before writing them to the ring buffer as one
+    /// record (1..=[`STAGE_EVENTS`]; 1 writes every event on its own). See
+    /// [`EventStage`].
+    pub event_batch: u32,
+    /// How long (ms) a CPU reuses a FIB answer for the same flow before
+    /// asking again (0: every candidate pays for a lookup). Bounds how long
+    /// a route or MTU change goes unnoticed.
+    pub fib_cache_ms: u32,
 }
 
 impl Config {
-    pub const DEFAULT: Config =
-        Config { min_mtu: 1500, events_per_sec: 1000, burst: 200, egress_path_mtu: 0, _reserved: [0; 2] };
+    pub const DEFAULT: Config = Config {
+        min_mtu: 1500,
+        events_per_sec: 1000,
+        burst: 200,
+        egress_path_mtu: 0,
+        event_batch: STAGE_EVENTS as u32,
+        fib_cache_ms: 1000,
+    };
 }
 
 impl Default for Config {
@@ -246,7 +263,111 @@ pub struct TokenBucket {
     pub last_ns: u64,
 }
 
+/// Most events one CPU stages before writing them out together.
+pub const STAGE_EVENTS: usize = 8;
+
+/// Staged events become stale after this long: the next event on the CPU
+/// writes them out, and user space asks the CPU to (`netobs::kernel::stage`).
+pub const STAGE_MAX_AGE_NS: u64 = 10_000_000;
+
+/// Per-CPU staging area in front of the ring buffer.
+///
+/// Why: on a flood, a ring-buffer reservation per event costs a locked
+/// instruction and a cache-line handover to the reader for every event.
+/// Under a flood, events are instead written into this per-CPU area (hot in
+/// the CPU's own cache) and copied to the ring as one record of up to
+/// [`STAGE_EVENTS`] events. A lone event (the first in a clock tick on its
+/// CPU) skips the stage and goes out at once, so quiet periods see no
+/// added delay; a partial batch left at the end of a flood is written by
+/// the next event on that CPU or by user space's periodic flush.
+///
+/// Ring-buffer records therefore hold one or more whole [`Event`]s.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventStage {
+    /// How many programs on this CPU are inside the stage right now: 0 or
+    /// 1, or 2 while a program that interrupted the owner (a packet program
+    /// interrupting user space's flush, say) writes through the spare slot.
+    pub busy: u32,
+    /// Events waiting in `events[..count]`.
+    pub count: u32,
+    /// Slot of the event being written (kept here, not in a register, so
+    /// the verifier sees the same state for the owner and a nested writer).
+    pub slot: u32,
+    pub _pad: u32,
+    /// Coarse monotonic time of the first staged event.
+    pub first_ns: u64,
+    /// Coarse monotonic time of the last event this CPU emitted.
+    pub last_ns: u64,
+    /// Ring-buffer consumer position when this CPU last forced a wakeup:
+    /// no second wakeup until the reader has moved.
+    pub woken_at_cons: u64,
+    /// `STAGE_EVENTS` batch slots, then the spare slot ([`STAGE_SPARE`])
+    /// an interrupting program fills and writes out at once.
+    pub events: [Event; STAGE_EVENTS + 1],
+}
+
+/// Index of [`EventStage`]'s spare slot.
+pub const STAGE_SPARE: usize = STAGE_EVENTS;
+
+impl Default for EventStage {
+    fn default() -> Self {
+        EventStage {
+            busy: 0,
+            count: 0,
+            slot: 0,
+            _pad: 0,
+            first_ns: 0,
+            last_ns: 0,
+            woken_at_cons: 0,
+            events: [Event::ZERO; STAGE_EVENTS + 1],
+        }
+    }
+}
+
+impl Event {
+    /// All fields zero (`Default` is not `const`).
+    pub const ZERO: Event = Event {
+        ts_ns: 0,
+        ifindex: 0,
+        kind: 0,
+        hook: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        outer_src: [0; 16],
+        outer_dst: [0; 16],
+        outer_family: 0,
+        outer_ttl: 0,
+        vlan_depth: 0,
+        flags: 0,
+        mtu: 0,
+        aux: 0,
+        rfc4884_len: 0,
+        quote_len: 0,
+        gateway: [0; 16],
+        outer_len: 0,
+        _pad: 0,
+        inner: PacketInfo {
+            src: [0; 16],
+            dst: [0; 16],
+            src_port: 0,
+            dst_port: 0,
+            seq: 0,
+            ip_id: 0,
+            total_len: 0,
+            frag: 0,
+            family: 0,
+            protocol: 0,
+            ttl: 0,
+            tcp_flags: 0,
+            have: 0,
+            _pad: 0,
+        },
+    };
+}
+
 const _: () = {
+    assert!(core::mem::size_of::<EventStage>() == 40 + 144 * (STAGE_EVENTS + 1));
     assert!(core::mem::size_of::<PacketInfo>() == 56);
     assert!(core::mem::size_of::<Event>() == 144);
     assert!(core::mem::size_of::<IcmpCounterKey>() == 8);

@@ -261,13 +261,13 @@ pub fn parse_icmp_error(c: &Cursor, outer: &Outer, ev: &mut Event) -> IcmpOutcom
                     ev.flags |= flags::QUOTE_TRUNCATED;
                     return IcmpOutcome::Error;
                 };
-                ev.gateway = body.target;
+                put_v6(&mut ev.gateway, &body.target);
                 ev.flags |= flags::HAS_GATEWAY;
                 match find_redirected_header(c, quote_off + Icmpv6RedirectBody::LEN) {
                     Some(at) => quote_off = at,
                     None => {
                         // No quote: still name the redirected destination.
-                        ev.inner.dst = body.destination;
+                        put_v6(&mut ev.inner.dst, &body.destination);
                         ev.inner.family = 6;
                         ev.flags |= flags::QUOTE_TRUNCATED;
                         return IcmpOutcome::Error;
@@ -314,8 +314,8 @@ fn copy_outer_addrs(c: &Cursor, outer: &Outer, ev: &mut Event) {
             put_v4(&mut ev.outer_dst, &ip.dst);
         }
     } else if let Some(ip) = c.get::<Ipv6Hdr>(outer.l3_off) {
-        ev.outer_src = ip.src;
-        ev.outer_dst = ip.dst;
+        put_v6(&mut ev.outer_src, &ip.src);
+        put_v6(&mut ev.outer_dst, &ip.dst);
     }
 }
 
@@ -379,8 +379,8 @@ fn parse_ip_packet_l4(c: &Cursor, off: usize, family: u8, info: &mut PacketInfo)
             return None;
         }
         info.family = 6;
-        info.src = ip.src;
-        info.dst = ip.dst;
+        put_v6(&mut info.src, &ip.src);
+        put_v6(&mut info.dst, &ip.dst);
         info.ttl = ip.hop_limit;
         info.total_len = ip.payload_len().saturating_add(Ipv6Hdr::LEN as u16);
         info.have |= have::IP;
@@ -458,4 +458,15 @@ fn put_v4(dst: &mut [u8; 16], src: &[u8; 4]) {
     dst[1] = src[1];
     dst[2] = src[2];
     dst[3] = src[3];
+}
+
+/// Copies an IPv6 address byte by byte. A plain `*dst = *src` may become a
+/// `memcpy` call, which BPF runs as a byte loop the verifier walks per
+/// byte; sixteen stores it checks once.
+#[inline(always)]
+fn put_v6(dst: &mut [u8; 16], src: &[u8; 16]) {
+    macro_rules! bytes {
+        ($($i:literal)*) => { $( dst[$i] = src[$i]; )* };
+    }
+    bytes!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
 }

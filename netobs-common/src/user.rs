@@ -1,7 +1,7 @@
 //! User-space extras: `aya::Pod` so the records can cross maps and ring
 //! buffers, and address helpers.
 
-use crate::event::{Config, DfCounterKey, Event, IcmpCounterKey, PacketInfo, TokenBucket};
+use crate::event::{Config, DfCounterKey, Event, EventStage, IcmpCounterKey, PacketInfo, TokenBucket};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 // SAFETY: all are repr(C), padding-free (asserted in event.rs) plain data.
@@ -11,6 +11,7 @@ unsafe impl aya::Pod for IcmpCounterKey {}
 unsafe impl aya::Pod for DfCounterKey {}
 unsafe impl aya::Pod for Config {}
 unsafe impl aya::Pod for TokenBucket {}
+unsafe impl aya::Pod for EventStage {}
 
 /// Reads a 16-byte address slot as the given family (4: first 4 bytes).
 pub fn addr(family: u8, raw: &[u8; 16]) -> IpAddr {
@@ -22,13 +23,24 @@ pub fn addr(family: u8, raw: &[u8; 16]) -> IpAddr {
 }
 
 impl Event {
-    /// Decodes a ring-buffer record; `None` when it is too short.
+    /// Decodes one event from the start of `bytes`; `None` when too short.
     pub fn from_bytes(bytes: &[u8]) -> Option<Event> {
         if bytes.len() < core::mem::size_of::<Event>() {
             return None;
         }
         // SAFETY: length checked; Event is plain data valid for any bytes.
         Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const Event) })
+    }
+
+    /// Decodes a ring-buffer record: one event, or a batch of whole events
+    /// written out of a CPU's [`EventStage`]. `None` when the record is
+    /// empty or not a whole number of events.
+    pub fn from_record(bytes: &[u8]) -> Option<impl Iterator<Item = Event> + '_> {
+        let size = core::mem::size_of::<Event>();
+        if bytes.is_empty() || bytes.len() % size != 0 {
+            return None;
+        }
+        Some(bytes.chunks_exact(size).filter_map(Event::from_bytes))
     }
     pub fn outer_src_ip(&self) -> IpAddr {
         addr(self.outer_family, &self.outer_src)

@@ -4,40 +4,16 @@
 use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_coarse_ns as now_ns, programs::TracePointContext};
 use netobs_common::{
     cursor::Cursor,
-    event::{DfCounterKey, Event, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
+    event::{DfCounterKey, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
     parse::{Outer, Skip, is_df_candidate, is_reported_icmp, parse_icmp_error, parse_ip_packet, parse_outer},
     wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IcmpHdr},
 };
 
 use crate::{
+    emit,
     fib,
-    maps::{CONFIG, DF_COUNTERS, EVENTS, ICMP_COUNTERS, bump, bump_key, count_event_and_submit_flags, take_token},
+    maps::{CONFIG, DF_COUNTERS, ICMP_COUNTERS, bump, bump_key},
 };
-
-/// Samples one event: takes a token, reserves a zeroed [`Event`] in the
-/// ring buffer, lets `fill` write it, submits it. Every outcome is counted
-/// (sampled out, ring buffer full, written).
-#[inline(always)]
-fn emit(now: u64, fill: impl FnOnce(&mut Event)) {
-    if !take_token(now) {
-        bump(stat::SAMPLED_OUT);
-        return;
-    }
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        bump(stat::RINGBUF_FULL);
-        return;
-    };
-    let ev = entry.as_mut_ptr();
-    // SAFETY: the reservation is size_of::<Event>() writable bytes; zeroing
-    // makes it a valid Event (plain data) before we take a reference.
-    let ev = unsafe {
-        core::ptr::write_bytes(ev, 0, 1);
-        &mut *ev
-    };
-    ev.ts_ns = now;
-    fill(ev);
-    entry.submit(count_event_and_submit_flags());
-}
 
 /// Observes the frame in `[start, end)` seen on `ifindex` by `hook`.
 #[inline(always)]
@@ -63,7 +39,9 @@ pub fn observe<C: EbpfContext>(ctx: &C, start: usize, end: usize, ifindex: u32, 
     if hook == hook::TC_EGRESS {
         let path_mtu = CONFIG.load().egress_path_mtu;
         if is_df_candidate(&outer, path_mtu) {
-            on_df_oversized(&c, &outer, ifindex, hook, ifindex, path_mtu);
+            // SAFETY: helper without preconditions.
+            let now = unsafe { now_ns() };
+            on_df_oversized(&c, &outer, now, ifindex, hook, ifindex, path_mtu);
         }
     } else if outer.vlan_depth == 0 && !outer.later_fragment && is_df_candidate(&outer, CONFIG.load().min_mtu) {
         on_df_candidate(ctx, &c, &outer, ifindex, hook);
@@ -89,7 +67,7 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) -> bool {
     // SAFETY: helper without preconditions. Coarse (jiffy) time is enough
     // for a token bucket and costs a fraction of the precise clock.
     let now = unsafe { now_ns() };
-    emit(now, |ev| {
+    if let Some((ev, pending)) = emit::begin(now) {
         parse_icmp_error(c, outer, ev);
         ev.ifindex = ifindex;
         ev.hook = hook;
@@ -99,27 +77,28 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) -> bool {
         if ev.flags & flags::QUOTE_TRUNCATED != 0 {
             bump(stat::QUOTE_TRUNCATED);
         }
-    });
+        emit::finish(pending);
+    }
     true
 }
 
 #[inline(always)]
 fn on_df_candidate<C: EbpfContext>(ctx: &C, c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) {
-    let mut pkt = PacketInfo::default();
-    parse_ip_packet(c, outer.l3_off, outer.family, &mut pkt);
-    bump(stat::FIB_LOOKUPS);
-    if let Some((egress, mtu)) = fib::too_big_for_egress(ctx, ifindex, &pkt) {
-        on_df_oversized(c, outer, ifindex, hook, egress, mtu);
+    let mut slot = core::mem::MaybeUninit::<PacketInfo>::uninit();
+    let pkt = crate::mem::zero_init(&mut slot);
+    parse_ip_packet(c, outer.l3_off, outer.family, pkt);
+    // SAFETY: helper without preconditions (coarse clock, as in on_icmp).
+    let now = unsafe { now_ns() };
+    if let Some((egress, mtu)) = fib::too_big_for_egress(ctx, now, ifindex, pkt) {
+        on_df_oversized(c, outer, now, ifindex, hook, egress, mtu);
     }
 }
 
 #[inline(always)]
-fn on_df_oversized(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, egress: u32, mtu: u32) {
+fn on_df_oversized(c: &Cursor, outer: &Outer, now: u64, ifindex: u32, hook: u8, egress: u32, mtu: u32) {
     bump(stat::DF_OVERSIZED);
     bump_key(&DF_COUNTERS, &DfCounterKey { ingress_ifindex: ifindex, egress_ifindex: egress });
-    // SAFETY: helper without preconditions (coarse clock, as in on_icmp).
-    let now = unsafe { now_ns() };
-    emit(now, |ev| {
+    if let Some((ev, pending)) = emit::begin(now) {
         ev.ifindex = ifindex;
         ev.hook = hook;
         ev.kind = kind::DF_OVERSIZED;
@@ -132,7 +111,8 @@ fn on_df_oversized(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, egress: u3
         parse_ip_packet(c, outer.l3_off, outer.family, &mut ev.inner);
         ev.outer_src = ev.inner.src;
         ev.outer_dst = ev.inner.dst;
-    });
+        emit::finish(pending);
+    }
 }
 
 /// Offsets in the `icmp:icmp_send` tracepoint record
@@ -164,7 +144,7 @@ pub fn on_icmp_send(ctx: &TracePointContext) {
     // SAFETY: helper without preconditions (tracepoints may not use the
     // coarse clock).
     let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    emit(now, |ev| {
+    if let Some((ev, pending)) = emit::begin(now) {
         ev.kind = kind::ICMP_GENERATED;
         ev.hook = hook::ICMP_SEND_TRACEPOINT;
         ev.icmp_type = t;
@@ -189,5 +169,6 @@ pub fn on_icmp_send(ctx: &TracePointContext) {
             ev.inner.dst_port = ctx.read_at::<u16>(icmp_send_tp::DPORT).unwrap_or(0);
         }
         ev.inner.have = netobs_common::event::have::IP;
-    });
+        emit::finish(pending);
+    }
 }

@@ -9,49 +9,150 @@ use aya_ebpf::{
     },
     helpers::generated::bpf_fib_lookup,
 };
-use netobs_common::event::PacketInfo;
+use aya_ebpf::{macros::map, maps::PerCpuArray};
+use netobs_common::event::{PacketInfo, stat};
+
+use crate::maps::{CONFIG, bump};
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
-/// Egress interface and its MTU when `pkt` is too big to be forwarded.
+/// Slots of the per-CPU route cache (a power of two).
+const CACHE_SLOTS: u32 = 256;
+
+/// One remembered FIB answer: for this flow arriving on `ingress`, the
+/// egress and its MTU (0 when the kernel would not forward it: no route,
+/// local delivery...). 64 bytes.
+#[repr(C)]
+pub struct CacheEntry {
+    src: [u32; 4],
+    dst: [u32; 4],
+    ingress: u32,
+    /// protocol << 24 | family; 0 marks an empty slot.
+    proto_family: u32,
+    ports: u32,
+    egress: u32,
+    mtu: u32,
+    _pad: u32,
+    expires_ns: u64,
+}
+
+/// Per-CPU, direct-mapped cache of recent FIB answers, keyed by the flow.
 ///
+/// Why: on this kind of machine one `bpf_fib_lookup` costs about 190 ns,
+/// most of the DF-oversized path. The packets that need the check come in
+/// flows (bulk TCP with DF over a jumbo link), so the same question repeats
+/// at line rate. Per CPU, so no locking or sharing; keyed by the whole
+/// 5-tuple and ingress, so policy routing and multipath hashing see the
+/// same answer the kernel would give; entries expire after
+/// `Config::fib_cache_ms`, which bounds how long a route or MTU change
+/// goes unnoticed.
+#[map]
+pub static FIB_CACHE: PerCpuArray<CacheEntry> = PerCpuArray::with_max_entries(CACHE_SLOTS, 0);
+
+/// Egress interface and its MTU when `pkt` is too big to be forwarded,
+/// from the route cache when it has a fresh answer for this flow.
+#[inline(always)]
+pub fn too_big_for_egress<C: EbpfContext>(ctx: &C, now: u64, ingress: u32, pkt: &PacketInfo) -> Option<(u32, u32)> {
+    let ttl_ms = CONFIG.load().fib_cache_ms;
+    let src = words(&pkt.src);
+    let dst = words(&pkt.dst);
+    let proto_family = u32::from(pkt.protocol) << 24 | u32::from(pkt.family);
+    let ports = u32::from(pkt.src_port) << 16 | u32::from(pkt.dst_port);
+    let h = (src[0] ^ src[3] ^ dst[0] ^ dst[3] ^ ports ^ ingress ^ proto_family).wrapping_mul(0x9E37_79B1);
+    let entry = if ttl_ms == 0 { None } else { FIB_CACHE.get_ptr_mut(h >> 24) };
+    if let Some(e) = entry {
+        // SAFETY: this CPU's slot; packet programs on one CPU do not nest.
+        let e = unsafe { &*e };
+        if e.expires_ns > now
+            && e.proto_family == proto_family
+            && e.ports == ports
+            && e.ingress == ingress
+            && e.dst == dst
+            && e.src == src
+        {
+            bump(stat::FIB_CACHE_HITS);
+            return too_big(pkt, e.egress, e.mtu);
+        }
+    }
+    bump(stat::FIB_LOOKUPS);
+    match lookup(ctx, ingress, pkt) {
+        Answer::Route { egress, mtu } => {
+            if let Some(e) = entry {
+                // SAFETY: as above.
+                let e = unsafe { &mut *e };
+                e.src = src;
+                e.dst = dst;
+                e.ingress = ingress;
+                e.proto_family = proto_family;
+                e.ports = ports;
+                e.egress = egress;
+                e.mtu = mtu;
+                e.expires_ns = now + u64::from(ttl_ms) * 1_000_000;
+            }
+            too_big(pkt, egress, mtu)
+        }
+        Answer::TooBig { egress, mtu } => Some((egress, mtu)),
+        Answer::Fits => None,
+    }
+}
+
+/// `Some((egress, mtu))` when the packet exceeds a known route MTU (0:
+/// not forwarded, nothing to compare).
+#[inline(always)]
+fn too_big(pkt: &PacketInfo, egress: u32, mtu: u32) -> Option<(u32, u32)> {
+    if mtu != 0 && u32::from(pkt.total_len) > mtu { Some((egress, mtu)) } else { None }
+}
+
+/// What the kernel says about forwarding `pkt`.
+enum Answer {
+    /// Forwarded out of `egress` whose route MTU is `mtu`; `mtu` 0 when the
+    /// kernel would not forward it (no route, local delivery, blackhole...).
+    /// The same for every packet of the flow: cacheable.
+    Route { egress: u32, mtu: u32 },
+    /// Older kernels, which report no route MTU: the verdict for this
+    /// packet's length only.
+    TooBig { egress: u32, mtu: u32 },
+    Fits,
+}
+
 /// One lookup, without a length and without neighbour resolution: the
 /// kernel fills in the egress ifindex and (since the fib-lookup MTU output
 /// change) the route's MTU in `mtu_result`, which we compare ourselves. The
 /// skb flavour (TC) instead checks the skb itself and answers FRAG_NEEDED
-/// with the ifindex set. Kernels that leave `mtu_result` empty get a second
-/// lookup with the length, as before that change.
+/// with the ifindex and MTU set. Kernels that leave `mtu_result` empty get
+/// a second lookup with the length, as before that change.
 #[inline(always)]
-pub fn too_big_for_egress<C: EbpfContext>(ctx: &C, ingress: u32, pkt: &PacketInfo) -> Option<(u32, u32)> {
-    // SAFETY: an all-zero bpf_fib_lookup is a valid input.
-    let mut p: FibParams = unsafe { core::mem::zeroed() };
-    fill(&mut p, ingress, pkt);
+fn lookup<C: EbpfContext>(ctx: &C, ingress: u32, pkt: &PacketInfo) -> Answer {
+    // An all-zero bpf_fib_lookup is a valid input.
+    let mut slot = core::mem::MaybeUninit::<FibParams>::uninit();
+    let p = crate::mem::zero_init(&mut slot);
+    fill(p, ingress, pkt);
     let size = core::mem::size_of::<FibParams>() as i32;
     // SAFETY: `p` is a valid, writable parameter block of the size we pass.
-    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size, BPF_FIB_LOOKUP_SKIP_NEIGH) };
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut *p, size, BPF_FIB_LOOKUP_SKIP_NEIGH) };
     // SAFETY: the union holds mtu_result after a lookup.
     let mtu = unsafe { p.__bindgen_anon_1.mtu_result } as u32;
     if ret == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
-        return Some((p.ifindex, mtu));
+        return if mtu != 0 { Answer::Route { egress: p.ifindex, mtu } } else { Answer::Fits };
     }
     if ret != BPF_FIB_LKUP_RET_SUCCESS as i64 {
-        return None;
+        return Answer::Route { egress: 0, mtu: 0 };
     }
     if mtu != 0 {
-        return if u32::from(pkt.total_len) > mtu { Some((p.ifindex, mtu)) } else { None };
+        return Answer::Route { egress: p.ifindex, mtu };
     }
     // Older kernel: ask again with the length; the egress is already known.
     let egress = p.ifindex;
-    fill(&mut p, ingress, pkt);
+    fill(p, ingress, pkt);
     p.__bindgen_anon_1.tot_len = pkt.total_len;
     // SAFETY: as above.
-    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut p, size, BPF_FIB_LOOKUP_SKIP_NEIGH) };
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut *p, size, BPF_FIB_LOOKUP_SKIP_NEIGH) };
     if ret == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
         // SAFETY: as above.
-        return Some((egress, unsafe { p.__bindgen_anon_1.mtu_result } as u32));
+        return Answer::TooBig { egress, mtu: unsafe { p.__bindgen_anon_1.mtu_result } as u32 };
     }
-    None
+    Answer::Fits
 }
 
 #[inline(always)]

@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use netobs_common::event::{Config, DfCounterKey, IcmpCounterKey, TokenBucket, stat};
+use netobs_common::event::{Config, DfCounterKey, EventStage, IcmpCounterKey, TokenBucket, stat};
 
 /// Set by the loader (`EbpfLoader::override_global`), read as a constant.
 #[unsafe(no_mangle)]
@@ -26,6 +26,10 @@ pub static DF_COUNTERS: PerCpuHashMap<DfCounterKey, u64> = PerCpuHashMap::with_m
 /// Sampled event details for user space. Size can be overridden at load.
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+
+/// Per-CPU staging area in front of `EVENTS` (see [`EventStage`]).
+#[map]
+pub static STAGE: PerCpuArray<EventStage> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU token bucket bounding events per second.
 #[map]
@@ -94,32 +98,46 @@ pub fn take_token(now: u64) -> bool {
     }
 }
 
+/// Adds `n` to a global statistics slot.
+#[inline(always)]
+pub fn bump_by(slot: u32, n: u64) {
+    if let Some(p) = STATS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe { *p += n };
+    }
+}
+
 /// Look at the ring's fill level once per this many events per CPU.
 const CHECK_EVERY: u64 = 64;
 /// Bytes of unread events that justify waking user space up.
 const WAKEUP_BYTES: u64 = 64 * 1024;
 
-/// Counts one written event and returns the submit flags. The reader is
-/// woken only once a batch has piled up: a wakeup per event (the kernel's
-/// default whenever the reader has caught up) costs microseconds under a
-/// flood. Asking the ring how much is unread reads the consumer's cache
-/// line, so that is done only every [`CHECK_EVERY`] events on this CPU.
-/// User space also polls on a short timer, so a lone event waits at most
-/// that long.
+/// Submit flags for `n` events about to be written (the caller counts them
+/// in `stat::EVENTS` once they are).
+///
+/// The reader is woken only once a batch has piled up: a wakeup per event
+/// (the kernel's default whenever the reader has caught up) costs
+/// microseconds under a flood. Asking the ring how much is unread reads the
+/// reader's cache line, so that is done only every [`CHECK_EVERY`] events
+/// on this CPU. And a CPU forces a wakeup only once per reader position:
+/// until the reader has moved, another wakeup (an inter-processor interrupt,
+/// microseconds in a VM) cannot make it faster. User space also polls on a
+/// short timer, so a lone event waits at most that long.
 #[inline(always)]
-pub fn count_event_and_submit_flags() -> u64 {
-    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-    let Some(p) = STATS.get_ptr_mut(stat::EVENTS) else {
+pub fn submit_flags(n: u64, stage: &mut EventStage) -> u64 {
+    use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_CONS_POS, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+    let Some(p) = STATS.get_ptr(stat::EVENTS) else {
         return BPF_RB_NO_WAKEUP as u64;
     };
-    // SAFETY: per-CPU slot, only this CPU writes it while we run.
-    let n = unsafe {
-        *p += 1;
-        *p
-    };
-    if n % CHECK_EVERY == 0 && EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
-        BPF_RB_FORCE_WAKEUP as u64
-    } else {
-        BPF_RB_NO_WAKEUP as u64
+    // SAFETY: per-CPU slot, only this CPU writes it.
+    let before = unsafe { *p };
+    if before / CHECK_EVERY == (before + n) / CHECK_EVERY || EVENTS.query(BPF_RB_AVAIL_DATA as u64) < WAKEUP_BYTES {
+        return BPF_RB_NO_WAKEUP as u64;
     }
+    let cons = EVENTS.query(BPF_RB_CONS_POS as u64);
+    if cons == stage.woken_at_cons {
+        return BPF_RB_NO_WAKEUP as u64;
+    }
+    stage.woken_at_cons = cons;
+    BPF_RB_FORCE_WAKEUP as u64
 }

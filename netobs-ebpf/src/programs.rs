@@ -2,8 +2,8 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{classifier, tracepoint, xdp},
-    programs::{TcContext, TracePointContext, XdpContext},
+    macros::{classifier, raw_tracepoint, tracepoint, xdp},
+    programs::{RawTracePointContext, TcContext, TracePointContext, XdpContext},
 };
 use netobs_common::event::hook;
 
@@ -64,6 +64,15 @@ fn tc_observe(ctx: &TcContext, hook: u8) {
 #[tracepoint]
 pub fn netobs_icmp_send(ctx: TracePointContext) -> u32 {
     crate::classify::on_icmp_send(&ctx);
+    0
+}
+
+/// Never attached: user space runs it on a chosen CPU (BPF_PROG_TEST_RUN
+/// with BPF_F_TEST_RUN_ON_CPU) to write out events that CPU staged at the
+/// end of a flood (see `netobs_common::event::EventStage`).
+#[raw_tracepoint]
+pub fn netobs_flush(_ctx: RawTracePointContext) -> i32 {
+    crate::emit::flush_this_cpu();
     0
 }
 

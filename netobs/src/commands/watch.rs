@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     cli::{Color, WatchArgs},
     explain::{Aggregate, Aggregator, Finding, HostContext, Ledger, words},
-    kernel::{self, LoadOptions, Session, counters, events::EventStream},
+    kernel::{self, LoadOptions, Session, counters, events::EventStream, stage},
     net,
     output::{json, metrics},
 };
@@ -112,6 +112,8 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     attach_icmp_send_tracepoint(&mut session.ebpf);
     let interval = Duration::from_secs(u64::from(args.update_interval));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut flush_tick = tokio::time::interval(stage::FLUSH_INTERVAL);
+    flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
@@ -122,6 +124,12 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
             r = events.next_batch(&mut batch, 4096) => {
                 r?;
                 ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut sink);
+            }
+            _ = flush_tick.tick() => {
+                // A partial batch left on a CPU at the end of a flood.
+                if let Err(e) = stage::flush(&session.ebpf, stage::FLUSH_MIN_AGE) {
+                    log::warn!("{e:#}");
+                }
             }
             _ = tick.tick() => {
                 if ctx_refreshed.elapsed() > Duration::from_secs(10) {
@@ -137,7 +145,10 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         }
     }
 
-    // Whatever is still in the ring buffer is part of the answer.
+    // Whatever is still staged or in the ring buffer is part of the answer.
+    if let Err(e) = stage::flush(&session.ebpf, Duration::ZERO) {
+        log::warn!("{e:#}");
+    }
     while events.drain_now(&mut batch, 4096) > 0 {
         ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut sink);
     }

@@ -90,6 +90,8 @@ impl Session {
         }
         let resolved: Vec<(String, u32)> =
             ifaces.iter().map(|i| ifindex(i).map(|idx| (i.clone(), idx))).collect::<Result<_>>()?;
+        // Verified before anything attaches: staged events must be flushable.
+        super::stage::prepare(&mut ebpf)?;
         let mut attached = Vec::new();
         for (iface, idx) in resolved {
             let (ingress, note) = attach_ingress(&mut ebpf, &iface, mode, force)?;

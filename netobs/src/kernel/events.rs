@@ -11,7 +11,8 @@ pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(
 /// The ring buffer, registered with the tokio reactor.
 pub struct EventStream {
     fd: AsyncFd<RingBuf<MapData>>,
-    /// Records shorter than an Event (should never happen): counted.
+    /// Records that were not a whole number of events (should never
+    /// happen): counted.
     pub short_records: u64,
 }
 
@@ -55,16 +56,19 @@ impl EventStream {
     }
 }
 
-/// Decodes up to `max` records. Returns (decoded, too short).
+/// Decodes records until at least `max` events are in `out` or the ring is
+/// empty. A record holds one event or a CPU's staged batch. Returns (events
+/// decoded, records that were not a whole number of events).
 pub fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<Event>, max: usize) -> (usize, u64) {
     let mut n = 0;
     let mut short = 0;
     while n < max {
         let Some(item) = ring.next() else { break };
-        match Event::from_bytes(&item) {
-            Some(ev) => {
-                out.push(ev);
-                n += 1;
+        match Event::from_record(&item) {
+            Some(events) => {
+                let before = out.len();
+                out.extend(events);
+                n += out.len() - before;
             }
             None => short += 1,
         }

@@ -77,3 +77,4 @@ macro_rules! loadable {
 loadable!(aya::programs::Xdp);
 loadable!(aya::programs::SchedClassifier);
 loadable!(aya::programs::TracePoint);
+loadable!(aya::programs::RawTracePoint);

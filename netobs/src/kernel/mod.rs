@@ -5,6 +5,7 @@ pub mod attach;
 pub mod counters;
 pub mod events;
 pub mod loader;
+pub mod stage;
 
 pub use attach::{AttachMode, Attached, Hook, Session};
 pub use counters::Counters;

@@ -1,0 +1,169 @@
+//! Getting a sampled event to user space: the token bucket decides whether
+//! it is written at all; it is filled in this CPU's [`EventStage`] and goes
+//! to the ring buffer at once (a lone event) or batched (under a flood).
+
+use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
+use netobs_common::event::{Event, EventStage, STAGE_EVENTS, STAGE_MAX_AGE_NS, STAGE_SPARE, stat};
+
+use crate::maps::{CONFIG, EVENTS, STAGE, bump, bump_by, submit_flags, take_token};
+
+/// An event being written. From [`begin`]; hand it back to [`finish`].
+///
+/// Deliberately holds no slot number or nesting depth: those live in the
+/// stage, so the verifier's state while `fill` runs is the same whether we
+/// own the stage or interrupted its owner, and it walks the fill code once.
+pub struct Pending {
+    stage: *mut EventStage,
+    now: u64,
+}
+
+/// Samples one event at time `now`: takes a token and returns a zeroed,
+/// time-stamped event to fill, or `None` (counted: sampled out). Call
+/// [`finish`] right after filling.
+///
+/// The event is always built in the stage (memory only this CPU touches),
+/// never in the ring buffer itself, so a half-written record is never
+/// visible to the reader. (`begin`/`finish` rather than a closure: a
+/// closure this large is not inlined, and an outlined fill turns its copies
+/// into byte loops.)
+#[inline(always)]
+pub fn begin(now: u64) -> Option<(&'static mut Event, Pending)> {
+    if !take_token(now) {
+        bump(stat::SAMPLED_OUT);
+        return None;
+    }
+    let Some(stage_ptr) = STAGE.get_ptr_mut(0) else {
+        // Cannot happen (index 0 of a 1-entry array); counted if it does.
+        bump(stat::RINGBUF_FULL);
+        return None;
+    };
+    // SAFETY: this CPU's value. A program that interrupts us on this CPU
+    // sees `busy` and uses the spare slot; other CPUs have their own.
+    let stage = unsafe { &mut *stage_ptr };
+    let depth = stage.busy;
+    if depth >= 2 {
+        // A third level of nesting: no such context exists; counted anyway.
+        bump(stat::RINGBUF_FULL);
+        return None;
+    }
+    stage.busy = depth + 1;
+    if depth == 0 {
+        if stage.count as usize >= STAGE_EVENTS {
+            flush(stage);
+        }
+        stage.slot = stage.count;
+    } else {
+        stage.slot = STAGE_SPARE as u32;
+    }
+    // SAFETY: a plain read of our own field; volatile so the slot comes
+    // back from memory as an unknown number and both paths meet here.
+    let slot = unsafe { core::ptr::read_volatile(&stage.slot) } as usize;
+    let Some(ev) = stage.events.get_mut(slot) else {
+        stage.busy = depth;
+        return None;
+    };
+    crate::mem::zero(ev);
+    ev.ts_ns = now;
+    // SAFETY: the slot stays valid (map memory) and ours until `finish`
+    // clears `busy`; nothing else on this CPU writes it meanwhile.
+    let ev = unsafe { &mut *(ev as *mut Event) };
+    Some((ev, Pending { stage: stage_ptr, now }))
+}
+
+/// Sends the filled event on: at once (a lone event, or one written
+/// through the spare slot) or with the next batch.
+#[inline(always)]
+pub fn finish(p: Pending) {
+    // SAFETY: from `begin`; we still hold `busy`.
+    let stage = unsafe { &mut *p.stage };
+    let nested = stage.busy >= 2;
+    if nested {
+        write(stage, STAGE_SPARE, 1, BPF_RB_NO_WAKEUP as u64);
+        stage.busy = 1;
+    } else {
+        batch_or_write(stage, stage.slot as usize, p.now);
+        stage.busy = 0;
+    }
+}
+
+/// The owner's event is in `slot`: write it (and anything staged before it)
+/// out now, or leave it for a batch.
+#[inline(always)]
+fn batch_or_write(stage: &mut EventStage, slot: usize, now: u64) {
+    // The first event in a clock tick on this CPU is not part of a flood:
+    // it goes out at once, so quiet periods see no delay.
+    let lone = slot == 0 && now != stage.last_ns;
+    stage.last_ns = now;
+    if slot == 0 {
+        stage.first_ns = now;
+    }
+    stage.count = slot as u32 + 1;
+    let batch = CONFIG.load().event_batch;
+    if lone || stage.count >= batch || now.wrapping_sub(stage.first_ns) >= STAGE_MAX_AGE_NS {
+        flush(stage);
+    }
+}
+
+/// Writes the staged events as one ring-buffer record and empties the stage.
+/// The caller holds `busy`.
+#[inline(always)]
+fn flush(stage: &mut EventStage) {
+    let n = stage.count as usize;
+    stage.count = 0;
+    if n == 0 || n > STAGE_EVENTS {
+        return;
+    }
+    let flags = submit_flags(n as u64, stage);
+    write(stage, 0, n, flags);
+}
+
+/// Copies `events[first..first + n]` into the ring buffer as one record.
+///
+/// One call per possible count, each with a constant size: the verifier
+/// must see the size bounded, and a bound checked on a variable does not
+/// always survive the compiler's register choices.
+#[inline(always)]
+fn write(stage: &EventStage, first: usize, n: usize, flags: u64) {
+    macro_rules! out {
+        ($k:literal) => {
+            match stage.events.get(first..).and_then(|s| s.first_chunk::<$k>()) {
+                Some(events) => EVENTS.output::<[Event; $k]>(events, flags),
+                None => return,
+            }
+        };
+    }
+    const { assert!(STAGE_EVENTS == 8) };
+    let result = match n {
+        1 => out!(1),
+        2 => out!(2),
+        3 => out!(3),
+        4 => out!(4),
+        5 => out!(5),
+        6 => out!(6),
+        7 => out!(7),
+        8 => out!(8),
+        _ => return,
+    };
+    match result {
+        Ok(()) => bump_by(stat::EVENTS, n as u64),
+        Err(_) => bump_by(stat::RINGBUF_FULL, n as u64),
+    }
+}
+
+/// User space's periodic flush (run on a chosen CPU through
+/// BPF_PROG_TEST_RUN): writes out a partial batch left at the end of a
+/// flood. Leaves the stage alone if it interrupted a program using it.
+#[inline(always)]
+pub fn flush_this_cpu() {
+    let Some(stage) = STAGE.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's value; see `emit`.
+    let stage = unsafe { &mut *stage };
+    if stage.busy != 0 {
+        return;
+    }
+    stage.busy = 1;
+    flush(stage);
+    stage.busy = 0;
+}

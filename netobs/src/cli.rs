@@ -118,6 +118,13 @@ pub struct WatchArgs {
     #[arg(long, value_name = "BYTES")]
     pub df_threshold: Option<u32>,
 
+    /// How long each CPU reuses a FIB answer for the same flow in the
+    /// DF check (a lookup costs about 190 ns; flows repeat it at line
+    /// rate). A route or MTU change is seen within this time. 0: a lookup
+    /// for every packet.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=3_600_000))]
+    pub route_cache_ms: u32,
+
     /// Egress: report locally sent DF packets longer than this (a known
     /// path MTU). 0 (default) disables.
     #[arg(long, value_name = "BYTES", default_value_t = 0)]

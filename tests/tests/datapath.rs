@@ -14,12 +14,13 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd as _;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use aya::Ebpf;
 use aya::maps::{MapData, RingBuf};
-use aya::programs::{Program, SchedClassifier, TestRun as _, TestRunOptions, TracePoint, Xdp, XdpMode};
-use netobs::kernel::{self, LoadOptions, counters, events, loader::load_program};
+use aya::programs::{Program, RawTracePoint, SchedClassifier, TestRun as _, TestRunOptions, TracePoint, Xdp, XdpMode};
+use netobs::kernel::{self, LoadOptions, counters, events, loader::load_program, stage};
 use netobs_common::craft::{Frame, Tcp, cut, non_ip_frame};
 use netobs_common::event::{flags, hook, kind, stat};
 use netobs_common::parse::{IcmpOutcome, Outer, Skip, is_df_candidate, parse_icmp_error, parse_ip_packet, parse_outer};
@@ -49,8 +50,18 @@ const S6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
 const T6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
 
 /// Events are never held back: the differential tests want every one.
+/// Every DF candidate pays for its own FIB lookup (the route cache has its
+/// own test), so the counters match the host model packet by packet.
+/// Events are staged as in production: `Harness::run` flushes the stages.
 fn big_config() -> Config {
-    Config { min_mtu: 1500, events_per_sec: 10_000_000, burst: 1_000_000, egress_path_mtu: 0, ..Config::DEFAULT }
+    Config {
+        min_mtu: 1500,
+        events_per_sec: 10_000_000,
+        burst: 1_000_000,
+        egress_path_mtu: 0,
+        fib_cache_ms: 0,
+        ..Config::DEFAULT
+    }
 }
 
 // ---- what one run did -------------------------------------------------------------
@@ -112,6 +123,7 @@ impl Harness {
         load_program::<Xdp>(&mut ebpf, "netobs_xdp")?;
         load_program::<SchedClassifier>(&mut ebpf, "netobs_tc_ingress")?;
         load_program::<SchedClassifier>(&mut ebpf, "netobs_tc_egress")?;
+        stage::prepare(&mut ebpf)?;
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map missing")?)?;
         Ok(Harness { ebpf, ring })
     }
@@ -127,6 +139,9 @@ impl Harness {
             Prog::TcIngress | Prog::TcEgress => <&SchedClassifier>::try_from(p)?.test_run(opts),
         }
         .with_context(|| format!("test run of {} on {} bytes", prog.name(), frame.len()))?;
+        // Events staged on a CPU (several in one clock tick) are written
+        // out now, as `netobs watch` does on its timer.
+        stage::flush(&self.ebpf, Duration::ZERO)?;
         let after = counters::read(&self.ebpf)?;
         let mut out = Outcome { ret: res.return_value, ..Outcome::default() };
         for (name, v) in &after.stats {
@@ -580,6 +595,7 @@ fn verifier_accepts_every_program() -> Result<()> {
             Program::Xdp(_) => load_program::<Xdp>(&mut ebpf, name)?.info()?,
             Program::SchedClassifier(_) => load_program::<SchedClassifier>(&mut ebpf, name)?.info()?,
             Program::TracePoint(_) => load_program::<TracePoint>(&mut ebpf, name)?.info()?,
+            Program::RawTracePoint(_) => load_program::<RawTracePoint>(&mut ebpf, name)?.info()?,
             other => bail!("{name}: no verifier check for program type {:?}", other.prog_type()),
         };
         // Headroom against the verifier's 1M-instruction complexity limit:
@@ -744,6 +760,114 @@ fn xdp_df_oversized_through_fib_lookup() -> Result<()> {
         assert_eq!(total.stat(stat::DF_OVERSIZED), 5 + echo, "{:?}", total.stats);
         assert_eq!(total.stat(stat::FIB_LOOKUPS), 6 + echo, "{:?}", total.stats);
         assert_eq!(total.df.get(&DfCounterKey { ingress_ifindex: eth0, egress_ifindex: eth1 }), Some(&(5 + echo)));
+        Ok(())
+    })
+}
+
+/// The per-CPU route cache: a flow's second DF packet is answered without
+/// a FIB lookup, with the same verdict and event; other flows still ask;
+/// and a route change shows once the entry expires.
+#[test]
+fn route_cache_answers_repeated_flows_and_expires() -> Result<()> {
+    if !root_or_skip("route_cache_answers_repeated_flows_and_expires") {
+        return Ok(());
+    }
+    let s = lab::scenarios::build("gateway-df")?;
+    let gw = s.node("gw")?.clone();
+    let eth0 = gw.ifindex("eth0")?;
+    let eth1 = gw.ifindex("eth1")?;
+    in_netns(&gw, || {
+        let ttl = Duration::from_millis(300);
+        // A threshold below the narrow link, so a packet that fits it is
+        // still a candidate.
+        let cfg = Config { min_mtu: 1300, fib_cache_ms: ttl.as_millis() as u32, ..big_config() };
+        let mut h = Harness::new(cfg)?;
+        load_program::<Xdp>(&mut h.ebpf, "netobs_baseline")?.attach("eth0", XdpMode::Driver)?;
+        let run = |h: &mut Harness, frame: &[u8]| -> Result<Outcome> {
+            let mut ctx = Vec::new();
+            for w in [0u32, frame.len() as u32, 0, eth0, 0, 0] {
+                ctx.extend_from_slice(&w.to_ne_bytes());
+            }
+            h.run(Prog::Xdp, frame, Some(&ctx))
+        };
+        let fib = |p: &PacketInfo| -> Option<(u32, u32)> {
+            (p.dst[..3] == [198, 18, 2] && p.total_len > 1400).then_some((eth1, 1400))
+        };
+        let big = Frame::ipv4(C4, S4).df().tcp(Tcp::new(40000, 5201).seq(1).payload_len(1460)).bytes();
+        let fits = Frame::ipv4(C4, S4).df().tcp(Tcp::new(40000, 5201).seq(1).payload_len(1350)).bytes();
+        let other_flow = Frame::ipv4(C4, S4).df().tcp(Tcp::new(40001, 5201).seq(1).payload_len(1460)).bytes();
+        let want_event = model(&big, Prog::Xdp, eth0, &cfg, &fib).events;
+        assert_eq!(want_event.len(), 1);
+
+        let first = run(&mut h, &big)?;
+        assert_eq!(first.stats.get("fib_lookups"), Some(&1), "{first:?}");
+        assert_eq!(first.stats.get("fib_cache_hits"), None, "{first:?}");
+        assert_eq!(first.events, want_event);
+        for i in 0..2 {
+            let again = run(&mut h, &big)?;
+            assert_eq!(again.stats.get("fib_lookups"), None, "repeat {i}: {again:?}");
+            assert_eq!(again.stats.get("fib_cache_hits"), Some(&1), "repeat {i}: {again:?}");
+            assert_eq!(again.stats.get("df_oversized"), Some(&1), "repeat {i}: {again:?}");
+            assert_eq!(again.events, want_event, "repeat {i}");
+        }
+        // Same flow, smaller packet: the cached route MTU says it fits.
+        let small = run(&mut h, &fits)?;
+        assert_eq!(small.stats.get("fib_cache_hits"), Some(&1), "{small:?}");
+        assert_eq!(small.stats.get("df_oversized"), None, "{small:?}");
+        // Another flow asks the FIB itself.
+        let other = run(&mut h, &other_flow)?;
+        assert_eq!(other.stats.get("fib_lookups"), Some(&1), "{other:?}");
+        assert_eq!(other.stats.get("df_oversized"), Some(&1), "{other:?}");
+
+        // Widen the narrow link: cached answers may lag by at most the TTL.
+        gw.ip(&["link", "set", "eth1", "mtu", "1500"])?;
+        std::thread::sleep(ttl + Duration::from_millis(100));
+        let after = run(&mut h, &big)?;
+        assert_eq!(after.stats.get("fib_lookups"), Some(&1), "{after:?}");
+        assert_eq!(after.stats.get("df_oversized"), None, "1500-byte packet now fits: {after:?}");
+        assert!(after.events.is_empty(), "{after:?}");
+        Ok(())
+    })
+}
+
+/// Under a flood events leave the CPU in multi-event records; every one
+/// arrives, in order, equal to the host parser's, and is counted once.
+#[test]
+fn events_are_batched_under_a_flood_and_none_is_lost() -> Result<()> {
+    if !root_or_skip("events_are_batched_under_a_flood_and_none_is_lost") {
+        return Ok(());
+    }
+    empty_netns(|| {
+        let cfg = big_config();
+        let mut h = Harness::new(cfg)?;
+        let frame = err4(3, 10, &syn4()).bytes();
+        let want = model(&frame, Prog::Xdp, LO, &cfg, &no_route).events;
+        assert_eq!(want.len(), 1);
+        const RUNS: u32 = 50;
+        let before = counters::read(&h.ebpf)?;
+        let p: &Xdp = h.ebpf.program("netobs_xdp").context("program")?.try_into()?;
+        p.test_run(TestRunOptions { data_in: Some(&frame), repeat: RUNS, ..TestRunOptions::new() })?;
+        stage::flush(&h.ebpf, Duration::ZERO)?;
+        let after = counters::read(&h.ebpf)?;
+        assert_eq!(after.stat(stat::EVENTS) - before.stat(stat::EVENTS), u64::from(RUNS));
+        assert_eq!(after.stat(stat::RINGBUF_FULL), before.stat(stat::RINGBUF_FULL));
+        let mut records = Vec::new();
+        let mut events = Vec::new();
+        while let Some(item) = h.ring.next() {
+            let decoded: Vec<Event> = Event::from_record(&item).context("record of whole events")?.collect();
+            records.push(decoded.len());
+            events.extend(decoded);
+        }
+        assert_eq!(events.len(), RUNS as usize, "records {records:?}");
+        assert!(records.iter().any(|&n| n > 1), "no batch among records {records:?}");
+        assert!(records.iter().all(|&n| n <= netobs_common::event::STAGE_EVENTS), "records {records:?}");
+        assert!(events.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns), "out of order");
+        for mut ev in events {
+            ev.ts_ns = 0;
+            assert_eq!(Some(&ev), want.first());
+        }
+        // Nothing is left behind in any stage.
+        assert_eq!(stage::flush(&h.ebpf, Duration::ZERO)?, 0);
         Ok(())
     })
 }

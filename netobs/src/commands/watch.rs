@@ -79,6 +79,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         events_per_sec: args.events_per_sec,
         burst: args.burst,
         egress_path_mtu: args.egress_path_mtu,
+        fib_cache_ms: args.route_cache_ms,
         ..Config::DEFAULT
     };
     let ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024) })?;

@@ -67,6 +67,7 @@ pub struct Metrics {
 const STAT_METRICS: &[(u32, &str, &str)] = &[
     (stat::PACKETS, "packets_observed", "Packets the observers ran on"),
     (stat::FIB_LOOKUPS, "df_fib_lookups", "DF packets above the threshold that paid for a FIB lookup"),
+    (stat::FIB_CACHE_HITS, "df_route_cache_hits", "DF packets above the threshold answered by the per-CPU route cache"),
     (stat::EVENTS, "events", "Events written to the ring buffer"),
     (stat::SAMPLED_OUT, "events_sampled_out", "Events held back by the per-CPU token bucket (still counted)"),
     (stat::RINGBUF_FULL, "ringbuf_lost", "Events lost because the ring buffer was full"),

@@ -42,6 +42,7 @@ fn drain_rate() -> Result<()> {
     let config = Config { events_per_sec: u32::MAX, burst: 2_000_000, ..Config::DEFAULT };
     let mut ebpf = netobs::kernel::load(&LoadOptions { config, ringbuf_bytes: 256 << 20 })?;
     let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
+    netobs::kernel::stage::prepare(&mut ebpf)?;
     let frame = icmp_error_frame(56194);
     let ctx = xdp_md(frame.len(), netns::ifindex("v0")?);
     let host = HostContext::discover()?;
@@ -59,6 +60,8 @@ fn drain_rate() -> Result<()> {
             repeat: EVENTS,
             ..TestRunOptions::new()
         })?;
+        // The last partial batch of the flood, as `watch` does on its timer.
+        netobs::kernel::stage::flush(&ebpf, std::time::Duration::ZERO)?;
         batch.clear();
         let t = Instant::now();
         let (n, _) = drain(&mut ring, &mut batch, usize::MAX);
@@ -117,6 +120,7 @@ fn cpu_under_flood() -> Result<()> {
     for (label, extra) in [
         ("default (1000 events/s/CPU)", vec![]),
         ("every error sampled", vec!["--events-per-sec", "1000000", "--burst", "100000"]),
+        ("every error sampled, 8 MiB ring", vec!["--events-per-sec", "1000000", "--burst", "100000", "--ringbuf-kib", "8192"]),
     ] {
         let child = Command::new(&netobs)
             .args(["watch", "-i", "v1", "--json", "--no-metrics", "--no-egress"])
@@ -125,6 +129,14 @@ fn cpu_under_flood() -> Result<()> {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {netobs}"))?;
+        // Read its output as it comes: a full pipe would stall it.
+        let mut child = child;
+        let mut stdout = child.stdout.take().context("child stdout")?;
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+            text
+        });
         std::thread::sleep(Duration::from_millis(800));
         let cpu0 = cpu_seconds(child.id())?;
         let t0 = Instant::now();
@@ -151,8 +163,8 @@ fn cpu_under_flood() -> Result<()> {
         let cpu = cpu_seconds(child.id())? - cpu0;
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
+        child.wait()?;
+        let text = reader.join().map_err(|_| anyhow::anyhow!("output reader panicked"))?;
         let events = text
             .lines()
             .rev()
@@ -162,6 +174,9 @@ fn cpu_under_flood() -> Result<()> {
             .unwrap_or("?")
             .to_string();
         println!("{label:<40} {sent:>12} {:>11.1}% {events:>10}", cpu / wall * 100.0);
+        if std::env::var_os("NETOBS_BENCH_VERBOSE").is_some() {
+            println!("{}", text.lines().rev().find(|l| l.contains("\"type\":\"counters\"")).unwrap_or(""));
+        }
     }
     Ok(())
 }

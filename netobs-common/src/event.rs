@@ -299,8 +299,8 @@ pub struct EventStage {
     pub first_ns: u64,
     /// Coarse monotonic time of the last event this CPU emitted.
     pub last_ns: u64,
-    /// Ring-buffer consumer position when this CPU last forced a wakeup:
-    /// no second wakeup until the reader has moved.
+    /// Ring-buffer consumer position plus one when this CPU last forced a
+    /// wakeup: no second wakeup until the reader has moved.
     pub woken_at_cons: u64,
     /// `STAGE_EVENTS` batch slots, then the spare slot ([`STAGE_SPARE`])
     /// an interrupting program fills and writes out at once.

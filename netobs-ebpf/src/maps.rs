@@ -134,7 +134,8 @@ pub fn submit_flags(n: u64, stage: &mut EventStage) -> u64 {
     if before / CHECK_EVERY == (before + n) / CHECK_EVERY || EVENTS.query(BPF_RB_AVAIL_DATA as u64) < WAKEUP_BYTES {
         return BPF_RB_NO_WAKEUP as u64;
     }
-    let cons = EVENTS.query(BPF_RB_CONS_POS as u64);
+    // Stored plus one, so the zeroed initial value matches no position.
+    let cons = EVENTS.query(BPF_RB_CONS_POS as u64).wrapping_add(1);
     if cons == stage.woken_at_cons {
         return BPF_RB_NO_WAKEUP as u64;
     }

@@ -918,3 +918,27 @@ fn token_bucket_holds_events_back_and_counts_them() -> Result<()> {
         Ok(())
     })
 }
+
+/// Interface names and MTUs (the DF threshold, the names in every report)
+/// come from the namespace netobs runs in, also when it was entered with
+/// setns (`nsenter --net`), where /sys/class/net still shows the host's.
+#[test]
+fn interface_facts_come_from_our_namespace() -> Result<()> {
+    if !root_or_skip("interface_facts_come_from_our_namespace") {
+        return Ok(());
+    }
+    let s = lab::scenarios::build("gateway-df")?;
+    let gw = s.node("gw")?.clone();
+    let eth0 = gw.ifindex("eth0")?;
+    let eth1 = gw.ifindex("eth1")?;
+    in_netns(&gw, || {
+        let names = netobs::net::interface_names();
+        assert_eq!(names.get(&eth0).map(String::as_str), Some("eth0"), "{names:?}");
+        assert_eq!(names.get(&eth1).map(String::as_str), Some("eth1"), "{names:?}");
+        assert_eq!(netobs::net::interfaces()?, vec!["eth0".to_string(), "eth1".to_string()]);
+        assert_eq!(netobs::net::mtu("eth1"), Some(1400));
+        assert_eq!(netobs::net::smallest_mtu(), Some(1400));
+        assert_eq!(netobs::net::mtu("nosuch0"), None);
+        Ok(())
+    })
+}

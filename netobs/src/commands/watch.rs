@@ -114,6 +114,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let interval = Duration::from_secs(u64::from(args.update_interval));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut flush_tick = tokio::time::interval(stage::FLUSH_INTERVAL);
+    let mut flush_warned = false;
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -129,7 +130,10 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
             _ = flush_tick.tick() => {
                 // A partial batch left on a CPU at the end of a flood.
                 if let Err(e) = stage::flush(&session.ebpf, stage::FLUSH_MIN_AGE) {
-                    log::warn!("{e:#}");
+                    if !flush_warned {
+                        log::warn!("{e:#} (staged events then wait for the next event on their CPU)");
+                        flush_warned = true;
+                    }
                 }
             }
             _ = tick.tick() => {

@@ -40,30 +40,64 @@ pub fn local_addresses() -> Result<HashSet<IpAddr>> {
 
 /// Names of this namespace's interfaces except loopback, sorted.
 pub fn interfaces() -> Result<Vec<String>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir("/sys/class/net").context("listing /sys/class/net")? {
-        let name = entry.context("reading /sys/class/net")?.file_name().to_string_lossy().into_owned();
-        if name != "lo" {
-            names.push(name);
-        }
-    }
+    let mut names: Vec<String> = interface_index()?.into_values().filter(|n| n != "lo").collect();
     names.sort();
     Ok(names)
 }
 
 /// Interface index -> name for this namespace (loopback included).
 pub fn interface_names() -> HashMap<u32, String> {
-    interfaces()
-        .unwrap_or_default()
-        .into_iter()
-        .chain(std::iter::once("lo".to_string()))
-        .filter_map(|name| read_u32(&format!("/sys/class/net/{name}/ifindex")).map(|idx| (idx, name)))
-        .collect()
+    interface_index().unwrap_or_default()
 }
 
-/// MTU of an interface.
+/// Index -> name of every interface, asked of the kernel (netlink, through
+/// `if_nameindex`) rather than read from /sys/class/net: sysfs shows the
+/// namespace it was mounted in, which is not ours after `nsenter --net`.
+fn interface_index() -> Result<HashMap<u32, String>> {
+    // SAFETY: if_nameindex returns an array ended by a zero entry, freed below.
+    let list = unsafe { libc::if_nameindex() };
+    if list.is_null() {
+        return Err(std::io::Error::last_os_error()).context("listing interfaces (if_nameindex)");
+    }
+    let mut out = HashMap::new();
+    let mut cur = list;
+    loop {
+        // SAFETY: within the array, up to and including its end marker.
+        let entry = unsafe { &*cur };
+        if entry.if_index == 0 || entry.if_name.is_null() {
+            break;
+        }
+        // SAFETY: a NUL-terminated name owned by the array.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.if_name) }.to_string_lossy().into_owned();
+        out.insert(entry.if_index, name);
+        // SAFETY: the end marker has not been reached.
+        cur = unsafe { cur.add(1) };
+    }
+    // SAFETY: allocated by if_nameindex above.
+    unsafe { libc::if_freenameindex(list) };
+    Ok(out)
+}
+
+/// MTU of an interface (SIOCGIFMTU, answered for this namespace).
 pub fn mtu(iface: &str) -> Option<u32> {
-    read_u32(&format!("/sys/class/net/{iface}/mtu"))
+    let name = iface.as_bytes();
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, &b) in req.ifr_name.iter_mut().zip(name) {
+        *dst = b as libc::c_char;
+    }
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).ok()?;
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifr_mtu of a valid ifreq.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: the kernel filled the mtu member of the union.
+    u32::try_from(unsafe { req.ifr_ifru.ifru_mtu }).ok()
 }
 
 /// The smallest MTU among this namespace's interfaces except lo: packets at

@@ -10,7 +10,8 @@ pub mod kind {
     pub const ICMP_ERROR: u8 = 1;
     /// A DF-set IPv4 or an IPv6 packet too big for its egress MTU was seen.
     pub const DF_OVERSIZED: u8 = 2;
-    /// This host itself sent an ICMP error (TC egress).
+    /// This host itself sent an ICMP error (TC egress; errors it only
+    /// forwards are not reported there).
     pub const ICMP_SENT: u8 = 3;
     /// The kernel generated an ICMP error (`icmp:icmp_send` tracepoint,
     /// IPv4): it may still be dropped by this host's own firewall before it
@@ -190,8 +191,12 @@ pub mod stat {
     /// Packets above the smallest-MTU threshold answered from the per-CPU
     /// route cache instead of a FIB lookup.
     pub const FIB_CACHE_HITS: u32 = 13;
+    /// Packets at TC egress that this host forwards rather than sends (no
+    /// local socket): left alone, since egress reports what the host
+    /// itself sends; forwarded traffic is seen where it arrives.
+    pub const EGRESS_FORWARDED: u32 = 14;
     /// Number of slots.
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
 
     /// Names for user space, indexed by slot.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -209,6 +214,7 @@ pub mod stat {
         "quote_truncated",
         "map_full",
         "fib_cache_hits",
+        "egress_forwarded",
     ];
 }
 

@@ -5,7 +5,9 @@ use aya_ebpf::{
     macros::{classifier, raw_tracepoint, tracepoint, xdp},
     programs::{RawTracePointContext, TcContext, TracePointContext, XdpContext},
 };
-use netobs_common::event::hook;
+use netobs_common::event::{hook, stat};
+
+use crate::maps::bump;
 
 use crate::classify::observe;
 
@@ -37,7 +39,7 @@ pub fn netobs_tc_ingress(ctx: TcContext) -> i32 {
 }
 
 /// TC egress: ICMP errors this host sends, and locally sent DF packets
-/// above the configured path MTU.
+/// above the configured path MTU. Forwarded packets are only counted.
 #[classifier]
 pub fn netobs_tc_egress(ctx: TcContext) -> i32 {
     tc_observe(&ctx, hook::TC_EGRESS);
@@ -54,8 +56,17 @@ fn tc_observe(ctx: &TcContext, hook: u8) {
         let _ = ctx.pull_data(want);
     }
     // SAFETY: the context pointer is valid for the program's duration.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    observe(ctx, ctx.data(), ctx.data_end(), ifindex, hook);
+    let skb = unsafe { &*ctx.skb.skb };
+    // Egress reports what this host sends: its own packets carry the
+    // sending socket (for ICMP errors, the kernel's ICMP socket); packets
+    // it forwards carry none.
+    // SAFETY: reading the `sk` member of the context's union.
+    if hook == hook::TC_EGRESS && unsafe { skb.__bindgen_anon_2.sk }.is_null() {
+        bump(stat::PACKETS);
+        bump(stat::EGRESS_FORWARDED);
+        return;
+    }
+    observe(ctx, ctx.data(), ctx.data_end(), skb.ifindex, hook);
 }
 
 /// `icmp:icmp_send`: the kernel generated an IPv4 ICMP error. Compared with

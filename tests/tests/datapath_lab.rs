@@ -219,6 +219,12 @@ fn gateway(scenario: &str, mode: &str) -> Result<()> {
             ],
         )
     };
+    // The destination's errors pass through eth0 too, forwarded: egress
+    // reports only what the router itself sends.
+    assert_eq!(sent(4, 3, 3), 0, "forwarded port unreachable counted as sent; {ctx}");
+    assert_eq!(sent(4, 3, 10), 0, "forwarded ACL reject counted as sent; {ctx}");
+    assert_eq!(sent(6, 1, 4), 0, "forwarded v6 port unreachable counted as sent; {ctx}");
+    assert!(stats["egress_forwarded"].as_u64().unwrap_or(0) >= 3 * ERRORS_PER_KIND, "{stats}; {ctx}");
     let dropped_v4 = gw.fw_packets(lab::Chain::Output, "frag-needed")?;
     let dropped_v6 = gw.fw_packets(lab::Chain::Output, "packet-too-big")?;
     if scenario == "gateway-df-blackhole" {

@@ -74,6 +74,7 @@ const STAT_METRICS: &[(u32, &str, &str)] = &[
     (stat::MALFORMED, "malformed_packets", "Packets too short or inconsistent to classify"),
     (stat::QUOTE_TRUNCATED, "quote_truncated", "Sampled ICMP errors whose quote stopped before the ports"),
     (stat::MAP_FULL, "counter_map_full", "Counter updates lost because a counter map was full"),
+    (stat::EGRESS_FORWARDED, "egress_forwarded", "Forwarded packets at TC egress, counted but not classified"),
 ];
 
 impl Metrics {

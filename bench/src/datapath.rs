@@ -285,7 +285,9 @@ fn verifier_stats(ebpf: &mut Ebpf) -> Result<()> {
     let stacks = stack_use(netobs::kernel::loader::OBJECT)?;
     println!("\n## verifier: every program loads (no warnings); size and stack");
     println!("{:<22} {:>12} {:>15} {:>12}", "program", "xlated insns", "verified insns", "stack bytes");
-    for name in ["netobs_xdp", "netobs_tc_ingress", "netobs_tc_egress", "netobs_icmp_send", "netobs_flush", "netobs_baseline"] {
+    for name in
+        ["netobs_xdp", "netobs_tc_ingress", "netobs_tc_egress", "netobs_icmp_send", "netobs_flush", "netobs_baseline"]
+    {
         let info = match name {
             "netobs_tc_ingress" | "netobs_tc_egress" => {
                 load_program::<aya::programs::SchedClassifier>(ebpf, name)?.info()?

@@ -120,7 +120,10 @@ fn cpu_under_flood() -> Result<()> {
     for (label, extra) in [
         ("default (1000 events/s/CPU)", vec![]),
         ("every error sampled", vec!["--events-per-sec", "1000000", "--burst", "100000"]),
-        ("every error sampled, 8 MiB ring", vec!["--events-per-sec", "1000000", "--burst", "100000", "--ringbuf-kib", "8192"]),
+        (
+            "every error sampled, 8 MiB ring",
+            vec!["--events-per-sec", "1000000", "--burst", "100000", "--ringbuf-kib", "8192"],
+        ),
     ] {
         let child = Command::new(&netobs)
             .args(["watch", "-i", "v1", "--json", "--no-metrics", "--no-egress"])

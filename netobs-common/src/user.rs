@@ -37,7 +37,7 @@ impl Event {
     /// empty or not a whole number of events.
     pub fn from_record(bytes: &[u8]) -> Option<impl Iterator<Item = Event> + '_> {
         let size = core::mem::size_of::<Event>();
-        if bytes.is_empty() || bytes.len() % size != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(size) {
             return None;
         }
         Some(bytes.chunks_exact(size).filter_map(Event::from_bytes))

@@ -10,8 +10,7 @@ use netobs_common::{
 };
 
 use crate::{
-    emit,
-    fib,
+    emit, fib,
     maps::{CONFIG, DF_COUNTERS, ICMP_COUNTERS, bump, bump_key},
 };
 

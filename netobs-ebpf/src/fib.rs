@@ -109,10 +109,16 @@ enum Answer {
     /// Forwarded out of `egress` whose route MTU is `mtu`; `mtu` 0 when the
     /// kernel would not forward it (no route, local delivery, blackhole...).
     /// The same for every packet of the flow: cacheable.
-    Route { egress: u32, mtu: u32 },
+    Route {
+        egress: u32,
+        mtu: u32,
+    },
     /// Older kernels, which report no route MTU: the verdict for this
     /// packet's length only.
-    TooBig { egress: u32, mtu: u32 },
+    TooBig {
+        egress: u32,
+        mtu: u32,
+    },
     Fits,
 }
 

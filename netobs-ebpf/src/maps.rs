@@ -79,7 +79,7 @@ pub fn take_token(now: u64) -> bool {
     let cap = cfg.burst.max(1) as u64 * ONE;
     // Programs read the coarse or the precise monotonic clock; the coarse
     // one can lag by a jiffy, so never let time run backwards.
-    let elapsed = if now > b.last_ns { now - b.last_ns } else { 0 };
+    let elapsed = now.saturating_sub(b.last_ns);
     if now > b.last_ns {
         b.last_ns = now;
     }

@@ -29,8 +29,8 @@ pub fn zero_init<T>(slot: &mut core::mem::MaybeUninit<T>) -> &mut T {
 /// `p` must be valid for writes of `T`, and `T` plain data.
 #[inline(always)]
 unsafe fn zero_ptr<T>(p: *mut T) {
-    const { assert!(core::mem::size_of::<T>() % 4 == 0 && core::mem::align_of::<T>() >= 4) };
-    if core::mem::size_of::<T>() % 8 == 0 && core::mem::align_of::<T>() >= 8 {
+    const { assert!(core::mem::size_of::<T>().is_multiple_of(4) && core::mem::align_of::<T>() >= 4) };
+    if core::mem::size_of::<T>().is_multiple_of(8) && core::mem::align_of::<T>() >= 8 {
         let p = p.cast::<u64>();
         for i in 0..core::mem::size_of::<T>() / 8 {
             // SAFETY: in bounds and aligned (checked above).

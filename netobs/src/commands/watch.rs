@@ -129,11 +129,11 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
             }
             _ = flush_tick.tick() => {
                 // A partial batch left on a CPU at the end of a flood.
-                if let Err(e) = stage::flush(&session.ebpf, stage::FLUSH_MIN_AGE) {
-                    if !flush_warned {
-                        log::warn!("{e:#} (staged events then wait for the next event on their CPU)");
-                        flush_warned = true;
-                    }
+                if let Err(e) = stage::flush(&session.ebpf, stage::FLUSH_MIN_AGE)
+                    && !flush_warned
+                {
+                    log::warn!("{e:#} (staged events then wait for the next event on their CPU)");
+                    flush_warned = true;
                 }
             }
             _ = tick.tick() => {

@@ -316,62 +316,6 @@ pub struct EventStage {
 /// Index of [`EventStage`]'s spare slot.
 pub const STAGE_SPARE: usize = STAGE_EVENTS;
 
-impl Default for EventStage {
-    fn default() -> Self {
-        EventStage {
-            busy: 0,
-            count: 0,
-            slot: 0,
-            _pad: 0,
-            first_ns: 0,
-            last_ns: 0,
-            woken_at_cons: 0,
-            events: [Event::ZERO; STAGE_EVENTS + 1],
-        }
-    }
-}
-
-impl Event {
-    /// All fields zero (`Default` is not `const`).
-    pub const ZERO: Event = Event {
-        ts_ns: 0,
-        ifindex: 0,
-        kind: 0,
-        hook: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        outer_src: [0; 16],
-        outer_dst: [0; 16],
-        outer_family: 0,
-        outer_ttl: 0,
-        vlan_depth: 0,
-        flags: 0,
-        mtu: 0,
-        aux: 0,
-        rfc4884_len: 0,
-        quote_len: 0,
-        gateway: [0; 16],
-        outer_len: 0,
-        _pad: 0,
-        inner: PacketInfo {
-            src: [0; 16],
-            dst: [0; 16],
-            src_port: 0,
-            dst_port: 0,
-            seq: 0,
-            ip_id: 0,
-            total_len: 0,
-            frag: 0,
-            family: 0,
-            protocol: 0,
-            ttl: 0,
-            tcp_flags: 0,
-            have: 0,
-            _pad: 0,
-        },
-    };
-}
-
 const _: () = {
     assert!(core::mem::size_of::<EventStage>() == 40 + 144 * (STAGE_EVENTS + 1));
     assert!(core::mem::size_of::<PacketInfo>() == 56);

@@ -28,12 +28,14 @@ pub struct CacheEntry {
     src: [u32; 4],
     dst: [u32; 4],
     ingress: u32,
-    /// protocol << 24 | family; 0 marks an empty slot.
+    /// protocol << 24 | family.
     proto_family: u32,
     ports: u32,
     egress: u32,
     mtu: u32,
     _pad: u32,
+    /// Coarse monotonic time the answer stops being used; 0 (the map's
+    /// initial value) marks an empty slot.
     expires_ns: u64,
 }
 

@@ -37,10 +37,7 @@ pub static BUCKET: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(1, 0
 
 #[inline(always)]
 pub fn bump(slot: u32) {
-    if let Some(p) = STATS.get_ptr_mut(slot) {
-        // SAFETY: per-CPU slot, only this CPU writes it while we run.
-        unsafe { *p += 1 };
-    }
+    bump_by(slot, 1);
 }
 
 const BPF_NOEXIST: u64 = 1;

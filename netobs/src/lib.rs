@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod commands;
 pub mod explain;
+pub(crate) mod health;
 pub mod kernel;
 pub mod net;
 pub mod output;

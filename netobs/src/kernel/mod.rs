@@ -8,5 +8,5 @@ pub mod loader;
 pub mod stage;
 
 pub use attach::{AttachMode, Attached, Hook, Session};
-pub use counters::Counters;
+pub use counters::{CounterReader, Counters};
 pub use loader::{LoadOptions, load};

@@ -3,7 +3,6 @@
 use std::{
     io::{IsTerminal as _, Write as _},
     process::ExitCode,
-    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -16,12 +15,17 @@ use crate::{
     explain::{Aggregate, Aggregator, Finding, HostContext, Ledger, words},
     kernel::{self, LoadOptions, Session, counters, events::EventStream, stage},
     net,
-    output::{json, metrics},
+    output::{http, json, metrics},
 };
 
 pub fn run(args: WatchArgs) -> Result<ExitCode> {
-    let rt =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    // The event loop runs on this thread (block_on); the metrics server on
+    // the one worker, so a scrape never waits for the loop.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
     rt.block_on(watch(args))
 }
 
@@ -69,10 +73,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     };
     let mut sink = Sink { json: args.json, color, file };
 
-    let shared = Arc::new(Mutex::new(metrics::Shared::default()));
-    if !args.no_metrics {
-        metrics::serve(args.metrics_addr, shared.clone())?;
-    }
+    let listener = if args.no_metrics { None } else { Some(http::bind(args.metrics_addr).await?) };
 
     let config = Config {
         min_mtu: args.df_threshold.unwrap_or_else(|| net::smallest_mtu().unwrap_or(1500)),
@@ -86,9 +87,12 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
     let mut events = EventStream::new(&mut session.ebpf)?;
 
-    let m = metrics::Metrics::new();
+    let (metrics, mut rec) = metrics::Metrics::new(kernel::CounterReader::new(&session.ebpf)?);
+    if let Some(l) = listener {
+        http::spawn(l, metrics);
+    }
     for a in &session.attached {
-        m.set_attached(a, true);
+        rec.set_attached(a, true);
         sink.record(&json::attach(a));
         let egress = if a.egress { " + TC egress" } else { "" };
         if !sink.json {
@@ -104,7 +108,6 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
             config.min_mtu
         );
     }
-    shared.lock().map(|mut g| g.metrics = Some(m)).ok();
 
     let mut ctx = HostContext::discover()?;
     let mut ctx_refreshed = Instant::now();
@@ -125,7 +128,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         tokio::select! {
             r = events.next_batch(&mut batch, 4096) => {
                 r?;
-                ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut sink);
+                ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut sink);
             }
             _ = flush_tick.tick() => {
                 // A partial batch left on a CPU at the end of a flood.
@@ -142,7 +145,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
                     ctx_refreshed = Instant::now();
                 }
                 report_due(&mut agg, &mut ledger, &ctx, interval, &mut sink);
-                publish(&session, &ctx, &agg, &shared)?;
+                publish(&agg, &rec);
             }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
@@ -155,7 +158,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         log::warn!("{e:#}");
     }
     while events.drain_now(&mut batch, 4096) > 0 {
-        ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut sink);
+        ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut sink);
     }
     // A last look at what went back, so the final lines are complete.
     report_due(&mut agg, &mut ledger, &ctx, Duration::ZERO, &mut sink);
@@ -183,17 +186,13 @@ fn ingest(
     ctx: &HostContext,
     agg: &mut Aggregator,
     ledger: &mut Ledger,
-    shared: &Arc<Mutex<metrics::Shared>>,
+    rec: &mut metrics::Recorder,
     sink: &mut Sink,
 ) {
     let now = SystemTime::now();
     batch.iter().for_each(|ev| ledger.record(ev));
     let mut findings: Vec<Finding> = batch.drain(..).filter_map(|ev| Finding::from_event(&ev, ctx)).collect();
-    if let Ok(g) = shared.lock()
-        && let Some(m) = &g.metrics
-    {
-        findings.iter().for_each(|f| m.observe(f));
-    }
+    findings.iter().for_each(|f| rec.observe(f));
     let mut new_entries = false;
     for f in findings.drain(..) {
         new_entries |= agg.ingest(f, now);
@@ -294,16 +293,14 @@ fn report_due(agg: &mut Aggregator, ledger: &mut Ledger, ctx: &HostContext, inte
     }
 }
 
-fn publish(session: &Session, ctx: &HostContext, agg: &Aggregator, shared: &Arc<Mutex<metrics::Shared>>) -> Result<()> {
-    let snapshot = counters::read(&session.ebpf)?;
+/// Hands the HTTP side what only the loop knows (the kernel counters are
+/// read by the scrape itself): a heartbeat, the top findings already
+/// serialised, the table's size.
+fn publish(agg: &Aggregator, rec: &metrics::Recorder) {
+    rec.beat();
     let top: Vec<serde_json::Value> = agg.top(20).iter().map(json::finding).collect();
-    if let Ok(mut g) = shared.lock() {
-        if let Some(m) = &mut g.metrics {
-            m.update(&snapshot, |i| ctx.ifname(i), agg.len(), agg.evicted);
-        }
-        g.top_json = serde_json::Value::Array(top).to_string();
-    }
-    Ok(())
+    rec.set_top(serde_json::Value::Array(top).to_string());
+    rec.findings(agg.len(), agg.evicted);
 }
 
 fn summary(c: &kernel::Counters) -> String {

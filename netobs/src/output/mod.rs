@@ -1,4 +1,5 @@
 //! Where explanations go: the terminal, JSON lines, Prometheus.
 
+pub(crate) mod http;
 pub mod json;
-pub mod metrics;
+pub(crate) mod metrics;

@@ -21,6 +21,9 @@ pub struct CompletionsArgs {
 pub struct ManArgs {
     /// A subcommand's page (netobs-SUBCOMMAND(1)) instead of netobs(1).
     pub subcommand: Option<String>,
+    /// List the subcommands that have a page, one per line.
+    #[arg(long, conflicts_with = "subcommand")]
+    pub list: bool,
 }
 
 /// Writes the completion script for `args.shell` to stdout.
@@ -36,6 +39,15 @@ pub fn completions(args: &CompletionsArgs) -> Result<ExitCode> {
 /// `netobs-<sub>` and listed in netobs(1)'s SUBCOMMANDS section.
 pub fn man(args: &ManArgs) -> Result<ExitCode> {
     let root = Cli::command();
+    if args.list {
+        let mut out = String::new();
+        for s in root.get_subcommands().filter(|s| !s.is_hide_set()) {
+            out.push_str(s.get_name());
+            out.push('\n');
+        }
+        std::io::stdout().write_all(out.as_bytes()).context("writing to stdout")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let cmd = match &args.subcommand {
         None => root,
         Some(name) => {

@@ -285,6 +285,10 @@ fn a_real_prometheus_scrapes_exactly_what_the_lab_produced() {
     let (_, om) = http_get(&a, "http://127.0.0.1:9464/metrics", "application/openmetrics-text;version=1.0.0");
     assert!(om.trim_end().ends_with("# EOF"), "{om}");
 
+    // What a scrape costs, for the record (docs/fleet.md).
+    let took = scalar(&a, "max_over_time(scrape_duration_seconds{job=\"netobs\"}[1m])");
+    let samples = scalar(&a, "scrape_samples_scraped{job=\"netobs\"}");
+    eprintln!("netobs scrape: {samples:?} samples, slowest of the last minute {took:?} s");
     // Resident memory of this (nearly idle) watch, for the record.
     let status = std::fs::read_to_string(format!("/proc/{}/status", w.pid())).unwrap_or_default();
     if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS:")) {

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod commands;
 pub mod explain;
 pub(crate) mod health;
+pub(crate) mod join;
 pub mod kernel;
 pub mod net;
 pub mod output;

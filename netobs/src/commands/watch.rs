@@ -54,6 +54,10 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024) })?;
     let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
     let mut events = EventStream::new(&mut session.ebpf)?;
+    if let Err(e) = kernel::icmp_send::attach(&mut session.ebpf) {
+        sink::note(&format!("netobs: note: {e:#}"));
+    }
+    privilege::drop_to_or_warn(&privilege::after_attach(args.all));
 
     let m = metrics::Metrics::new();
     for a in &session.attached {
@@ -79,10 +83,6 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let mut ctx_refreshed = Instant::now();
     let mut agg = Aggregator::new(args.max_flows as usize);
     let mut ledger = Ledger::new(args.max_flows as usize);
-    if let Err(e) = kernel::icmp_send::attach(&mut session.ebpf) {
-        sink::note(&format!("netobs: note: {e:#}"));
-    }
-    privilege::drop_to_or_warn(&privilege::after_attach(args.all));
     let interval = Duration::from_secs(u64::from(args.update_interval));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut flush_tick = tokio::time::interval(stage::FLUSH_INTERVAL);

@@ -292,8 +292,7 @@ fn verifier_stats(ebpf: &mut Ebpf) -> Result<()> {
             "netobs_tc_ingress" | "netobs_tc_egress" => {
                 load_program::<aya::programs::SchedClassifier>(ebpf, name)?.info()?
             }
-            "netobs_icmp_send" => load_program::<aya::programs::TracePoint>(ebpf, name)?.info()?,
-            "netobs_flush" => load_program::<aya::programs::RawTracePoint>(ebpf, name)?.info()?,
+            "netobs_icmp_send" | "netobs_flush" => load_program::<aya::programs::RawTracePoint>(ebpf, name)?.info()?,
             _ => load_program::<Xdp>(ebpf, name)?.info()?,
         };
         println!(

@@ -1,7 +1,7 @@
 //! The one observation routine every packet program runs: parse with
 //! `netobs-common`, count, sample an event, never alter the packet.
 
-use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_coarse_ns as now_ns, programs::TracePointContext};
+use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_coarse_ns as now_ns};
 use netobs_common::{
     cursor::Cursor,
     event::{DfCounterKey, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
@@ -110,64 +110,6 @@ fn on_df_oversized(c: &Cursor, outer: &Outer, now: u64, ifindex: u32, hook: u8, 
         parse_ip_packet(c, outer.l3_off, outer.family, &mut ev.inner);
         ev.outer_src = ev.inner.src;
         ev.outer_dst = ev.inner.dst;
-        emit::finish(pending);
-    }
-}
-
-/// Offsets in the `icmp:icmp_send` tracepoint record
-/// (/sys/kernel/tracing/events/icmp/icmp_send/format).
-mod icmp_send_tp {
-    pub const TYPE: usize = 16;
-    pub const CODE: usize = 20;
-    pub const SADDR: usize = 24;
-    pub const DADDR: usize = 28;
-    pub const SPORT: usize = 32;
-    pub const DPORT: usize = 34;
-}
-
-#[inline(always)]
-pub fn on_icmp_send(ctx: &TracePointContext) {
-    // SAFETY: offsets from the tracepoint's format file; reads are checked
-    // by the helper and fail cleanly.
-    let (Ok(t), Ok(code)) =
-        (unsafe { ctx.read_at::<i32>(icmp_send_tp::TYPE) }, unsafe { ctx.read_at::<i32>(icmp_send_tp::CODE) })
-    else {
-        return;
-    };
-    let (t, code) = (t as u8, code as u8);
-    if !is_reported_icmp(4, t) {
-        return;
-    }
-    let key = IcmpCounterKey { ifindex: 0, family: 4, icmp_type: t, icmp_code: code, hook: hook::ICMP_SEND_TRACEPOINT };
-    bump_key(&ICMP_COUNTERS, &key);
-    // SAFETY: helper without preconditions (tracepoints may not use the
-    // coarse clock).
-    let now = unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() };
-    if let Some((ev, pending)) = emit::begin(now) {
-        ev.kind = kind::ICMP_GENERATED;
-        ev.hook = hook::ICMP_SEND_TRACEPOINT;
-        ev.icmp_type = t;
-        ev.icmp_code = code;
-        ev.outer_family = 4;
-        ev.inner.family = 4;
-        // SAFETY: as above.
-        unsafe {
-            if let Ok(a) = ctx.read_at::<[u8; 4]>(icmp_send_tp::SADDR) {
-                ev.inner.src[0] = a[0];
-                ev.inner.src[1] = a[1];
-                ev.inner.src[2] = a[2];
-                ev.inner.src[3] = a[3];
-            }
-            if let Ok(a) = ctx.read_at::<[u8; 4]>(icmp_send_tp::DADDR) {
-                ev.inner.dst[0] = a[0];
-                ev.inner.dst[1] = a[1];
-                ev.inner.dst[2] = a[2];
-                ev.inner.dst[3] = a[3];
-            }
-            ev.inner.src_port = ctx.read_at::<u16>(icmp_send_tp::SPORT).unwrap_or(0);
-            ev.inner.dst_port = ctx.read_at::<u16>(icmp_send_tp::DPORT).unwrap_or(0);
-        }
-        ev.inner.have = netobs_common::event::have::IP;
         emit::finish(pending);
     }
 }

@@ -2,8 +2,8 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
-    macros::{classifier, raw_tracepoint, tracepoint, xdp},
-    programs::{RawTracePointContext, TcContext, TracePointContext, XdpContext},
+    macros::{classifier, raw_tracepoint, xdp},
+    programs::{RawTracePointContext, TcContext, XdpContext},
 };
 use netobs_common::event::{hook, stat};
 
@@ -67,15 +67,6 @@ fn tc_observe(ctx: &TcContext, hook: u8) {
         return;
     }
     observe(ctx, ctx.data(), ctx.data_end(), skb.ifindex, hook);
-}
-
-/// `icmp:icmp_send`: the kernel generated an IPv4 ICMP error. Compared with
-/// what TC egress sees, this tells "never generated" from "generated but
-/// dropped by this host's own firewall".
-#[tracepoint]
-pub fn netobs_icmp_send(ctx: TracePointContext) -> u32 {
-    crate::classify::on_icmp_send(&ctx);
-    0
 }
 
 /// Never attached: user space runs it on a chosen CPU (BPF_PROG_TEST_RUN

@@ -15,7 +15,7 @@ use crate::kernel::AttachMode;
 /// (traceroute, path-MTU search, TCP handshake) and turns them into one
 /// verdict.
 #[derive(Debug, Parser)]
-#[command(name = "netobs", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "netobs", version, propagate_version = true, max_term_width = 100, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -45,6 +45,9 @@ pub enum Command {
     /// detaches cleanly on Ctrl-C / SIGTERM.
     ///
     /// Example: netobs watch -i eth0 --json
+    #[command(
+        after_help = "Exit status:\n  0  stopped as asked (Ctrl-C, SIGTERM, --duration, or its output pipe was closed)\n  2  could not start: usage error, missing capability, unknown interface\n  3  failed while running (kernel or I/O error)"
+    )]
     Watch(WatchArgs),
     /// Traceroute with a stable flow (Paris style), all TTLs in flight at once.
     Trace(crate::probe::cli::TraceArgs),

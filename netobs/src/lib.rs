@@ -7,13 +7,16 @@
 //!   `explain` verdict that joins them with the kernel's view.
 //! - [`output`]: terminal, JSON lines and Prometheus.
 //! - [`commands`]: one module per subcommand, wiring the above together.
+//! - [`exit`]: the exit codes scripts branch on.
 
 pub mod cli;
 pub mod commands;
+pub mod exit;
 pub mod explain;
 pub(crate) mod health;
 pub(crate) mod join;
 pub mod kernel;
 pub mod net;
 pub mod output;
+pub(crate) mod privilege;
 pub mod probe;

@@ -1,7 +1,6 @@
 //! `netobs watch`: attach, drain, explain, export; detach on the way out.
 
 use std::{
-    io::{IsTerminal as _, Write as _},
     process::ExitCode,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
@@ -12,12 +11,17 @@ use netobs_common::{Config, Event, event::stat};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    cli::{Color, WatchArgs},
-    explain::{Aggregate, Aggregator, Finding, HostContext, Ledger, words},
+    cli::WatchArgs,
+    explain::{Aggregator, Finding, HostContext, Ledger},
+    health::{self, Op},
     join::{self, Reporter},
     kernel::{self, LoadOptions, Session, counters, events::EventStream, stage},
     net,
-    output::{json, metrics},
+    output::{
+        json, metrics,
+        sink::{self, Sink},
+    },
+    privilege,
 };
 
 /// How often the host context (addresses, listeners, names) is re-read.
@@ -31,49 +35,14 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
     rt.block_on(watch(args))
 }
 
-/// Where lines go: stdout (text or JSON), and optionally a JSON file.
-struct Sink {
-    json: bool,
-    color: bool,
-    file: Option<std::fs::File>,
-}
-
-impl Sink {
-    fn record(&mut self, v: &serde_json::Value) {
-        if self.json {
-            println!("{v}");
-        }
-        if let Some(f) = &mut self.file {
-            let _ = writeln!(f, "{v}");
-        }
-    }
-    fn text(&self, s: &str) {
-        if !self.json {
-            println!("{s}");
-        }
-    }
-    fn aggregate(&mut self, a: &Aggregate) {
-        self.record(&json::finding(a));
-        self.text(&words::block(a, self.color));
-    }
-}
-
 async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let ifaces = if args.all { net::interfaces()? } else { args.ifaces.clone() };
     // Resolve names before loading anything: a typo is the most common error.
     for i in &ifaces {
-        kernel::attach::ifindex(i)?;
+        kernel::attach::ifindex(i).map_err(crate::exit::usage)?;
     }
-    let color = match args.color {
-        Color::Always => true,
-        Color::Never => false,
-        Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
-    let file = match &args.json_file {
-        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
-        None => None,
-    };
-    let mut sink = Sink { json: args.json, color, file };
+    privilege::check("watch", &privilege::KERNEL)?;
+    let mut sink = Sink::new(args.json, sink::color_for_stdout(args.color), args.json_file.as_deref())?;
 
     let shared = Arc::new(Mutex::new(metrics::Shared::default()));
     if !args.no_metrics {
@@ -91,6 +60,10 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024) })?;
     let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
     let mut events = EventStream::new(&mut session.ebpf)?;
+    if let Err(e) = kernel::icmp_send::attach(&mut session.ebpf) {
+        sink::note(&format!("netobs: note: {e:#}"));
+    }
+    privilege::drop_to_or_warn(&privilege::after_attach(args.all));
 
     let m = metrics::Metrics::new();
     for a in &session.attached {
@@ -120,15 +93,14 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     // thread: the drain below never waits on netlink.
     let mut reporter =
         Reporter::spawn(join::Netlink { timeout: join::LOOKUP_TIMEOUT }, join::QUEUE_CAPACITY, join::MAX_WAIT)?;
-    attach_icmp_send_tracepoint(&mut session.ebpf);
     let interval = Duration::from_secs(u64::from(args.update_interval));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut flush_tick = tokio::time::interval(stage::FLUSH_INTERVAL);
-    let mut flush_warned = false;
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut batch: Vec<Event> = Vec::with_capacity(4096);
 
@@ -143,11 +115,8 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
             _ = flush_tick.tick() => {
                 // A partial batch left on a CPU at the end of a flood.
-                if let Err(e) = stage::flush(&session.ebpf, stage::FLUSH_MIN_AGE)
-                    && !flush_warned
-                {
-                    log::warn!("{e:#} (staged events then wait for the next event on their CPU)");
-                    flush_warned = true;
+                if let Err(e) = stage::flush(&session.ebpf, stage::FLUSH_MIN_AGE) {
+                    health::transient(Op::StageFlush, &e);
                 }
             }
             _ = tick.tick() => {
@@ -155,13 +124,18 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
                 for a in reporter.due(&mut agg, &mut ledger, &ctx, interval) {
                     sink.aggregate(&a);
                 }
-                publish(&session, &ctx, &agg, &shared)?;
+                if let Err(e) = publish(&session, &ctx, &agg, &shared) {
+                    health::transient(Op::MapRead, &e);
+                }
             }
+            _ = sighup.recv() => sink.reopen(),
             a = reporter.joined() => sink.aggregate(&a),
-            r = events.next_batch(&mut batch, 4096) => {
-                r?;
+            _ = events.next_batch(&mut batch, 4096) => {
                 ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut reporter, &mut sink);
             }
+        }
+        if sink.is_closed() {
+            break;
         }
     }
 
@@ -191,11 +165,14 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
             js.abandoned
         );
     }
-    let snapshot = counters::read(&session.ebpf)?;
-    let ifname = |i: u32| ctx.ifname(i);
-    sink.record(&json::counters(&snapshot, ifname, agg.evicted));
-    if !sink.json {
-        eprintln!("{}", summary(&snapshot));
+    match counters::read(&session.ebpf) {
+        Ok(snapshot) => {
+            sink.record(&json::counters(&snapshot, |i: u32| ctx.ifname(i), agg.evicted));
+            if !sink.json {
+                sink::note(&summary(&snapshot));
+            }
+        }
+        Err(e) => health::transient(Op::MapRead, &e),
     }
     if events.short_records > 0 {
         log::warn!("{} ring-buffer records were shorter than an event and were skipped", events.short_records);
@@ -237,24 +214,6 @@ fn ingest(
         for a in reporter.due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4)) {
             sink.aggregate(&a);
         }
-    }
-}
-
-/// Attaches `icmp:icmp_send` (which ICMP errors the kernel generated).
-/// Optional: without it netobs cannot tell "dropped by our own firewall"
-/// from "never generated", and says so.
-fn attach_icmp_send_tracepoint(ebpf: &mut aya::Ebpf) {
-    let attach = |ebpf: &mut aya::Ebpf| {
-        kernel::loader::load_program::<aya::programs::TracePoint>(ebpf, "netobs_icmp_send")
-            .and_then(|p| p.attach("icmp", "icmp_send").map_err(anyhow::Error::from))
-    };
-    // aya looks for tracefs once: make sure it is there before the first try.
-    crate::net::mount_tracefs();
-    let r = attach(ebpf);
-    if let Err(e) = r {
-        eprintln!(
-            "netobs: note: the icmp:icmp_send tracepoint is unavailable ({e:#}); ICMP errors this host generates are only seen when they leave an interface"
-        );
     }
 }
 

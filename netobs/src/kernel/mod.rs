@@ -2,8 +2,10 @@
 //! attach it to interfaces, read its counters and drain its events.
 
 pub mod attach;
+pub(crate) mod btf;
 pub mod counters;
 pub mod events;
+pub mod icmp_send;
 pub mod loader;
 pub mod stage;
 

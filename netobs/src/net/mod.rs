@@ -84,29 +84,6 @@ pub fn listening_tcp_ports() -> Result<HashSet<u16>> {
         .collect())
 }
 
-/// Mounts tracefs at /sys/kernel/tracing when it is missing, as
-/// `ip netns exec` leaves it (it mounts a fresh sysfs for the namespace).
-/// Returns true when a mount was made.
-pub fn mount_tracefs() -> bool {
-    let target = std::path::Path::new("/sys/kernel/tracing");
-    if target.join("events").exists() || !target.exists() {
-        return false;
-    }
-    let (Ok(src), Ok(dst), Ok(fs)) = (
-        std::ffi::CString::new("tracefs"),
-        std::ffi::CString::new("/sys/kernel/tracing"),
-        std::ffi::CString::new("tracefs"),
-    ) else {
-        return false;
-    };
-    // SAFETY: valid NUL-terminated strings, no data argument.
-    let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
-    if rc == 0 {
-        log::info!("mounted tracefs at /sys/kernel/tracing for the icmp:icmp_send tracepoint");
-    }
-    rc == 0
-}
-
 /// The path MTU the kernel's route cache holds for `dst` (what `ip route
 /// get` prints as `mtu N` after a frag-needed / Packet Too Big was
 /// accepted): `Ok(None)` when the route carries none.

@@ -2,3 +2,4 @@
 
 pub mod json;
 pub mod metrics;
+pub(crate) mod sink;

@@ -179,6 +179,8 @@ pub async fn run(req: &Request) -> Result<Report> {
     let mut tcpp =
         if req.proto == Proto::Tcp { Some(Prober::open(req.target, Proto::Tcp, req.port, 3)?) } else { None };
     let mut pm = Prober::open(req.target, Proto::Icmp, 0, 4)?;
+    // Observer attached, raw sockets open: no capability is needed any more.
+    crate::privilege::drop_to_or_warn(&[]);
 
     let topts = TraceOptions { max_ttl: req.max_ttl, max_wait: req.max_wait, initial_ttl, ..TraceOptions::default() };
     // The trace the rate-limit test builds on (ICMP echo, or the service

@@ -2,7 +2,6 @@
 
 use std::{
     process::ExitCode,
-    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -18,7 +17,7 @@ use crate::{
     kernel::{self, LoadOptions, Session, counters, events::EventStream, stage},
     net,
     output::{
-        json, metrics,
+        http, json, metrics,
         sink::{self, Sink},
     },
     privilege,
@@ -30,8 +29,13 @@ const CONTEXT_REFRESH: Duration = Duration::from_secs(10);
 const FINAL_DRAIN: Duration = Duration::from_millis(200);
 
 pub fn run(args: WatchArgs) -> Result<ExitCode> {
-    let rt =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    // The event loop runs on this thread (block_on); the metrics server on
+    // the one worker, so a scrape never waits for the loop.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
     rt.block_on(watch(args))
 }
 
@@ -44,10 +48,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     privilege::check("watch", &privilege::KERNEL)?;
     let mut sink = Sink::new(args.json, sink::color_for_stdout(args.color), args.json_file.as_deref())?;
 
-    let shared = Arc::new(Mutex::new(metrics::Shared::default()));
-    if !args.no_metrics {
-        metrics::serve(args.metrics_addr, shared.clone())?;
-    }
+    let listener = if args.no_metrics { None } else { Some(http::bind(args.metrics_addr).await?) };
 
     let config = Config {
         min_mtu: args.df_threshold.unwrap_or_else(|| net::smallest_mtu().unwrap_or(1500)),
@@ -65,9 +66,12 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     }
     privilege::drop_to_or_warn(&privilege::after_attach(args.all));
 
-    let m = metrics::Metrics::new();
+    let (metrics, mut rec) = metrics::Metrics::new(kernel::CounterReader::new(&session.ebpf)?);
+    if let Some(l) = listener {
+        http::spawn(l, metrics);
+    }
     for a in &session.attached {
-        m.set_attached(a, true);
+        rec.set_attached(a, true);
         sink.record(&json::attach(a));
         let egress = if a.egress { " + TC egress" } else { "" };
         if !sink.json {
@@ -83,7 +87,6 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
             config.min_mtu
         );
     }
-    shared.lock().map(|mut g| g.metrics = Some(m)).ok();
 
     let mut ctx = HostContext::discover()?;
     let mut refresh = join::Refresh::new(CONTEXT_REFRESH);
@@ -124,14 +127,12 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
                 for a in reporter.due(&mut agg, &mut ledger, &ctx, interval) {
                     sink.aggregate(&a);
                 }
-                if let Err(e) = publish(&session, &ctx, &agg, &shared) {
-                    health::transient(Op::MapRead, &e);
-                }
+                publish(&agg, &rec);
             }
             _ = sighup.recv() => sink.reopen(),
             a = reporter.joined() => sink.aggregate(&a),
             _ = events.next_batch(&mut batch, 4096) => {
-                ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut reporter, &mut sink);
+                ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut reporter, &mut sink);
             }
         }
         if sink.is_closed() {
@@ -146,7 +147,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     }
     let last_drain = Instant::now();
     while last_drain.elapsed() < FINAL_DRAIN && events.drain_now(&mut batch, 4096) > 0 {
-        ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut reporter, &mut sink);
+        ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut reporter, &mut sink);
     }
     // A last look at what went back, so the final lines are complete.
     for a in reporter.due(&mut agg, &mut ledger, &ctx, Duration::ZERO) {
@@ -192,18 +193,14 @@ fn ingest(
     ctx: &HostContext,
     agg: &mut Aggregator,
     ledger: &mut Ledger,
-    shared: &Arc<Mutex<metrics::Shared>>,
+    rec: &mut metrics::Recorder,
     reporter: &mut Reporter,
     sink: &mut Sink,
 ) {
     let now = SystemTime::now();
     batch.iter().for_each(|ev| ledger.record(ev));
     let mut findings: Vec<Finding> = batch.drain(..).filter_map(|ev| Finding::from_event(&ev, ctx)).collect();
-    if let Ok(g) = shared.lock()
-        && let Some(m) = &g.metrics
-    {
-        findings.iter().for_each(|f| m.observe(f));
-    }
+    findings.iter().for_each(|f| rec.observe(f));
     let mut new_entries = false;
     for f in findings.drain(..) {
         new_entries |= agg.ingest(f, now);
@@ -217,16 +214,14 @@ fn ingest(
     }
 }
 
-fn publish(session: &Session, ctx: &HostContext, agg: &Aggregator, shared: &Arc<Mutex<metrics::Shared>>) -> Result<()> {
-    let snapshot = counters::read(&session.ebpf)?;
+/// Hands the HTTP side what only the loop knows (the kernel counters are
+/// read by the scrape itself): a heartbeat, the top findings already
+/// serialised, the table's size.
+fn publish(agg: &Aggregator, rec: &metrics::Recorder) {
+    rec.beat();
     let top: Vec<serde_json::Value> = agg.top(20).iter().map(json::finding).collect();
-    if let Ok(mut g) = shared.lock() {
-        if let Some(m) = &mut g.metrics {
-            m.update(&snapshot, |i| ctx.ifname(i), agg.len(), agg.evicted);
-        }
-        g.top_json = serde_json::Value::Array(top).to_string();
-    }
-    Ok(())
+    rec.set_top(serde_json::Value::Array(top).to_string());
+    rec.findings(agg.len(), agg.evicted);
 }
 
 fn summary(c: &kernel::Counters) -> String {

@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     cli::{Color, WatchArgs},
     explain::{Aggregate, Aggregator, Finding, HostContext, Ledger, words},
-    kernel::{self, LoadOptions, Session, counters, events::EventStream, stage},
+    kernel::{self, LoadOptions, Session, counters, events::EventStream, hotplug, stage},
     net,
     output::{json, metrics},
 };
@@ -53,6 +53,8 @@ impl Sink {
 }
 
 async fn watch(args: WatchArgs) -> Result<ExitCode> {
+    // Subscribed before listing, so an interface created in between is seen.
+    let mut hotplug = if args.all { hotplug::LinkEvents::subscribe()? } else { hotplug::LinkEvents::none() };
     let ifaces = if args.all { net::interfaces()? } else { args.ifaces.clone() };
     // Resolve names before loading anything: a typo is the most common error.
     for i in &ifaces {
@@ -82,14 +84,20 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         fib_cache_ms: args.route_cache_ms,
         ..Config::DEFAULT
     };
+    // One clear line on a kernel that is too old, before a confusing load error.
+    kernel::features::detect().require_minimum()?;
     let ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024) })?;
     let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
     let mut events = EventStream::new(&mut session.ebpf)?;
 
     let m = metrics::Metrics::new();
+    for note in session.features.notes() {
+        eprintln!("netobs: note: {note}");
+    }
+    log::info!("{}", session.features.summary());
     for a in &session.attached {
         m.set_attached(a, true);
-        sink.record(&json::attach(a));
+        sink.record(&json::attach(a, &session.features));
         let egress = if a.egress { " + TC egress" } else { "" };
         if !sink.json {
             eprintln!("netobs: watching {} with {}{egress}", a.iface, a.ingress);
@@ -144,6 +152,11 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
                 report_due(&mut agg, &mut ledger, &ctx, interval, &mut sink);
                 publish(&session, &ctx, &agg, &shared)?;
             }
+            change = hotplug.next() => {
+                if let Some(done) = hotplug::apply(&mut session, change) {
+                    report_hotplug(&done, &session, &shared, &mut sink);
+                }
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
@@ -171,11 +184,36 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let detached: Vec<String> = session.attached.iter().map(|a| a.iface.clone()).collect();
     drop(events);
     drop(session);
-    sink.record(&serde_json::json!({ "schema": json::SCHEMA, "type": "detach", "ifaces": detached }));
+    sink.record(&json::detach(&detached, "exit"));
     if !sink.json {
         eprintln!("netobs: detached from {}", detached.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An interface `--all` attached or forgot after start: JSON, stderr, metrics.
+fn report_hotplug(done: &hotplug::Applied, session: &Session, shared: &Arc<Mutex<metrics::Shared>>, sink: &mut Sink) {
+    let (a, on) = match done {
+        hotplug::Applied::Attached(a) => (a, true),
+        hotplug::Applied::Detached(a) => (a, false),
+    };
+    if let Ok(g) = shared.lock()
+        && let Some(m) = &g.metrics
+    {
+        m.set_attached(a, on);
+    }
+    if on {
+        sink.record(&json::attach(a, &session.features));
+        eprintln!(
+            "netobs: {} appeared: watching it with {}{}",
+            a.iface,
+            a.ingress,
+            a.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+        );
+    } else {
+        sink.record(&json::detach(std::slice::from_ref(&a.iface), "vanished"));
+        eprintln!("netobs: {} vanished: forgotten", a.iface);
+    }
 }
 
 fn ingest(

@@ -94,13 +94,16 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     for note in session.features.notes() {
         eprintln!("netobs: note: {note}");
     }
-    log::info!("{}", session.features.summary());
+    if !sink.json {
+        eprintln!("netobs: {}", session.features.summary());
+    }
     for a in &session.attached {
         m.set_attached(a, true);
         sink.record(&json::attach(a, &session.features));
         let egress = if a.egress { " + TC egress" } else { "" };
         if !sink.json {
-            eprintln!("netobs: watching {} with {}{egress}", a.iface, a.ingress);
+            let via = a.tc.map(|t| format!(" (TC via {t})")).unwrap_or_default();
+            eprintln!("netobs: watching {} with {}{egress}{via}", a.iface, a.ingress);
         }
         if let Some(note) = &a.note {
             eprintln!("netobs: note: {note}");

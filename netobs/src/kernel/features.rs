@@ -83,6 +83,15 @@ pub enum TcPath {
     Clsact,
 }
 
+impl std::fmt::Display for TcPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TcPath::Tcx => "TCX, at the head",
+            TcPath::Clsact => "clsact, priority 1",
+        })
+    }
+}
+
 /// What the kernel offers, as probed.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Features {
@@ -194,10 +203,7 @@ impl Features {
         format!(
             "kernel {}: TC via {}, XDP frags {}, fib SKIP_NEIGH {}, on-CPU flush {}, BTF {}",
             self.release,
-            match self.tc_path() {
-                TcPath::Tcx => "TCX",
-                TcPath::Clsact => "clsact",
-            },
+            self.tc_path(),
             s(self.xdp_frags),
             s(self.fib_skip_neigh),
             s(self.test_run_on_cpu),

@@ -17,7 +17,7 @@ use aya::{
 use netobs_e2e::{
     Watch,
     lab::{self, Chain, Lab, Node, Reject, scenarios},
-    root_or_skip,
+    root_or_skip, run_netobs,
 };
 use serde_json::Value;
 
@@ -83,6 +83,23 @@ impl Foreign {
         })
     }
 
+    /// `foreign_xdp_ok` attached the old way, through netlink (`ip link set
+    /// ... xdpgeneric pinned`), with no bpf_link: what `--force` can remove.
+    /// Nothing is held by the test; the interface holds the program.
+    fn xdp_netlink(node: &Node, iface: &str, fs: &BpfFs) -> Result<u32> {
+        let pin = fs.0.join("foreign_xdp_ok");
+        let id = in_netns(node, || {
+            let mut ebpf = Foreign::load()?;
+            let prog: &mut Xdp = ebpf.program_mut(FOREIGN_XDP).context("no foreign XDP program")?.try_into()?;
+            prog.load()?;
+            prog.pin(&pin).context("pinning the foreign program")?;
+            Ok(prog.info()?.id())
+        })?;
+        node.ip(&["link", "set", "dev", iface, "xdpgeneric", "pinned", pin.to_str().context("pin path")?])?;
+        std::fs::remove_file(&pin).context("unpinning")?;
+        Ok(id)
+    }
+
     fn id(&self) -> u32 {
         let p = self.ebpf.program(self.name).expect("foreign program");
         match p {
@@ -96,6 +113,27 @@ impl Foreign {
         let map: PerCpuArray<_, u64> =
             PerCpuArray::try_from(self.ebpf.map("FOREIGN_COUNTS").expect("FOREIGN_COUNTS")).expect("per-CPU array");
         map.get(&slot, 0).expect("read FOREIGN_COUNTS").iter().sum()
+    }
+}
+
+/// A bpffs mounted for one test: `ip -n` remounts /sys, so it cannot see
+/// pins under /sys/fs/bpf. Unmounted on drop.
+struct BpfFs(std::path::PathBuf);
+
+impl BpfFs {
+    fn mount(tag: &str) -> BpfFs {
+        let dir = std::path::PathBuf::from(format!("/run/nobs-bpffs-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("bpffs mount point");
+        let st = std::process::Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&dir).status().expect("mount");
+        assert!(st.success(), "mounting a bpffs at {}", dir.display());
+        BpfFs(dir)
+    }
+}
+
+impl Drop for BpfFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir(&self.0);
     }
 }
 
@@ -337,6 +375,25 @@ fn legacy_tc_creates_clsact_when_missing_and_removes_only_that() {
         let filters = tc_show(&a, &["filter", "show", "dev", "eth0", dir]);
         assert!(!filters.contains("netobs"), "netobs filters left on {dir}: {filters}");
     }
+
+    // 3. cls_bpf filters outlive a SIGKILL; the next start replaces them.
+    let w = Watch::start_env(&a, &["-i", "eth0", "--no-metrics", "--xdp-mode", "tc"], &[LEGACY_TC]).unwrap();
+    // SAFETY: kill(2) on our own child (`ip netns exec` execs netobs).
+    unsafe { libc::kill(w.pid() as i32, libc::SIGKILL) };
+    let _ = w.stop();
+    assert!(tc_show(&a, &["filter", "show", "dev", "eth0", "ingress"]).contains("netobs_tc_ingre"));
+    let w = Watch::start_env(&a, &["-i", "eth0", "--no-metrics", "--xdp-mode", "tc"], &[LEGACY_TC]).unwrap();
+    let ingress = tc_show(&a, &["filter", "show", "dev", "eth0", "ingress"]);
+    assert_eq!(
+        ingress.lines().filter(|l| l.contains("netobs_tc_ingre")).count(),
+        1,
+        "one netobs filter, not two: {ingress}"
+    );
+    let out = w.stop().unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let note = attach_record(&out.records, "eth0")["note"].as_str().unwrap_or("").to_string();
+    assert!(note.contains("left by an earlier netobs"), "{note}");
+    assert!(!tc_show(&a, &["filter", "show", "dev", "eth0", "ingress"]).contains("netobs"));
 }
 
 #[test]
@@ -375,4 +432,45 @@ fn all_follows_interfaces_that_appear_and_vanish() {
     let exit = out.records.iter().rev().find(|r| r["type"] == "detach").expect("final detach");
     assert_eq!(exit["ifaces"], serde_json::json!(["eth0"]), "{exit}");
     assert!(netobs_attachments(&a, &["eth0"]).is_empty(), "{:?}", net_show(&a, &["eth0"]));
+}
+
+#[test]
+fn only_force_replaces_a_foreign_xdp_program() {
+    if !root_or_skip("only_force_replaces_a_foreign_xdp_program") {
+        return;
+    }
+    let (_lab, a, _b) = two_hop_lab();
+    let xdp_names = |node: &Node| -> Vec<String> {
+        net_show(node, &["eth0"]).into_iter().filter(|(k, _)| k == "xdp/eth0").map(|(_, n)| n).collect()
+    };
+
+    // Held through a bpf_link: not even --force can take it.
+    let linked = Foreign::xdp(&a, "eth0").unwrap();
+    let out = run_netobs(&a, &["watch", "-i", "eth0", "--force", "--no-metrics", "--json"]).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "--force must fail on a bpf_link: {stderr}");
+    assert!(stderr.contains("bpf_link") && stderr.contains(FOREIGN_XDP), "{stderr}");
+    assert_eq!(xdp_names(&a), vec![FOREIGN_XDP.to_string()]);
+    // A forced mode without --force refuses, naming the holder.
+    let out = run_netobs(&a, &["watch", "-i", "eth0", "--xdp-mode", "native", "--no-metrics", "--json"]).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains(FOREIGN_XDP) && stderr.contains("--force"), "{stderr}");
+    assert!(netobs_attachments(&a, &["eth0"]).is_empty(), "nothing attached: {:?}", net_show(&a, &["eth0"]));
+    drop(linked);
+    assert!(xdp_names(&a).is_empty());
+
+    // Attached through netlink: --force removes it (over netlink, no `ip`).
+    let fs = BpfFs::mount("force");
+    let id = Foreign::xdp_netlink(&a, "eth0", &fs).unwrap();
+    assert_eq!(xdp_names(&a), vec![FOREIGN_XDP.to_string()]);
+    let w = Watch::start(&a, &["-i", "eth0", "--force", "--no-metrics"]).unwrap();
+    assert_eq!(xdp_names(&a), vec!["netobs_xdp".to_string()]);
+    let out = w.stop().unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let rec = attach_record(&out.records, "eth0");
+    assert_eq!(rec["ingress"], "xdp_native", "{rec}");
+    assert_eq!(rec["xdp_holder"]["id"], id, "{rec}");
+    assert!(rec["note"].as_str().unwrap_or("").contains("--force detached"), "{rec}");
+    assert!(xdp_names(&a).is_empty(), "netobs detached, the foreign program stays removed");
 }

@@ -319,6 +319,7 @@ fn attach_ingress(
     if let Some((slot, prog)) = xdp_holder(iface, idx) {
         if opts.force {
             force_detach_xdp(iface, idx, &slot, &prog)?;
+            notes.push(format!("{iface}: --force detached {prog} from XDP"));
             holder = Some(prog);
         } else if mode == AttachMode::Auto {
             let hook = tc_ingress(ebpf, links, notes, " (XDP is taken)")?;
@@ -432,6 +433,15 @@ fn attach_tc(
                     Ok(()) => links.clsact_created = true,
                     Err(tc::TcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
                     Err(e) => return Err(e).with_context(|| format!("creating a clsact qdisc on {iface}")),
+                }
+            }
+            // cls_bpf filters outlive a killed process (they are not
+            // bpf_links): a restart replaces the ones netobs left.
+            if !links.clsact_created {
+                match tc::qdisc_detach_program(iface, at, name) {
+                    Ok(()) => notes.push(format!("{iface}: removed a {name} filter left by an earlier netobs")),
+                    Err(tc::TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => log::debug!("{iface}: looking for stale {name} filters: {e}"),
                 }
             }
             let head = NlOptions { priority: CLSACT_PRIORITY, ..NlOptions::default() };

@@ -340,7 +340,11 @@ mod probe {
 
     /// An XDP program flagged BPF_F_XDP_HAS_FRAGS loads (5.18+).
     pub(super) fn xdp_frags() -> io::Result<bool> {
-        Ok(load(BPF_PROG_TYPE_XDP, BPF_F_XDP_HAS_FRAGS, &[mov_imm(0, XDP_PASS as i32), EXIT])?.is_some())
+        xdp_prog_flag_accepted(BPF_F_XDP_HAS_FRAGS)
+    }
+
+    pub(super) fn xdp_prog_flag_accepted(flag: u32) -> io::Result<bool> {
+        Ok(load(BPF_PROG_TYPE_XDP, flag, &[mov_imm(0, XDP_PASS as i32), EXIT])?.is_some())
     }
 
     /// A raw tracepoint program test-runs pinned to CPU 0 (5.10+), which
@@ -361,6 +365,10 @@ mod probe {
     /// flag before looking anything up (6.3+ accept it). The lookup is for
     /// 0.0.0.0 out of `lo`, answered from this namespace's routes only.
     pub(super) fn fib_skip_neigh() -> io::Result<bool> {
+        fib_flag_accepted(BPF_FIB_LOOKUP_SKIP_NEIGH)
+    }
+
+    pub(super) fn fib_flag_accepted(flag: i32) -> io::Result<bool> {
         let mut insns = vec![mov_reg(6, 1), mov_imm(1, 0)];
         // Zero the 64-byte struct bpf_fib_lookup at r10-64.
         for i in 1..=8i16 {
@@ -373,7 +381,7 @@ mod probe {
             mov_reg(2, 10),
             insn(0x07, 2, 0, 0, -64), // r2 += -64
             mov_imm(3, 64),
-            mov_imm(4, BPF_FIB_LOOKUP_SKIP_NEIGH),
+            mov_imm(4, flag),
             insn(0x85, 0, 0, 0, BPF_FUNC_FIB_LOOKUP),
             insn(0x55, 0, 0, 2, -libc::EINVAL), // if r0 != -EINVAL goto +2
             mov_imm(0, XDP_DROP as i32),
@@ -464,12 +472,27 @@ mod tests {
         }
     }
 
-    /// Runs the real probes: this machine (6.18) has every feature.
+    /// Root, or a skip; under CI=true a missing root is a failure.
+    fn is_root() -> bool {
+        // SAFETY: plain getter.
+        let root = unsafe { libc::geteuid() == 0 };
+        assert!(root || std::env::var("CI").map_or(true, |v| v != "true"), "CI=true: the probe tests need root");
+        root
+    }
+
+    /// (major, minor) of the running kernel.
+    fn kernel_at_least(major: u32, minor: u32) -> bool {
+        let r = kernel_release();
+        let mut parts = r.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
+    }
+
+    /// Runs the real probes on a kernel that has every feature (6.6+,
+    /// such as the 6.18 these tests are developed on).
     #[test]
     fn probes_find_this_kernels_features_when_root() {
-        // SAFETY: plain getter.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: not root");
+        if !is_root() || !kernel_at_least(6, 6) {
+            eprintln!("skipped: needs root and Linux 6.6+");
             return;
         }
         let f = Features::probe();
@@ -481,5 +504,20 @@ mod tests {
         assert_eq!(f.test_run_on_cpu, Support::Yes);
         assert_eq!(f.xdp_frags, Support::Yes);
         assert_eq!(f.fib_skip_neigh, Support::Yes);
+    }
+
+    /// The probes can say no: a flag no kernel knows is refused the same
+    /// way an old kernel refuses SKIP_NEIGH or frags.
+    #[test]
+    fn probes_report_unknown_flags_as_missing_when_root() {
+        if !is_root() {
+            eprintln!("skipped: not root");
+            return;
+        }
+        assert!(!probe::fib_flag_accepted(1 << 30).expect("fib probe"));
+        assert!(!probe::xdp_prog_flag_accepted(1 << 30).expect("prog flag probe"));
+        if kernel_at_least(6, 3) {
+            assert!(probe::fib_flag_accepted(1 << 2).expect("fib probe"));
+        }
     }
 }

@@ -12,10 +12,12 @@ extern crate std;
 
 #[cfg(feature = "craft")]
 pub mod craft;
+pub mod counters;
 pub mod cursor;
 pub mod event;
 pub mod icmp;
 pub mod parse;
+pub mod sample;
 pub mod wire;
 
 #[cfg(feature = "user")]

@@ -82,8 +82,13 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         fib_cache_ms: args.route_cache_ms,
         ..Config::DEFAULT
     };
-    let ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024) })?;
+    let ebpf = kernel::load(&LoadOptions {
+        config,
+        ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024),
+        ebpf_log_level: args.ebpf_log_level,
+    })?;
     let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
+    let _ebpf_logger = kernel::loader::start_ebpf_logger(&mut session.ebpf, args.ebpf_log_level)?;
     let mut events = EventStream::new(&mut session.ebpf)?;
 
     let m = metrics::Metrics::new();

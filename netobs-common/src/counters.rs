@@ -180,7 +180,11 @@ impl IfaceTable {
 
     /// The ifindex a slot stands for ([`OTHER_IFINDEX`] for slot 0).
     pub fn ifindex(&self, slot: usize) -> u32 {
-        if slot == OTHER_SLOT as usize { OTHER_IFINDEX } else { self.ifindex_of.get(slot).copied().unwrap_or(OTHER_IFINDEX) }
+        if slot == OTHER_SLOT as usize {
+            OTHER_IFINDEX
+        } else {
+            self.ifindex_of.get(slot).copied().unwrap_or(OTHER_IFINDEX)
+        }
     }
 }
 

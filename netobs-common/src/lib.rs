@@ -10,9 +10,9 @@
 #[cfg(any(feature = "user", feature = "craft", test))]
 extern crate std;
 
+pub mod counters;
 #[cfg(feature = "craft")]
 pub mod craft;
-pub mod counters;
 pub mod cursor;
 pub mod event;
 pub mod icmp;

@@ -56,6 +56,8 @@ impl TokenBucket {
         let cap = (if burst == 0 { 1 } else { burst }) as u64 * TOKEN;
         // Programs read the coarse or the precise monotonic clock; the
         // coarse one can lag by a jiffy, so never let time run backwards.
+        // The first call sees the map's zeroed state: start full.
+        let fresh = self.last_ns == 0;
         let elapsed = now.saturating_sub(self.last_ns);
         if now > self.last_ns {
             self.last_ns = now;
@@ -64,6 +66,9 @@ impl TokenBucket {
         // ~ 2 s, more than any bucket needs to fill).
         let elapsed = if elapsed > (1 << 31) { 1 << 31 } else { elapsed };
         let mut tokens = self.tokens + elapsed * rate as u64;
+        if fresh {
+            tokens = cap;
+        }
         if tokens > cap {
             tokens = cap;
         }
@@ -157,6 +162,14 @@ mod tests {
         // Half a second at 2/s: one more.
         assert!(b.take(now + SEC / 2, 2, 3));
         assert!(!b.take(now + SEC / 2, 2, 3));
+    }
+
+    #[test]
+    fn a_slow_bucket_starts_full_too() {
+        let mut b = TokenBucket::default();
+        // A real monotonic clock: far past the 2 s refill cap.
+        let got = (0..10).filter(|_| b.take(3600 * SEC, 1, 5)).count();
+        assert_eq!(got, 5);
     }
 
     #[test]

@@ -6,8 +6,7 @@ use netobs_common::{
     cursor::Cursor,
     event::{DfCounterKey, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
     parse::{
-        Outer, Skip, ip_len_in_frame, is_df_candidate, is_reported_icmp, parse_icmp_error, parse_ip_packet,
-        parse_outer,
+        Outer, Skip, ip_len_in_frame, is_df_candidate, is_reported_icmp, parse_icmp_error, parse_ip_packet, parse_outer,
     },
     sample::source_bucket,
     wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IcmpHdr},

@@ -37,7 +37,8 @@ impl EbpfLogLevel {
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// Written into the object's `CONFIG` global before verification.
-    /// `sample_seed` is replaced by a random one, `fib_skip_neigh` by what
+    /// A `sample_seed` of 0 is replaced by a random one (tests fix one to
+    /// know which reporters share a bucket), `fib_skip_neigh` 1 by what
     /// this kernel supports, `log_level` by `ebpf_log_level`.
     pub config: Config,
     /// Ring buffer size in bytes (a power of two multiple of the page size).
@@ -61,7 +62,7 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     let bytes = opts.ringbuf_bytes.max(4096).next_power_of_two();
     let level = opts.ebpf_log_level.as_u8();
     let config = Config {
-        sample_seed: random_seed(),
+        sample_seed: if opts.config.sample_seed != 0 { opts.config.sample_seed } else { random_seed() },
         fib_skip_neigh: u32::from(opts.config.fib_skip_neigh != 0 && fib_skip_neigh_supported()),
         log_level: u32::from(level),
         ..opts.config
@@ -142,7 +143,7 @@ fn random_seed() -> u32 {
     let mut b = [0u8; 4];
     // SAFETY: valid buffer of the given length.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n == 4 {
+    if n == 4 && b != [0; 4] {
         return u32::from_ne_bytes(b);
     }
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0x5eed)

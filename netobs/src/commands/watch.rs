@@ -62,8 +62,13 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     };
     // One clear line on a kernel that is too old, before a confusing load error.
     kernel::features::detect().require_minimum()?;
-    let ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024) })?;
+    let ebpf = kernel::load(&LoadOptions {
+        config,
+        ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024),
+        ebpf_log_level: args.ebpf_log_level,
+    })?;
     let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
+    let _ebpf_logger = kernel::loader::start_ebpf_logger(&mut session.ebpf, args.ebpf_log_level)?;
     let mut events = EventStream::new(&mut session.ebpf)?;
     if let Err(e) = kernel::icmp_send::attach(&mut session.ebpf) {
         sink::note(&format!("netobs: note: {e:#}"));

@@ -54,7 +54,11 @@ pub struct Report {
 /// Loads the observer and attaches it to `iface` (ingress only: we want
 /// the ICMP that arrives).
 fn attach(iface: &str) -> Result<Session> {
-    let opts = LoadOptions { config: Config { min_mtu: 0, ..Config::DEFAULT }, ringbuf_bytes: 1 << 16 };
+    let opts = LoadOptions {
+        config: Config { min_mtu: 0, ..Config::DEFAULT },
+        ringbuf_bytes: 1 << 16,
+        ..LoadOptions::default()
+    };
     let ebpf = kernel::load(&opts)?;
     Session::attach(ebpf, &[iface.to_string()], AttachMode::Auto, false, false)
 }

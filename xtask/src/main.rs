@@ -58,6 +58,9 @@ enum Task {
     Bench {
         #[arg(value_enum, default_value = "all")]
         which: bench::Which,
+        /// soak: minutes of flood (default 2).
+        #[arg(long)]
+        minutes: Option<f64>,
     },
     /// Network-namespace labs for exploring by hand.
     Lab {
@@ -79,7 +82,7 @@ fn main() {
         Task::Build { release } => setup::ensure().and_then(|_| util::build_netobs(release).map(|_| ())),
         Task::Run { release, args } => run(release, args),
         Task::Test { args } => test::run(&args),
-        Task::Bench { which } => bench::run(which),
+        Task::Bench { which, minutes } => bench::run(which, minutes),
         Task::Lab { cmd } => lab::run(cmd),
         Task::LabTool { cmd } => labtool::run(cmd),
     };

@@ -154,14 +154,18 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     if let Err(e) = stage::flush(&session.ebpf, Duration::ZERO) {
         log::warn!("{e:#}");
     }
-    while events.drain_now(&mut batch, 4096) > 0 {
+    // Bounded: under a flood the ring never runs empty, and exit must not wait for it.
+    let drain_until = Instant::now() + Duration::from_millis(250);
+    while Instant::now() < drain_until && events.drain_now(&mut batch, 4096) > 0 {
         ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut sink);
     }
     // A last look at what went back, so the final lines are complete.
     report_due(&mut agg, &mut ledger, &ctx, Duration::ZERO, &mut sink);
     let snapshot = counters::read(&session.ebpf)?;
     let ifname = |i: u32| ctx.ifname(i);
-    sink.record(&json::counters(&snapshot, ifname, agg.evicted));
+    let mut counters = json::counters(&snapshot, ifname, agg.evicted);
+    counters["findings_folded"] = agg.folded.into();
+    sink.record(&counters);
     if !sink.json {
         eprintln!("{}", summary(&snapshot));
     }
@@ -291,6 +295,10 @@ fn report_due(agg: &mut Aggregator, ledger: &mut Ledger, ctx: &HostContext, inte
         }
         attach_pmtu_cache(&mut a.finding, ctx);
         sink.aggregate(&a);
+    }
+    for f in agg.take_folds(Instant::now(), interval.is_zero()) {
+        sink.record(&json::folded(&f));
+        sink.text(&words::folded(&f));
     }
 }
 

@@ -211,9 +211,20 @@ impl PacketSocket {
             for f in batch.iter_mut().take(left) {
                 randomize(f, next(&mut rng));
             }
-            let n = self.send_batch(&batch[..left]);
-            report.sent += n as u64;
-            report.failed += (left - n) as u64;
+            // A full device queue refuses part of a batch: wait a little and
+            // send the rest, so the rate is what the victim really got.
+            let mut done = 0;
+            let mut tries = 0;
+            while done < left && tries < 100 {
+                let n = self.send_batch(&batch[done..left]);
+                done += n;
+                if done < left {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            report.sent += done as u64;
+            report.failed += (left - done) as u64;
             let due = Duration::from_secs_f64((report.sent + report.failed) as f64 / f64::from(spec.rate.max(1)));
             if let Some(wait) = due.checked_sub(t0.elapsed()) {
                 std::thread::sleep(wait);

@@ -465,6 +465,20 @@ pub fn run(bin: &str, o: &Options) -> Result<()> {
         Some(c_late.is_some_and(|d| d < Duration::from_secs(1))),
     ));
 
+    let series: Vec<String> =
+        mem.iter().step_by(10).map(|(t, rss, _)| format!("{:.0}s {rss}", (*t - w.attached).as_secs_f64())).collect();
+    println!("run A VmRSS KiB every 5 s (since attach): {}", series.join(", "));
+    let rejected_by_rc =
+        s.node("rc")?.fw_packets(netobs_lab::Chain::Forward, &format!("tcp sport {port}")).unwrap_or(0);
+    let real_count = findings
+        .iter()
+        .filter(|(_, r)| r["reporter"] == REAL_REPORTER && r["flow"]["dst_port"].as_u64() == Some(real_port))
+        .filter_map(|(_, r)| r["count"].as_u64())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "real rejection: rc rejected {rejected_by_rc} SYN-ACKs in all; the finding for the attempt counted {real_count} events"
+    );
     println!("{:<58} {:>44}  {:<18} result", "figure", "value", "target");
     for r in &rows {
         let met = match r.met {

@@ -107,11 +107,12 @@ fn spoofed_flood_stays_bounded_and_the_real_rejection_is_reported() {
     }
     let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
     let r = rig();
-    const D: u64 = 14;
+    // The deadline falls inside the flood: it must hold under load.
+    const D: u64 = 12;
     let w = Watch::start(&r.s.server, &["-i", "eth0", "--no-metrics", "--duration", &format!("{D}s")]).unwrap();
     let attached = Instant::now();
     let pid = w.pid();
-    let (_stop, flood) = start_flood(&r, Duration::from_secs(10));
+    let (stop, flood) = start_flood(&r, Duration::from_secs(D + 4));
     let flood_start = Instant::now();
 
     // The real rejection, 3 s into the flood: one connection attempt; rc
@@ -139,13 +140,14 @@ fn spoofed_flood_stays_bounded_and_the_real_rejection_is_reported() {
     let real_at = Instant::now();
     let seen = w.wait_for(Duration::from_secs(6), |rec| is_real(rec, client_port));
     let seen_at = Instant::now();
-    let sent = flood.join().unwrap();
-    let flood_end = Instant::now();
-    assert!(sent.sent > u64::from(RATE) * 5, "the flood ran: {sent:?}");
 
-    // watch stops at its deadline, flood or not.
-    let exit = wait_exit(pid, Duration::from_secs(D + 60)).expect("watch exits by itself");
-    let late = exit.saturating_duration_since(attached + Duration::from_secs(D));
+    // watch stops at its deadline while the flood goes on.
+    let exit = wait_exit(pid, Duration::from_secs(D + 60));
+    let flood_end = Instant::now();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = flood.join().unwrap();
+    assert!(sent.sent > u64::from(RATE) * 5, "the flood ran: {sent:?}");
+    let late = exit.map(|e| e.saturating_duration_since(attached + Duration::from_secs(D)));
     let out = w.stop().unwrap();
     assert!(out.status.success(), "{:?} {}", out.status, out.stderr);
 
@@ -194,8 +196,8 @@ fn spoofed_flood_stays_bounded_and_the_real_rejection_is_reported() {
     let printed: usize = per_bucket.values().map(|s| s.len()).sum();
     assert!(folded as usize > printed, "most one-offs are folded: {printed} printed, {folded} folded");
 
-    // 4. The deadline held under the flood (it ended 4 s before it).
-    assert!(late <= EXIT_SLACK, "watch exited {late:?} after its --duration deadline");
+    // 4. The deadline held under the flood.
+    assert!(late.is_some_and(|l| l <= EXIT_SLACK), "watch exited {late:?} after its --duration deadline");
 }
 
 #[test]

@@ -361,13 +361,15 @@ impl Aggregator {
                 a.last_reported = Some(now);
                 out.push(a.clone());
             } else if fold.contains(&a.id) && a.last_reported.is_none() {
-                if let Some(b) = buckets.get_mut(&BucketKey::of(&a.finding)) {
+                // Each entry is folded (and counted) once; a folded entry
+                // that grew but did not fit the exit report stays as it was.
+                if !a.folded
+                    && let Some(b) = buckets.get_mut(&BucketKey::of(&a.finding))
+                {
                     b.fold(a);
-                }
-                if !a.folded {
                     folded += 1;
+                    a.folded = true;
                 }
-                a.folded = true;
                 a.reported_count = a.count;
             }
         }
@@ -596,6 +598,25 @@ mod tests {
         assert_eq!(agg.due(Duration::ZERO, t0).len(), 5);
         let folds = agg.take_folds(t0, true);
         assert_eq!(folds.iter().map(|f| f.findings).sum::<u64>(), 95);
+    }
+
+    #[test]
+    fn an_entry_is_folded_once() {
+        let mut agg = Aggregator::new(4096);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..100 {
+            agg.ingest(spoofed(i), now);
+        }
+        agg.due(Duration::from_secs(5), t0);
+        // Every folded one repeats, more than the exit budget can print.
+        for i in 0..100 {
+            agg.ingest(spoofed(i), now);
+        }
+        assert_eq!(agg.due(Duration::ZERO, t0).len(), 20, "the repeat budget");
+        let folds = agg.take_folds(t0, true);
+        assert_eq!(folds.iter().map(|f| f.findings).sum::<u64>(), 95);
+        assert_eq!(agg.folded, 95);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::WatchArgs,
-    explain::{Aggregator, Finding, HostContext, Ledger},
+    explain::{Aggregator, Finding, HostContext, Ledger, words},
     health::{self, Op},
     join::{self, Reporter},
     kernel::{self, LoadOptions, Session, counters, events::EventStream, hotplug, stage},
@@ -143,6 +143,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
                 for a in reporter.due(&mut agg, &mut ledger, &ctx, interval) {
                     sink.aggregate(&a);
                 }
+                emit_folds(&mut agg, &mut sink, false);
                 publish(&agg, &rec);
             }
             _ = sighup.recv() => sink.reopen(),
@@ -177,6 +178,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     for a in reporter.finish(join::FINISH_GRACE).await {
         sink.aggregate(&a);
     }
+    emit_folds(&mut agg, &mut sink, true);
     let js = reporter.stats();
     if js.skipped + js.expired + js.abandoned > 0 {
         log::warn!(
@@ -189,7 +191,9 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     }
     match counters::read(&session.ebpf) {
         Ok(snapshot) => {
-            sink.record(&json::counters(&snapshot, |i: u32| ctx.ifname(i), agg.evicted));
+            let mut counters = json::counters(&snapshot, |i: u32| ctx.ifname(i), agg.evicted);
+            counters["findings_folded"] = agg.folded.into();
+            sink.record(&counters);
             if !sink.json {
                 sink::note(&summary(&snapshot));
             }
@@ -253,6 +257,15 @@ fn ingest(
         for a in reporter.due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4)) {
             sink.aggregate(&a);
         }
+    }
+}
+
+/// Writes what the line budget folded (see `Aggregator::take_folds`);
+/// `last` flushes every open fold at exit.
+fn emit_folds(agg: &mut Aggregator, sink: &mut Sink, last: bool) {
+    for f in agg.take_folds(Instant::now(), last) {
+        sink.record(&json::folded(&f));
+        sink.text(&words::folded(&f));
     }
 }
 

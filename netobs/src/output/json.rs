@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::{
-    explain::{Aggregate, words},
+    explain::{Aggregate, aggregate::Fold, words},
     kernel::{Attached, Counters, Features},
 };
 use netobs_common::{event::hook, icmp};
@@ -50,6 +50,26 @@ pub fn finding(a: &Aggregate) -> Value {
         m.insert("advice".into(), words::advice(&a.finding).into());
     }
     v
+}
+
+/// `{"type":"folded", ...}`: first sightings of one (verdict, interface)
+/// that did not fit the line budget during one window (see
+/// `explain::aggregate`); they stay in the table, `/top` and the counters.
+pub fn folded(f: &Fold) -> Value {
+    let codes: Vec<Value> = f
+        .codes
+        .iter()
+        .map(|((family, t, c), n)| json!({ "family": family, "type": t, "code": c, "findings": n }))
+        .collect();
+    json!({
+        "schema": SCHEMA, "type": "folded",
+        "verdict": f.bucket.verdict.as_str(), "iface": f.bucket.iface,
+        "findings": f.findings, "events": f.events,
+        "reporters": f.reporters, "reporters_capped": f.reporters_capped,
+        "codes": codes, "other_codes": f.other_codes,
+        "since": rfc3339(f.since), "until": rfc3339(f.until),
+        "text": words::folded(f),
+    })
 }
 
 /// "received", "sent" (TC egress) or "generated" (icmp_send tracepoint).

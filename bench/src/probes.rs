@@ -162,10 +162,10 @@ pub fn run(netobs_bin: &Path) -> Result<()> {
     rows.extend(bench_path(netobs_bin, &[7, 8, 9], "gap")?);
     println!("probe benchmark: {HOPS} hops, MTU {PMTU} into hop {NARROW_LINK}; probes counted on hop 1");
     println!("  path tail: hops 8-10 silent (server included); path gap: hops 7-9 silent, server answers");
-    println!("{:<22} {:<5} {:<5} {:>7} {:>9}  {:<6} note", "tool", "path", "task", "probes", "wall s", "right");
+    println!("{:<26} {:<5} {:<7} {:>7} {:>9}  {:<6} note", "tool", "path", "task", "probes", "wall s", "right");
     for r in &rows {
         println!(
-            "{:<22} {:<5} {:<5} {:>7} {:>9.2}  {:<6} {}",
+            "{:<26} {:<5} {:<7} {:>7} {:>9.2}  {:<6} {}",
             r.tool,
             r.path,
             r.task,

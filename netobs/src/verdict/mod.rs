@@ -9,14 +9,14 @@
 //! - [`words`]: the sentences.
 //!
 //! Priority ([`RULES`]), most specific first:
-//! 1. [`rules::rejected`]: an explicit reject names its culprit;
-//! 2. [`rules::pmtu_blackhole`]: explains "works for small, hangs for big"
+//! 1. [`rules::rejected`] - an explicit reject names its culprit;
+//! 2. [`rules::pmtu_blackhole`] - explains "works for small, hangs for big"
 //!    even though the destination answers;
-//! 3. [`rules::return_path`]: the service dies, and the kernel saw answers
+//! 3. [`rules::return_path`] - the service dies, and the kernel saw answers
 //!    to our probes that our sockets never got: lost on this host;
-//! 4. [`rules::filtered`]: the service dies after hop N (ICMP going
+//! 4. [`rules::filtered`] - the service dies after hop N (ICMP going
 //!    further makes it a filter);
-//! 5. [`rules::rate_limited`]: a hop answers part of a burst but all of a
+//! 5. [`rules::rate_limited`] - a hop answers part of a burst but all of a
 //!    spaced series, and the destination is reachable;
 //! 6. [`rules::reachable`];
 //! 7. otherwise [`rules::no_answer`].

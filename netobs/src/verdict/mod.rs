@@ -26,8 +26,8 @@
 //! are not believed.
 
 pub mod evidence;
-pub mod rules;
-pub mod words;
+pub(crate) mod rules;
+pub(crate) mod words;
 
 use std::net::IpAddr;
 
@@ -146,11 +146,11 @@ pub struct SideFinding {
 }
 
 /// A rule: the diagnosis when its verdict applies.
-pub type Rule = fn(&Facts) -> Option<Diagnosis>;
+pub(crate) type Rule = fn(&Facts) -> Option<Diagnosis>;
 
 /// The rules in priority order (see the module docs); the first that
 /// applies wins, [`rules::no_answer`] when none does.
-pub const RULES: &[Rule] = &[
+pub(crate) const RULES: &[Rule] = &[
     rules::rejected,
     rules::pmtu_blackhole,
     rules::return_path,

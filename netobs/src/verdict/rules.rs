@@ -318,7 +318,12 @@ pub fn side_findings(f: &Facts) -> Vec<SideFinding> {
         }
     }
     if let Some(k) = &f.e.kernel {
-        for p in k.ptbs.iter().filter(|p| !p.judgement.believable()) {
+        // A PTB answering our PMTU probes is seen by both; say it once.
+        let reported = |p: &&crate::verdict::PtbSeen| {
+            p.ours
+                && f.e.pmtu.as_ref().is_some_and(|m| m.announcements.iter().any(|a| a.from == p.from && a.mtu == p.mtu))
+        };
+        for p in k.ptbs.iter().filter(|p| !p.judgement.believable()).filter(|p| !reported(p)) {
             let why = p.judgement.words(f.family, p.mtu, p.quoted_len);
             out.push(SideFinding {
                 kind: FindingKind::PtbNotBelieved,

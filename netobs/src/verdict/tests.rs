@@ -409,3 +409,41 @@ fn only_reachable_and_rate_limited_are_not_problems() {
     assert!(!Kind::Reachable.is_problem());
     assert!(!Kind::IcmpRateLimited.is_problem());
 }
+
+/// A bogus PTB answering our own PMTU probe is seen by the prober and by
+/// the kernel: one finding, not two.
+#[test]
+fn a_bogus_ptb_seen_twice_is_one_finding() {
+    let mut e = base(Proto::Tcp);
+    e.service = Some(trace(Proto::Tcp, vec![te(1), te(2), te(3), answer("198.18.4.1", "rst", None, None)], Some(4)));
+    let from = ip("198.18.2.254");
+    let judgement = judge_ptb(4, 9000, Some(1500), Some(true));
+    e.pmtu = Some(PmtuResult {
+        announcements: vec![Announcement {
+            from,
+            mtu: 9000,
+            hop: Some(2),
+            probe_sizes: vec![1500],
+            quoted_len: Some(1500),
+            judgement: judgement.clone(),
+        }],
+        blackhole: None,
+        pmtu: Some(1500),
+        ..blackhole_pmtu(&e)
+    });
+    e.kernel = Some(KernelView {
+        iface: "eth0".into(),
+        ptbs: vec![PtbSeen {
+            from,
+            mtu: 9000,
+            quoted_len: Some(1500),
+            quoted: "ours".into(),
+            ours: true,
+            judgement,
+            count: 1,
+        }],
+        ..Default::default()
+    });
+    let n = decide(&e).findings.iter().filter(|f| f.kind == FindingKind::PtbNotBelieved).count();
+    assert_eq!(n, 1);
+}

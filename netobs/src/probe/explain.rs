@@ -484,3 +484,90 @@ pub async fn run(req: &Request) -> Result<Report> {
     }
     Ok(Report { verdict: v, evidence, egress: iface, probes_sent, seconds })
 }
+
+#[cfg(test)]
+mod tests {
+    use netobs_common::PacketInfo;
+
+    use super::*;
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut s = [0u8; 16];
+        s[..4].copy_from_slice(&a);
+        s
+    }
+
+    fn our_flow() -> Flow {
+        Flow {
+            src: "198.18.1.1".parse().unwrap(),
+            dst: "198.18.4.1".parse().unwrap(),
+            proto: Proto::Tcp,
+            src_port: 40000,
+            dst_port: 443,
+            icmp_id: 0,
+            seq_base: 0,
+        }
+    }
+
+    /// An ICMP error on ifindex 7 from 198.18.2.254 quoting a TCP packet
+    /// 198.18.1.1:`sport` -> 198.18.4.1:443.
+    fn error(t: u8, c: u8, sport: u16) -> Event {
+        Event {
+            kind: kind::ICMP_ERROR,
+            ifindex: 7,
+            outer_family: 4,
+            icmp_type: t,
+            icmp_code: c,
+            outer_src: v4([198, 18, 2, 254]),
+            outer_dst: v4([198, 18, 1, 1]),
+            inner: PacketInfo {
+                family: 4,
+                src: v4([198, 18, 1, 1]),
+                dst: v4([198, 18, 4, 1]),
+                protocol: 6,
+                src_port: sport,
+                dst_port: 443,
+                total_len: 1500,
+                have: have::IP | have::PORTS,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_errors_quoting_our_flows_are_ours() {
+        let flows = [our_flow()];
+        let mut view = KernelView::default();
+        let other_iface = Event { ifindex: 8, ..error(11, 0, 40000) };
+        let mut quote_cut = error(11, 0, 1);
+        quote_cut.inner.have = have::IP;
+        let events = [error(11, 0, 40000), error(3, 3, 40001), other_iface, quote_cut];
+        classify_events(&events, 7, &flows, &mut view);
+        // Ours: the matching flow, and the quote too short for ports.
+        assert_eq!((view.ours, view.foreign), (2, 1));
+        assert!(view.ptbs.is_empty());
+    }
+
+    #[test]
+    fn ptbs_are_judged_deduplicated_and_bounded() {
+        let flows = [our_flow()];
+        let mut view = KernelView::default();
+        let ptb = |mtu: u32, sport: u16| Event { flags: flags::HAS_MTU, mtu, ..error(3, 4, sport) };
+        let mut events = vec![ptb(1400, 40000), ptb(9000, 40404), ptb(9000, 40404)];
+        // A flood of distinct forged ones.
+        events.extend((0..100).map(|i| ptb(9000, 1000 + i)));
+        classify_events(&events, 7, &flows, &mut view);
+        assert_eq!(view.ptbs.len(), KernelView::MAX_PTBS);
+        let ours = &view.ptbs[0];
+        assert!(ours.ours && ours.judgement.believable(), "{ours:?}");
+        let forged = &view.ptbs[1];
+        assert_eq!(forged.count, 2);
+        assert!(!forged.ours);
+        assert_eq!(
+            forged.judgement.reasons,
+            vec![crate::explain::ptb::PtbSuspect::MtuNotSmaller, crate::explain::ptb::PtbSuspect::UnknownFlow]
+        );
+        assert_eq!(forged.quoted, "198.18.1.1:40404 -> 198.18.4.1:443 tcp");
+    }
+}

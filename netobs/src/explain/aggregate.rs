@@ -461,6 +461,7 @@ mod tests {
             pmtu_cached: None,
             nat_original: None,
             unknown: Vec::new(),
+            ptb_suspect: None,
         }
     }
 

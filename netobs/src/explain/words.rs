@@ -171,7 +171,12 @@ pub fn advice(f: &Finding) -> String {
         Verdict::FragNeeded => {
             let mtu = f.mtu.unwrap_or(0);
             let len = f.packet_len.map(|l| format!("{l}-byte ")).unwrap_or_default();
-            if mtu == 0 {
+            if let Some(why) = f.ptb_suspect {
+                format!(
+                    "NOT BELIEVED: {}; forged or broken, so no MTU or MSS advice comes from it (a forged frag-needed can force fragmentation)",
+                    why.words(f.family, mtu, f.packet_len)
+                )
+            } else if mtu == 0 {
                 format!(
                     "{reporter} cannot forward {len}packets with DF set and did not say its MTU (pre-RFC 1191 router)"
                 )

@@ -10,12 +10,15 @@
 #[cfg(any(feature = "user", feature = "craft", test))]
 extern crate std;
 
+pub mod counters;
 #[cfg(feature = "craft")]
 pub mod craft;
 pub mod cursor;
 pub mod event;
 pub mod icmp;
+pub mod icmp_send;
 pub mod parse;
+pub mod sample;
 pub mod wire;
 
 #[cfg(feature = "user")]

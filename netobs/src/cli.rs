@@ -28,7 +28,7 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("
 /// (traceroute, path-MTU search, TCP handshake) and turns them into one
 /// verdict.
 #[derive(Debug, Parser)]
-#[command(name = "netobs", version = VERSION, propagate_version = true, max_term_width = 100)]
+#[command(name = "netobs", version = VERSION, propagate_version = true, max_term_width = 100, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -58,6 +58,9 @@ pub enum Command {
     /// detaches cleanly on Ctrl-C / SIGTERM.
     ///
     /// Example: netobs watch -i eth0 --json
+    #[command(
+        after_help = "Exit status:\n  0  stopped as asked (Ctrl-C, SIGTERM, --duration, or its output pipe was closed)\n  2  could not start: usage error, missing capability, unknown interface\n  3  failed while running (kernel or I/O error)"
+    )]
     Watch(WatchArgs),
     /// Traceroute with a stable flow (Paris style), all TTLs in flight at once.
     Trace(crate::probe::cli::TraceArgs),
@@ -164,6 +167,11 @@ pub struct WatchArgs {
     /// Ring buffer size in KiB (rounded up to a power of two).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(4..=1_048_576), env = "NETOBS_RINGBUF_KIB")]
     pub ringbuf_kib: u32,
+
+    /// Kernel-side diagnostics (cold paths only, rate-limited in the
+    /// kernel), fixed at load; off costs nothing per packet.
+    #[arg(long, value_enum, default_value = "off")]
+    pub ebpf_log_level: crate::kernel::loader::EbpfLogLevel,
 
     /// Seconds between updated lines for a flow that keeps failing.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600), env = "NETOBS_UPDATE_INTERVAL")]

@@ -8,8 +8,10 @@ fn main() -> std::process::ExitCode {
     match netobs::commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("netobs: error: {e:#}");
-            std::process::ExitCode::from(2)
+            // One line: the error and its causes, outermost first.
+            let mut stderr = std::io::stderr().lock();
+            let _ = std::io::Write::write_fmt(&mut stderr, format_args!("netobs: error: {e:#}\n"));
+            std::process::ExitCode::from(netobs::exit::for_error(&e))
         }
     }
 }

@@ -21,7 +21,8 @@ fn json(node: &Node, args: &[&str]) -> Result<(Value, Duration)> {
     let took = start.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
+    // 0 and 1 are answers (yes / no, see netobs::exit); 2 and 3 are errors.
+    if !matches!(out.status.code(), Some(0 | 1)) {
         bail!("netobs {args:?} failed ({}): {stderr}\n{stdout}", out.status);
     }
     let v: Value = serde_json::from_str(&stdout).with_context(|| format!("parsing JSON: {stdout}\n{stderr}"))?;

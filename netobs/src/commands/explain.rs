@@ -1,20 +1,28 @@
 //! `netobs explain`: all probes plus the kernel observer, one verdict.
+//! Exit 0 reachable with no problem found, 1 a problem found (see
+//! [`crate::exit`]).
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use crate::probe::{
-    self,
-    cli::ExplainArgs,
-    explain::{self, Request},
-    packet::Proto,
-    verdict,
+use crate::{
+    exit::{self, Outcome},
+    output::sink,
+    privilege,
+    probe::{
+        self,
+        cli::ExplainArgs,
+        explain::{self, Request},
+        packet::Proto,
+        verdict,
+    },
 };
 
 pub fn run(args: ExplainArgs) -> Result<ExitCode> {
-    let target = probe::resolve(&args.host, args.family.family())?;
+    let target = probe::resolve(&args.host, args.family.family()).map_err(exit::usage)?;
     let port = args.port.unwrap_or(if args.proto == Proto::Udp { 33434 } else { 80 });
+    privilege::check("explain", &privilege::needs(!args.no_kernel, true))?;
     let req = Request {
         target,
         proto: args.proto,
@@ -27,10 +35,11 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
     let report = rt.block_on(explain::run(&req))?;
-    if args.json {
-        println!("{}", probe::json_doc("explain", &report)?);
+    let text = if args.json {
+        format!("{}\n", probe::json_doc("explain", &report)?)
     } else {
-        print!("{}", verdict::render(&report.verdict));
-    }
-    Ok(ExitCode::SUCCESS)
+        verdict::render(&report.verdict)
+    };
+    let _ = sink::stdout(&text);
+    Ok(Outcome::explain(&report.verdict).code())
 }

@@ -1,4 +1,6 @@
-//! One module per subcommand.
+//! One module per subcommand. Each returns its exit code (see
+//! [`crate::exit`]): what it found, or an error that `main` maps to 2
+//! (usage, permission) or 3 (failed while running).
 
 use std::process::ExitCode;
 

@@ -1,11 +1,15 @@
-//! `netobs pmtu`: path-MTU search with blackhole detection.
+//! `netobs pmtu`: path-MTU search with blackhole detection. Exit 0 path
+//! MTU found, 1 blackhole (see [`crate::exit`]).
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
 use crate::{
+    exit::{self, Outcome},
     net,
+    output::sink,
+    privilege,
     probe::{
         self, Progress,
         cli::PmtuArgs,
@@ -16,13 +20,15 @@ use crate::{
 };
 
 pub fn run(args: PmtuArgs) -> Result<ExitCode> {
-    let target = probe::resolve(&args.host, args.family.family())?;
+    let target = probe::resolve(&args.host, args.family.family()).map_err(exit::usage)?;
     let port = args.port.unwrap_or(if args.proto == Proto::Tcp { 80 } else { 33434 });
-    let (_iface, local_mtu) = probe::egress(target)?;
+    privilege::check("pmtu", &privilege::needs(false, true))?;
+    let (_iface, local_mtu) = probe::egress(target).map_err(exit::usage)?;
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
     let result = rt.block_on(async {
         let mut prober = Prober::open(target, args.proto, port, 0)?;
+        privilege::drop_to_or_warn(&[]);
         let opts = PmtuOptions {
             max_wait: args.wait,
             locate: !args.no_locate,
@@ -35,10 +41,7 @@ pub fn run(args: PmtuArgs) -> Result<ExitCode> {
         progress.clear();
         r
     })?;
-    if args.json {
-        println!("{}", probe::json_doc("pmtu", &result)?);
-    } else {
-        print!("{}", pmtu::render(&result));
-    }
-    Ok(ExitCode::SUCCESS)
+    let text = if args.json { format!("{}\n", probe::json_doc("pmtu", &result)?) } else { pmtu::render(&result) };
+    let _ = sink::stdout(&text);
+    Ok(Outcome::pmtu(&result).code())
 }

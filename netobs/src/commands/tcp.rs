@@ -1,27 +1,32 @@
-//! `netobs tcp HOST:PORT`: handshake check.
+//! `netobs tcp HOST:PORT`: handshake check. Exit 0 open, 1 closed,
+//! rejected or silent (see [`crate::exit`]).
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
 use crate::{
+    exit::{self, Outcome},
     net,
+    output::sink,
+    privilege,
     probe::{self, cli::TcpArgs, packet::Proto, socket::Prober, tcp},
 };
 
 pub fn run(args: TcpArgs) -> Result<ExitCode> {
-    let (host, port) = probe::parse_host_port(&args.target)?;
-    let target = probe::resolve(&host, None)?;
+    let (host, port) = probe::parse_host_port(&args.target).map_err(exit::usage)?;
+    let target = probe::resolve(&host, None).map_err(exit::usage)?;
+    privilege::check("tcp", &privilege::needs(false, true))?;
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
     let result = rt.block_on(async {
         let mut prober = Prober::open(target, Proto::Tcp, port, 0)?;
+        // The raw sockets are open: nothing else needs a capability.
+        privilege::drop_to_or_warn(&[]);
         tcp::run(&mut prober, args.attempts, args.wait, net::initial_ttl(if target.is_ipv4() { 4 } else { 6 })).await
     })?;
-    if args.json {
-        println!("{}", probe::json_doc("tcp", &result)?);
-    } else {
-        print!("{}", tcp::render(&result));
-    }
-    Ok(ExitCode::SUCCESS)
+    let text = if args.json { format!("{}\n", probe::json_doc("tcp", &result)?) } else { tcp::render(&result) };
+    // A closed stdout loses nothing the exit status does not say.
+    let _ = sink::stdout(&text);
+    Ok(Outcome::tcp(&result).code())
 }

@@ -1,11 +1,15 @@
 //! `netobs trace`: traceroute with a stable flow, all TTLs in flight.
+//! Exit 0 reached, 1 not reached (see [`crate::exit`]).
 
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
 use crate::{
+    exit::{self, Outcome},
     net,
+    output::sink,
+    privilege,
     probe::{
         self, Progress,
         cli::TraceArgs,
@@ -16,12 +20,14 @@ use crate::{
 };
 
 pub fn run(args: TraceArgs) -> Result<ExitCode> {
-    let target = probe::resolve(&args.host, args.family.family())?;
+    let target = probe::resolve(&args.host, args.family.family()).map_err(exit::usage)?;
     let port = args.port.unwrap_or(if args.proto == Proto::Tcp { 80 } else { 33434 });
+    privilege::check("trace", &privilege::needs(false, true))?;
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
     let result = rt.block_on(async {
         let mut prober = Prober::open(target, args.proto, port, 0)?;
+        privilege::drop_to_or_warn(&[]);
         let opts = TraceOptions {
             max_ttl: args.max_ttl,
             queries: args.queries,
@@ -37,10 +43,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         progress.clear();
         r
     })?;
-    if args.json {
-        println!("{}", probe::json_doc("trace", &result)?);
-    } else {
-        print!("{}", trace::render(&result));
-    }
-    Ok(ExitCode::SUCCESS)
+    let text = if args.json { format!("{}\n", probe::json_doc("trace", &result)?) } else { trace::render(&result) };
+    let _ = sink::stdout(&text);
+    Ok(Outcome::trace(&result).code())
 }

@@ -1,7 +1,6 @@
 //! `netobs watch`: attach, drain, explain, export; detach on the way out.
 
 use std::{
-    io::{IsTerminal as _, Write as _},
     process::ExitCode,
     time::{Duration, Instant, SystemTime},
 };
@@ -11,12 +10,23 @@ use netobs_common::{Config, Event, event::stat};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    cli::{Color, WatchArgs},
-    explain::{Aggregate, Aggregator, Finding, HostContext, Ledger, words},
-    kernel::{self, LoadOptions, Session, counters, events::EventStream, stage},
+    cli::WatchArgs,
+    explain::{Aggregator, Finding, HostContext, Ledger, words},
+    health::{self, Op},
+    join::{self, Reporter},
+    kernel::{self, LoadOptions, Session, counters, events::EventStream, hotplug, stage},
     net,
-    output::{http, json, metrics},
+    output::{
+        http, json, metrics,
+        sink::{self, Sink},
+    },
+    privilege,
 };
+
+/// How often the host context (addresses, listeners, names) is re-read.
+const CONTEXT_REFRESH: Duration = Duration::from_secs(10);
+/// Longest the ring is drained after the loop ends (a flood never empties it).
+const FINAL_DRAIN: Duration = Duration::from_millis(200);
 
 pub fn run(args: WatchArgs) -> Result<ExitCode> {
     // The event loop runs on this thread (block_on); the metrics server on
@@ -29,49 +39,16 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
     rt.block_on(watch(args))
 }
 
-/// Where lines go: stdout (text or JSON), and optionally a JSON file.
-struct Sink {
-    json: bool,
-    color: bool,
-    file: Option<std::fs::File>,
-}
-
-impl Sink {
-    fn record(&mut self, v: &serde_json::Value) {
-        if self.json {
-            println!("{v}");
-        }
-        if let Some(f) = &mut self.file {
-            let _ = writeln!(f, "{v}");
-        }
-    }
-    fn text(&self, s: &str) {
-        if !self.json {
-            println!("{s}");
-        }
-    }
-    fn aggregate(&mut self, a: &Aggregate) {
-        self.record(&json::finding(a));
-        self.text(&words::block(a, self.color));
-    }
-}
-
 async fn watch(args: WatchArgs) -> Result<ExitCode> {
+    // Subscribed before listing, so an interface created in between is seen.
+    let mut hotplug = if args.all { hotplug::LinkEvents::subscribe()? } else { hotplug::LinkEvents::none() };
     let ifaces = if args.all { net::interfaces()? } else { args.ifaces.clone() };
     // Resolve names before loading anything: a typo is the most common error.
     for i in &ifaces {
-        kernel::attach::ifindex(i)?;
+        kernel::attach::ifindex(i).map_err(crate::exit::usage)?;
     }
-    let color = match args.color {
-        Color::Always => true,
-        Color::Never => false,
-        Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
-    let file = match &args.json_file {
-        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?),
-        None => None,
-    };
-    let mut sink = Sink { json: args.json, color, file };
+    privilege::check("watch", &privilege::KERNEL)?;
+    let mut sink = Sink::new(args.json, sink::color_for_stdout(args.color), args.json_file.as_deref())?;
 
     let listener = if args.no_metrics { None } else { Some(http::bind(args.metrics_addr).await?) };
 
@@ -83,20 +60,38 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         fib_cache_ms: args.route_cache_ms,
         ..Config::DEFAULT
     };
-    let ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024) })?;
+    // One clear line on a kernel that is too old, before a confusing load error.
+    kernel::features::detect().require_minimum()?;
+    let ebpf = kernel::load(&LoadOptions {
+        config,
+        ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024),
+        ebpf_log_level: args.ebpf_log_level,
+    })?;
     let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
+    let _ebpf_logger = kernel::loader::start_ebpf_logger(&mut session.ebpf, args.ebpf_log_level)?;
     let mut events = EventStream::new(&mut session.ebpf)?;
+    if let Err(e) = kernel::icmp_send::attach(&mut session.ebpf) {
+        sink::note(&format!("netobs: note: {e:#}"));
+    }
+    privilege::drop_to_or_warn(&privilege::after_attach(args.all));
 
     let (metrics, mut rec) = metrics::Metrics::new(kernel::CounterReader::new(&session.ebpf)?);
     if let Some(l) = listener {
         http::spawn(l, metrics);
     }
+    for note in session.features.notes() {
+        sink::note(&format!("netobs: note: {note}"));
+    }
+    if !sink.json {
+        sink::note(&format!("netobs: {}", session.features.summary()));
+    }
     for a in &session.attached {
         rec.set_attached(a, true);
-        sink.record(&json::attach(a));
+        sink.record(&json::attach(a, &session.features));
         let egress = if a.egress { " + TC egress" } else { "" };
         if !sink.json {
-            eprintln!("netobs: watching {} with {}{egress}", a.iface, a.ingress);
+            let via = a.tc.map(|t| format!(" (TC via {t})")).unwrap_or_default();
+            eprintln!("netobs: watching {} with {}{egress}{via}", a.iface, a.ingress);
         }
         if let Some(note) = &a.note {
             eprintln!("netobs: note: {note}");
@@ -110,63 +105,100 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     }
 
     let mut ctx = HostContext::discover()?;
-    let mut ctx_refreshed = Instant::now();
+    let mut refresh = join::Refresh::new(CONTEXT_REFRESH);
     let mut agg = Aggregator::new(args.max_flows as usize);
     let mut ledger = Ledger::new(args.max_flows as usize);
-    attach_icmp_send_tracepoint(&mut session.ebpf);
+    // Host lookups (sockets, conntrack, route cache) run on their own
+    // thread: the drain below never waits on netlink.
+    let mut reporter =
+        Reporter::spawn(join::Netlink { timeout: join::LOOKUP_TIMEOUT }, join::QUEUE_CAPACITY, join::MAX_WAIT)?;
     let interval = Duration::from_secs(u64::from(args.update_interval));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut flush_tick = tokio::time::interval(stage::FLUSH_INTERVAL);
-    let mut flush_warned = false;
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut batch: Vec<Event> = Vec::with_capacity(4096);
 
     loop {
         tokio::select! {
-            r = events.next_batch(&mut batch, 4096) => {
-                r?;
-                ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut sink);
-            }
-            _ = flush_tick.tick() => {
-                // A partial batch left on a CPU at the end of a flood.
-                if let Err(e) = stage::flush(&session.ebpf, stage::FLUSH_MIN_AGE)
-                    && !flush_warned
-                {
-                    log::warn!("{e:#} (staged events then wait for the next event on their CPU)");
-                    flush_warned = true;
-                }
-            }
-            _ = tick.tick() => {
-                if ctx_refreshed.elapsed() > Duration::from_secs(10) {
-                    if let Ok(c) = HostContext::discover() { ctx = c; }
-                    ctx_refreshed = Instant::now();
-                }
-                report_due(&mut agg, &mut ledger, &ctx, interval, &mut sink);
-                publish(&agg, &rec);
-            }
+            // Signals and the deadline first, then the timers: a flood keeps
+            // the ring ready all the time and must neither delay the way
+            // out nor starve the reports.
+            biased;
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+            _ = flush_tick.tick() => {
+                // A partial batch left on a CPU at the end of a flood.
+                if let Err(e) = stage::flush(&session.ebpf, stage::FLUSH_MIN_AGE) {
+                    health::transient(Op::StageFlush, &e);
+                }
+            }
+            _ = tick.tick() => {
+                refresh.poll(&mut ctx);
+                for a in reporter.due(&mut agg, &mut ledger, &ctx, interval) {
+                    sink.aggregate(&a);
+                }
+                emit_folds(&mut agg, &mut sink, false);
+                publish(&agg, &rec);
+            }
+            _ = sighup.recv() => sink.reopen(),
+            change = hotplug.next() => {
+                if let Some(done) = hotplug::apply(&mut session, change) {
+                    report_hotplug(&done, &session, &rec, &mut sink);
+                }
+            }
+            a = reporter.joined() => sink.aggregate(&a),
+            _ = events.next_batch(&mut batch, 4096) => {
+                ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut reporter, &mut sink);
+            }
+        }
+        if sink.is_closed() {
+            break;
         }
     }
 
-    // Whatever is still staged or in the ring buffer is part of the answer.
+    // Whatever is still staged or in the ring buffer is part of the
+    // answer, within a bounded time: under a flood the ring never empties.
     if let Err(e) = stage::flush(&session.ebpf, Duration::ZERO) {
         log::warn!("{e:#}");
     }
-    while events.drain_now(&mut batch, 4096) > 0 {
-        ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut sink);
+    let last_drain = Instant::now();
+    while last_drain.elapsed() < FINAL_DRAIN && events.drain_now(&mut batch, 4096) > 0 {
+        ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut reporter, &mut sink);
     }
     // A last look at what went back, so the final lines are complete.
-    report_due(&mut agg, &mut ledger, &ctx, Duration::ZERO, &mut sink);
-    let snapshot = counters::read(&session.ebpf)?;
-    let ifname = |i: u32| ctx.ifname(i);
-    sink.record(&json::counters(&snapshot, ifname, agg.evicted));
-    if !sink.json {
-        eprintln!("{}", summary(&snapshot));
+    for a in reporter.due(&mut agg, &mut ledger, &ctx, Duration::ZERO) {
+        sink.aggregate(&a);
+    }
+    for a in reporter.finish(join::FINISH_GRACE).await {
+        sink.aggregate(&a);
+    }
+    emit_folds(&mut agg, &mut sink, true);
+    let js = reporter.stats();
+    if js.skipped + js.expired + js.abandoned > 0 {
+        log::warn!(
+            "{} findings reported without host lookups ({} skipped: queue full, {} waited too long, {} at exit)",
+            js.skipped + js.expired + js.abandoned,
+            js.skipped,
+            js.expired,
+            js.abandoned
+        );
+    }
+    match counters::read(&session.ebpf) {
+        Ok(snapshot) => {
+            let mut counters = json::counters(&snapshot, |i: u32| ctx.ifname(i), agg.evicted);
+            counters["findings_folded"] = agg.folded.into();
+            sink.record(&counters);
+            if !sink.json {
+                sink::note(&summary(&snapshot));
+            }
+        }
+        Err(e) => health::transient(Op::MapRead, &e),
     }
     if events.short_records > 0 {
         log::warn!("{} ring-buffer records were shorter than an event and were skipped", events.short_records);
@@ -174,11 +206,32 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let detached: Vec<String> = session.attached.iter().map(|a| a.iface.clone()).collect();
     drop(events);
     drop(session);
-    sink.record(&serde_json::json!({ "schema": json::SCHEMA, "type": "detach", "ifaces": detached }));
+    sink.record(&json::detach(&detached, "exit"));
     if !sink.json {
         eprintln!("netobs: detached from {}", detached.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An interface `--all` attached or forgot after start: JSON, stderr, metrics.
+fn report_hotplug(done: &hotplug::Applied, session: &Session, rec: &metrics::Recorder, sink: &mut Sink) {
+    let (a, on) = match done {
+        hotplug::Applied::Attached(a) => (a, true),
+        hotplug::Applied::Detached(a) => (a, false),
+    };
+    rec.set_attached(a, on);
+    if on {
+        sink.record(&json::attach(a, &session.features));
+        sink::note(&format!(
+            "netobs: {} appeared: watching it with {}{}",
+            a.iface,
+            a.ingress,
+            a.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+        ));
+    } else {
+        sink.record(&json::detach(std::slice::from_ref(&a.iface), "vanished"));
+        sink::note(&format!("netobs: {} vanished: forgotten", a.iface));
+    }
 }
 
 fn ingest(
@@ -187,6 +240,7 @@ fn ingest(
     agg: &mut Aggregator,
     ledger: &mut Ledger,
     rec: &mut metrics::Recorder,
+    reporter: &mut Reporter,
     sink: &mut Sink,
 ) {
     let now = SystemTime::now();
@@ -198,98 +252,20 @@ fn ingest(
         new_entries |= agg.ingest(f, now);
     }
     if new_entries {
-        // New problems are reported at once; repeats wait for the interval.
-        report_due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4), sink);
-    }
-}
-
-/// Attaches `icmp:icmp_send` (which ICMP errors the kernel generated).
-/// Optional: without it netobs cannot tell "dropped by our own firewall"
-/// from "never generated", and says so.
-fn attach_icmp_send_tracepoint(ebpf: &mut aya::Ebpf) {
-    let attach = |ebpf: &mut aya::Ebpf| {
-        kernel::loader::load_program::<aya::programs::TracePoint>(ebpf, "netobs_icmp_send")
-            .and_then(|p| p.attach("icmp", "icmp_send").map_err(anyhow::Error::from))
-    };
-    // aya looks for tracefs once: make sure it is there before the first try.
-    crate::net::mount_tracefs();
-    let r = attach(ebpf);
-    if let Err(e) = r {
-        eprintln!(
-            "netobs: note: the icmp:icmp_send tracepoint is unavailable ({e:#}); ICMP errors this host generates are only seen when they leave an interface"
-        );
-    }
-}
-
-/// Fills in, for DF-oversized entries, what went back to the sender.
-fn join_ledger(agg: &mut Aggregator, ledger: &mut Ledger) {
-    agg.for_each_mut(|a| {
-        if a.finding.kind == "df_oversized"
-            && let Some(fl) = &a.finding.flow
-        {
-            a.finding.icmp_back = Some(ledger.lookup(fl.src, fl.dst));
+        // New problems are reported at once (after their joins); repeats
+        // wait for the interval.
+        for a in reporter.due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4)) {
+            sink.aggregate(&a);
         }
-    });
-}
-
-/// A quoted packet from one of our addresses with no local socket behind
-/// it: was it NATed for a client behind us? Then that client is affected.
-fn attach_nat_original(f: &mut Finding, ctx: &HostContext) {
-    let Some(flow) = f.flow.clone() else { return };
-    if f.kind != "icmp_error" || !ctx.is_local(&flow.src) {
-        return;
-    }
-    if let Some(o) = net::conntrack::original_of(&flow.protocol, flow.src, flow.src_port, flow.dst, flow.dst_port) {
-        f.set_nat_original(crate::explain::Flow {
-            protocol: flow.protocol.clone(),
-            src: o.src,
-            dst: o.dst,
-            src_port: o.src_port,
-            dst_port: o.dst_port,
-            echo_id: None,
-        });
     }
 }
 
-/// For a frag-needed / Packet Too Big about our own traffic: did our route
-/// cache take the announced MTU?
-fn attach_pmtu_cache(f: &mut Finding, ctx: &HostContext) {
-    if f.kind != "icmp_error" || f.verdict != netobs_common::icmp::Verdict::FragNeeded {
-        return;
-    }
-    if let Some(flow) = f.flow.as_ref().filter(|fl| ctx.is_local(&fl.src)) {
-        f.pmtu_cached = net::cached_pmtu(flow.dst);
-    }
-}
-
-/// Joins a locally sent TCP flow to its socket: "connection in SYN-RECV".
-/// `sockets` is dumped at most once per report, and only when a line needs it.
-fn attach_socket_state(f: &mut Finding, ctx: &HostContext, sockets: &mut Option<Vec<net::sockets::TcpSocket>>) {
-    let Some(flow) = &f.flow else { return };
-    if flow.protocol != "tcp" || !ctx.is_local(&flow.src) {
-        return;
-    }
-    let (Some(sp), Some(dp)) = (flow.src_port, flow.dst_port) else { return };
-    let socks = sockets.get_or_insert_with(|| net::sockets::tcp_sockets().unwrap_or_default());
-    f.socket_state = socks
-        .iter()
-        .find(|s| s.local_port == sp && s.remote_port == dp && s.remote == flow.dst)
-        .map(|s| s.state.as_str());
-}
-
-/// Prints the entries that are due. The joins that ask the kernel (sockets,
-/// route cache) run here, never per event: a flood of errors costs table
-/// updates, not netlink dumps; the socket table is dumped once per report.
-fn report_due(agg: &mut Aggregator, ledger: &mut Ledger, ctx: &HostContext, interval: Duration, sink: &mut Sink) {
-    join_ledger(agg, ledger);
-    let mut sockets = None;
-    for mut a in agg.due(interval, Instant::now()) {
-        attach_socket_state(&mut a.finding, ctx, &mut sockets);
-        if a.finding.socket_state.is_none() {
-            attach_nat_original(&mut a.finding, ctx);
-        }
-        attach_pmtu_cache(&mut a.finding, ctx);
-        sink.aggregate(&a);
+/// Writes what the line budget folded (see `Aggregator::take_folds`);
+/// `last` flushes every open fold at exit.
+fn emit_folds(agg: &mut Aggregator, sink: &mut Sink, last: bool) {
+    for f in agg.take_folds(Instant::now(), last) {
+        sink.record(&json::folded(&f));
+        sink.text(&words::folded(&f));
     }
 }
 

@@ -40,6 +40,34 @@ impl Direction {
     }
 }
 
+/// A host fact a join could not establish (its netlink lookup failed or
+/// timed out, or it was skipped under load). The words then say nothing
+/// that depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fact {
+    /// Whether this host listens on the quoted source port (it decides
+    /// "return" versus "outgoing" for anything but a SYN-ACK).
+    Listeners,
+    /// The local TCP socket of the flow and its state.
+    SocketState,
+    /// The pre-NAT flow (conntrack).
+    NatOriginal,
+    /// The path MTU our route cache holds for the destination.
+    PmtuCache,
+}
+
+impl Fact {
+    pub fn words(self) -> &'static str {
+        match self {
+            Fact::Listeners => "whether we listen on that port",
+            Fact::SocketState => "the local socket's state",
+            Fact::NatOriginal => "whether this host NATed the flow",
+            Fact::PmtuCache => "what our route cache holds",
+        }
+    }
+}
+
 /// The flow a quoted packet belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Flow {
@@ -100,6 +128,12 @@ pub struct Finding {
     /// The flow before NAT, when the quoted packet was translated by this
     /// host (conntrack): the client that is really affected.
     pub nat_original: Option<Flow>,
+    /// Facts the joins could not establish.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<Fact>,
+    /// Frag-needed / Packet Too Big that is not believed, and why (see
+    /// [`super::ptb`]): no MTU or MSS advice comes from it.
+    pub ptb_suspect: Option<super::ptb::PtbSuspect>,
 }
 
 /// Protocol name as `ip`/`ss` print it.
@@ -181,6 +215,8 @@ impl Finding {
                 icmp_back: None,
                 pmtu_cached: None,
                 nat_original: None,
+                unknown: Vec::new(),
+                ptb_suspect: None,
             });
         }
         if ev.kind != kind::ICMP_ERROR && ev.kind != kind::ICMP_SENT {
@@ -194,6 +230,7 @@ impl Finding {
         let Meaning { verdict, name, hint, annotation } = icmp::meaning(family, ev.icmp_type, ev.icmp_code);
         let reporter = ev.outer_src_ip();
         let local_origin = has_ip && ctx.is_local(&p.src_ip());
+        let mut unknown = Vec::new();
         let direction = if ev.kind == kind::ICMP_SENT {
             Direction::SentByUs
         } else if !has_ip {
@@ -201,11 +238,21 @@ impl Finding {
         } else if local_origin {
             let is_synack = p.protocol == IPPROTO_TCP && p.have & have::TCP_FLAGS != 0 && p.tcp_flags & 0x12 == 0x12;
             let from_listener = p.protocol == IPPROTO_TCP && ctx.listening_tcp.contains(&p.src_port);
+            if !is_synack && p.protocol == IPPROTO_TCP && !ctx.listeners_known {
+                unknown.push(Fact::Listeners);
+            }
             if is_synack || from_listener { Direction::Return } else { Direction::Outgoing }
         } else {
             // Not sent by us: routed through us (or, when we are the quoted
             // destination, someone else's packet to us was reported).
             Direction::Forwarded
+        };
+        // Only the announced MTU can be judged here; whether the quoted
+        // flow is one this host sent is for the joins to say.
+        let mtu = (ev.flags & flags::HAS_MTU != 0).then_some(ev.mtu);
+        let ptb_suspect = match (verdict, mtu) {
+            (Verdict::FragNeeded, Some(m)) => super::ptb::judge_ptb(family, m, packet_len, None).first(),
+            _ => None,
         };
         let hops = (ev.kind == kind::ICMP_ERROR).then(|| {
             let reporter_is_destination = has_ip && reporter == p.dst_ip();
@@ -227,7 +274,7 @@ impl Finding {
             flow,
             tcp_flags,
             hops,
-            mtu: (ev.flags & flags::HAS_MTU != 0).then_some(ev.mtu),
+            mtu,
             packet_len,
             gateway: (ev.flags & flags::HAS_GATEWAY != 0).then(|| ev.gateway_ip()),
             pointer: (ev.flags & flags::HAS_POINTER != 0).then_some(ev.aux),
@@ -237,6 +284,8 @@ impl Finding {
             icmp_back: None,
             pmtu_cached: None,
             nat_original: None,
+            unknown,
+            ptb_suspect,
         })
     }
 
@@ -263,6 +312,7 @@ mod tests {
             local_addrs: ["198.18.1.254".parse().unwrap()].into_iter().collect(),
             initial_ttl_v4: 64,
             initial_ttl_v6: 64,
+            listeners_known: true,
             ..HostContext::default()
         }
     }
@@ -287,6 +337,24 @@ mod tests {
         assert_eq!(ours.direction, Direction::SentByUs);
         assert_eq!(ours.kind, "icmp_sent");
         assert!(Finding::from_event(&sent_from([198, 18, 7, 7]), &ctx()).is_none(), "a routed error is not ours");
+    }
+
+    #[test]
+    fn a_frag_needed_announcing_more_than_the_packet_is_suspect() {
+        let mut ev = sent_from([198, 18, 2, 1]);
+        ev.kind = kind::ICMP_ERROR;
+        ev.flags = flags::HAS_MTU;
+        ev.mtu = 9000;
+        ev.inner.total_len = 1500;
+        let f = Finding::from_event(&ev, &ctx()).expect("finding");
+        assert_eq!(f.ptb_suspect, Some(super::super::ptb::PtbSuspect::MtuNotSmaller));
+        assert!(super::super::words::advice(&f).contains("NOT BELIEVED"), "{}", super::super::words::advice(&f));
+        assert!(!super::super::words::advice(&f).contains("TCP MSS"), "no MSS figure from a bogus PTB");
+        // MTU 0 (pre-RFC 1191 router) is legal.
+        ev.mtu = 0;
+        assert_eq!(Finding::from_event(&ev, &ctx()).expect("finding").ptb_suspect, None);
+        ev.mtu = 1400;
+        assert_eq!(Finding::from_event(&ev, &ctx()).expect("finding").ptb_suspect, None);
     }
 
     #[test]

@@ -12,10 +12,11 @@ pub mod context;
 pub mod finding;
 pub mod hops;
 pub mod ledger;
+pub mod ptb;
 pub mod words;
 
 pub use aggregate::{Aggregate, Aggregator};
 pub use context::HostContext;
-pub use finding::{Direction, Finding, Flow};
+pub use finding::{Direction, Fact, Finding, Flow};
 pub use hops::HopEstimate;
 pub use ledger::{IcmpBack, Ledger};

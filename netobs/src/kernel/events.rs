@@ -1,7 +1,14 @@
 //! Draining the event ring buffer from tokio.
+//!
+//! Nothing here ends `watch`: a failed poll is counted as a transient
+//! `ring_poll` error (see `health`), logged at most once a second, and the
+//! next poll comes after [`POLL_INTERVAL`] as usual, so a persistent
+//! failure costs one wakeup per interval, not a busy loop.
 
 use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
+
+use crate::health::{self, Op};
 use netobs_common::Event;
 use tokio::io::unix::AsyncFd;
 
@@ -33,16 +40,21 @@ impl EventStream {
     ///
     /// The programs wake us only once a batch has piled up (a wakeup per
     /// event is too expensive under a flood), so we also look every
-    /// [`POLL_INTERVAL`]: a lone event waits at most that long.
-    pub async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> Result<usize> {
+    /// [`POLL_INTERVAL`]: a lone event waits at most that long. Poll
+    /// errors are counted and retried, never returned.
+    pub async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
         loop {
             let (n, short) = drain(self.fd.get_mut(), out, max);
             self.short_records += short;
             if n > 0 {
-                return Ok(n);
+                return n;
             }
             match tokio::time::timeout(POLL_INTERVAL, self.fd.readable_mut()).await {
-                Ok(guard) => guard.context("polling the ring buffer")?.clear_ready(),
+                Ok(Ok(mut guard)) => guard.clear_ready(),
+                Ok(Err(e)) => {
+                    health::transient(Op::RingPoll, &anyhow::Error::new(e).context("polling the ring buffer"));
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
                 Err(_elapsed) => {}
             }
         }

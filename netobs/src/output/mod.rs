@@ -3,3 +3,4 @@
 pub(crate) mod http;
 pub mod json;
 pub(crate) mod metrics;
+pub(crate) mod sink;

@@ -1,5 +1,8 @@
 //! Arguments of the probe subcommands. Every probe needs root (or
-//! CAP_NET_RAW; `explain` also CAP_BPF + CAP_NET_ADMIN for its kernel view).
+//! CAP_NET_RAW; `explain` also CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON for its
+//! kernel view). Each `--help` ends with its exit codes ([`crate::exit`]).
+//! The probes print no colour, so NO_COLOR has nothing to switch off; the
+//! progress line is drawn only on a terminal.
 
 use clap::Args;
 
@@ -40,7 +43,10 @@ impl FamilyArgs {
 ///   netobs trace example.net --proto icmp --json
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  netobs trace 198.18.4.1                     UDP to port 33434, 1-3 probes per hop\n  netobs trace 2001:db8:4::1 --proto tcp --port 443\n  netobs trace 198.18.4.1 --proto icmp --json\nNeeds root (or CAP_NET_RAW). Annotations: !H host, !N net, !P protocol unreachable, !X administratively prohibited, !F-<mtu> fragmentation needed, !V/!C precedence, !<n> other code."
+    after_help = concat!(
+        "Examples:\n  netobs trace 198.18.4.1                     UDP to port 33434, 1-3 probes per hop\n  netobs trace 2001:db8:4::1 --proto tcp --port 443\n  netobs trace 198.18.4.1 --proto icmp --json\nNeeds root (or CAP_NET_RAW). Annotations: !H host, !N net, !P protocol unreachable, !X administratively prohibited, !F-<mtu> fragmentation needed, !V/!C precedence, !<n> other code.\n\n",
+        crate::exit_help!("the destination was reached", "not reached (an ICMP error ended the trace, or silence)")
+    )
 )]
 pub struct TraceArgs {
     /// Destination: an IPv4/IPv6 address or a host name (resolved once).
@@ -97,7 +103,10 @@ pub struct TraceArgs {
 ///   netobs pmtu 2001:db8:4::1 --proto icmp --json
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  netobs pmtu 198.18.4.1\n  netobs pmtu 2001:db8:4::1 --proto icmp --json\nProbes the local MTU and the common MTUs (1500 1492 1480 1460 1450 1420 1400 1380 1280) at once, then any announced MTU, then bisects; a size that vanishes without frag-needed/Packet Too Big is a blackhole, located with TTL-limited big probes."
+    after_help = concat!(
+        "Examples:\n  netobs pmtu 198.18.4.1\n  netobs pmtu 2001:db8:4::1 --proto icmp --json\nProbes the local MTU and the common MTUs (1500 1492 1480 1460 1450 1420 1400 1380 1280) at once, then any announced MTU, then bisects; a size that vanishes without frag-needed/Packet Too Big is a blackhole, located with TTL-limited big probes. Needs root (or CAP_NET_RAW).\n\n",
+        crate::exit_help!("the path MTU was found", "a PMTU blackhole (or no size got through)")
+    )
 )]
 pub struct PmtuArgs {
     /// Destination: an IPv4/IPv6 address or a host name.
@@ -135,7 +144,10 @@ pub struct PmtuArgs {
 ///   netobs tcp 198.18.4.1:443
 ///   netobs tcp [2001:db8:4::1]:22 --json
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  netobs tcp 198.18.4.1:443\n  netobs tcp [2001:db8:4::1]:22 --json")]
+#[command(after_help = concat!(
+    "Examples:\n  netobs tcp 198.18.4.1:443\n  netobs tcp [2001:db8:4::1]:22 --json\n  netobs tcp 198.18.4.1:443 || alert        alert unless the port is open\nNeeds root (or CAP_NET_RAW).\n\n",
+    crate::exit_help!("open (SYN-ACK)", "closed (RST), rejected (ICMP error) or silent")
+))]
 pub struct TcpArgs {
     /// Destination as HOST:PORT (IPv6 as [ADDR]:PORT).
     pub target: String,
@@ -166,7 +178,10 @@ pub struct TcpArgs {
 ///   netobs explain 198.18.4.1 --proto udp --port 53 --json
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  netobs explain 198.18.4.1 --port 443\n  netobs explain 198.18.4.1 --proto udp --port 53 --json\nVerdicts: reachable, rejected, unreachable, silently_dropped, udp_filtered, pmtu_blackhole, icmp_rate_limited, return_path, no_answer."
+    after_help = concat!(
+        "Examples:\n  netobs explain 198.18.4.1 --port 443\n  netobs explain 198.18.4.1 --proto udp --port 53 --json\nVerdicts: reachable, rejected, unreachable, silently_dropped, udp_filtered, pmtu_blackhole, icmp_rate_limited, return_path, no_answer.\nNeeds root, or CAP_NET_RAW + CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON (CAP_NET_RAW only with --no-kernel).\n\n",
+        crate::exit_help!("reachable, no problem found", "any other verdict (a problem was found)")
+    )
 )]
 pub struct ExplainArgs {
     /// Destination: an IPv4/IPv6 address or a host name.

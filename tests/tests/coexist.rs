@@ -389,6 +389,15 @@ fn legacy_tc_creates_clsact_when_missing_and_removes_only_that() {
         1,
         "one netobs filter, not two: {ingress}"
     );
+    // A second netobs running beside it keeps its hands off the live one's.
+    let beside = Watch::start_env(&a, &["-i", "eth0", "--no-metrics", "--xdp-mode", "tc"], &[LEGACY_TC]).unwrap();
+    let ingress = tc_show(&a, &["filter", "show", "dev", "eth0", "ingress"]);
+    assert_eq!(ingress.lines().filter(|l| l.contains("netobs_tc_ingre")).count(), 2, "{ingress}");
+    let out = beside.stop().unwrap();
+    let note = attach_record(&out.records, "eth0")["note"].as_str().unwrap_or("").to_string();
+    assert!(note.contains("another running netobs"), "{note}");
+    let ingress = tc_show(&a, &["filter", "show", "dev", "eth0", "ingress"]);
+    assert_eq!(ingress.lines().filter(|l| l.contains("netobs_tc_ingre")).count(), 1, "{ingress}");
     let out = w.stop().unwrap();
     assert!(out.status.success(), "{}", out.stderr);
     let note = attach_record(&out.records, "eth0")["note"].as_str().unwrap_or("").to_string();

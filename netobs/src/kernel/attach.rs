@@ -237,6 +237,7 @@ impl Session {
         if let Some(lpos) = self.links.iter().position(|l| l.ifindex == ifindex) {
             let mut links = self.links.remove(lpos);
             links.vanished = vanished;
+            drop(links);
         }
         Some(self.attached.remove(pos))
     }

@@ -498,3 +498,49 @@ fn put_v6(dst: &mut [u8; 16], src: &[u8; 16]) {
     }
     bytes!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + IPv4 header (no options), protocol `proto`, IP length
+    /// `total_len`, DF set; `extra` bytes of payload actually present.
+    fn v4(proto: u8, total_len: u16, extra: usize) -> std::vec::Vec<u8> {
+        let mut f = std::vec![0u8; 14 + 20 + extra];
+        f[12..14].copy_from_slice(&ETH_P_IPV4.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&total_len.to_be_bytes());
+        f[20] = 0x40; // DF
+        f[22] = 64;
+        f[23] = proto;
+        f
+    }
+
+    #[test]
+    fn tc_pulls_only_icmp_df_candidates_and_unparsed_headers() {
+        let tcp_small = v4(IPPROTO_TCP, 60, 40);
+        let tcp_big = v4(IPPROTO_TCP, 1500, 40);
+        let icmp = v4(IPPROTO_ICMP, 56, 8);
+        let cut = &tcp_small[..20]; // IP header not linear yet
+        let pull = |f: &[u8], thr| tc_needs_pull(&parse_outer(&Cursor::from_slice(f)), thr);
+        assert!(!pull(&tcp_small, 1500), "ordinary TCP must not pay for a pull");
+        assert!(!pull(&tcp_big, 1500), "1500 is not above a 1500 threshold");
+        assert!(pull(&tcp_big, 1400), "a DF candidate needs its ports");
+        assert!(!pull(&tcp_big, 0), "threshold 0 disables the DF check");
+        assert!(pull(&icmp, 1500), "ICMP may be an error: its quote is needed");
+        assert!(pull(cut, 1500), "headers not linear yet");
+        let mut arp = tcp_small.clone();
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert!(!pull(&arp, 1500));
+    }
+
+    #[test]
+    fn the_ip_length_must_be_in_the_frame() {
+        let f = v4(IPPROTO_TCP, 1500, 1480);
+        let outer = parse_outer(&Cursor::from_slice(&f[..64])).unwrap();
+        // Only the first buffer is linear; the whole frame counts.
+        assert!(ip_len_in_frame(&outer, f.len() as u32));
+        assert!(!ip_len_in_frame(&outer, f.len() as u32 - 1), "a truncated packet is dropped, never forwarded");
+        assert!(ip_len_in_frame(&outer, 9014), "padding beyond the IP length is fine");
+    }
+}

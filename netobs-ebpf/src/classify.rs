@@ -14,7 +14,7 @@ use netobs_common::{
 
 use crate::{
     emit, fib,
-    maps::{CONFIG, DF_COUNTERS, ICMP_COUNTERS, bump, bump_key},
+    maps::{CONFIG, DF_COUNTERS, ICMP_COUNTERS, bump, bump_key, bump2},
 };
 
 /// A packet program's context: what `observe` needs beyond the linear data.
@@ -29,19 +29,21 @@ pub trait Packet: EbpfContext {
 /// seen on `ifindex` by `hook`.
 #[inline(always)]
 pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook: u8) {
-    bump(stat::PACKETS);
     // SAFETY: the kernel guarantees [data, data_end) is the packet.
     let c = unsafe { Cursor::from_raw(start, end) };
     let outer = match parse_outer(&c) {
         Ok(outer) => outer,
-        Err(Skip::NotIp) => return,
+        Err(Skip::NotIp) => {
+            bump(stat::PACKETS);
+            return;
+        }
         Err(Skip::Malformed) => {
-            bump(stat::MALFORMED);
+            bump2(stat::PACKETS, stat::MALFORMED);
             crate::log::malformed(ctx, ifindex, hook, end.wrapping_sub(start) as u32);
             return;
         }
     };
-    bump(if outer.family == 4 { stat::IPV4 } else { stat::IPV6 });
+    bump2(stat::PACKETS, if outer.family == 4 { stat::IPV4 } else { stat::IPV6 });
     let icmp_proto = if outer.family == 4 { IPPROTO_ICMP } else { IPPROTO_ICMPV6 };
     // ICMP errors stop here; other ICMP (a DF echo of a path-MTU test) is
     // checked for size like any other packet.

@@ -720,12 +720,31 @@ fn xdp_df_oversized_through_fib_lookup() -> Result<()> {
     if !root_or_skip("xdp_df_oversized_through_fib_lookup") {
         return Ok(());
     }
+    df_through_fib_lookup(1)
+}
+
+/// The same without `BPF_FIB_LOOKUP_SKIP_NEIGH`, as on kernels before 6.3
+/// (which reject the flag): an unresolved neighbour (NO_NEIGH) still names
+/// the egress, the length lookup finds the MTU, and no lookup fails.
+#[test]
+fn xdp_df_oversized_without_skip_neigh() -> Result<()> {
+    if !root_or_skip("xdp_df_oversized_without_skip_neigh") {
+        return Ok(());
+    }
+    df_through_fib_lookup(0)
+}
+
+fn df_through_fib_lookup(fib_skip_neigh: u32) -> Result<()> {
     let s = lab::scenarios::build("gateway-df")?;
     let gw = s.node("gw")?.clone();
+    if fib_skip_neigh == 0 {
+        // Unresolved neighbours: every lookup answers NO_NEIGH.
+        gw.ip(&["neigh", "flush", "all"])?;
+    }
     let eth0 = gw.ifindex("eth0")?;
     let eth1 = gw.ifindex("eth1")?;
     in_netns(&gw, || {
-        let cfg = Config { min_mtu: 1400, ..big_config() };
+        let cfg = Config { min_mtu: 1400, fib_skip_neigh, ..big_config() };
         let mut h = Harness::new(cfg)?;
         // A test run may only name a veth as its ingress once the veth has
         // registered its XDP receive queues: attach the empty program.
@@ -764,6 +783,7 @@ fn xdp_df_oversized_through_fib_lookup() -> Result<()> {
         assert_eq!(total.stat(stat::DF_OVERSIZED), 5 + echo, "{:?}", total.stats);
         assert_eq!(total.stat(stat::FIB_LOOKUPS), 6 + echo, "{:?}", total.stats);
         assert_eq!(total.df.get(&DfCounterKey { ingress_ifindex: eth0, egress_ifindex: eth1 }), Some(&(5 + echo)));
+        assert_eq!(total.stat(stat::FIB_ERRORS), 0, "{:?}", total.stats);
         Ok(())
     })
 }

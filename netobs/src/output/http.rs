@@ -134,6 +134,57 @@ mod tests {
         });
     }
 
+    /// Counters that change under the scrape's feet, as the kernel's do.
+    struct Live(Arc<std::sync::atomic::AtomicU64>);
+    impl CounterSource for Live {
+        fn read(&self) -> anyhow::Result<Counters> {
+            let mut c = Counters::default();
+            c.stats.insert("ringbuf_full", self.0.load(std::sync::atomic::Ordering::Relaxed));
+            Ok(c)
+        }
+    }
+
+    fn blocking_get(addr: SocketAddr, path: &str) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    /// The point of the design: with the event loop's thread blocked (a
+    /// flood being drained, a slow join), a scrape is still answered, with
+    /// the counters as they are now. (On the old current-thread runtime
+    /// this request waited for the loop.)
+    #[test]
+    fn a_scrape_is_answered_while_the_event_loop_is_blocked() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let lost = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let source = Live(lost.clone());
+        rt.block_on(async move {
+            let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (m, _rec) = Metrics::new(source);
+            spawn(listener, m);
+            let client = std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                lost.store(42, std::sync::atomic::Ordering::Relaxed);
+                let started = std::time::Instant::now();
+                let metrics = blocking_get(addr, "/metrics");
+                let health = blocking_get(addr, "/healthz");
+                (metrics, health, started.elapsed())
+            });
+            // The loop's thread, busy and never yielding for 3 s.
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            let (metrics, health, took) = client.join().unwrap();
+            assert!(metrics.contains("netobs_ringbuf_lost_total 42"), "{metrics}");
+            assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+            assert!(took < std::time::Duration::from_secs(2), "the scrape waited {took:?} for the loop");
+        });
+    }
+
     #[test]
     fn a_busy_port_is_named() {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -113,3 +113,6 @@ pub fn mount_tracefs() -> bool {
 pub fn cached_pmtu(dst: IpAddr, timeout: std::time::Duration) -> Result<Option<u32>, nl::NlError> {
     Ok(route::route_get(dst, timeout)?.mtu)
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,7 +21,8 @@ use std::{net::IpAddr, time::Duration};
 
 use futures::FutureExt as _;
 
-pub(crate) use worker::Reporter;
+#[allow(unused_imports)] // `totals` is for the metrics collector
+pub(crate) use worker::{Reporter, totals};
 
 use crate::{
     explain::{Aggregator, Fact, Finding, Flow, HostContext, Ledger},

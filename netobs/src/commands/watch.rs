@@ -25,8 +25,12 @@ use crate::{
 
 /// How often the host context (addresses, listeners, names) is re-read.
 const CONTEXT_REFRESH: Duration = Duration::from_secs(10);
-/// Longest the ring is drained after the loop ends (a flood never empties it).
-const FINAL_DRAIN: Duration = Duration::from_millis(200);
+/// Longest the ring is drained after the loop ends (a flood never empties
+/// it). With [`FINAL_REPORT`] and [`join::FINISH_GRACE`] this keeps the
+/// way out (a signal, the deadline) under a second at any load.
+const FINAL_DRAIN: Duration = Duration::from_millis(150);
+/// Longest the final lines are printed for.
+const FINAL_REPORT: Duration = Duration::from_millis(250);
 
 pub fn run(args: WatchArgs) -> Result<ExitCode> {
     // The event loop runs on this thread (block_on); the metrics server on
@@ -36,7 +40,11 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(watch(args))
+    let r = rt.block_on(watch(args));
+    // A host-context refresh may still be on a blocking thread; its netlink
+    // requests end by their own timeouts, but the way out does not wait.
+    rt.shutdown_timeout(Duration::from_millis(50));
+    r
 }
 
 async fn watch(args: WatchArgs) -> Result<ExitCode> {
@@ -171,9 +179,20 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     while last_drain.elapsed() < FINAL_DRAIN && events.drain_now(&mut batch, 4096) > 0 {
         ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut reporter, &mut sink);
     }
-    // A last look at what went back, so the final lines are complete.
+    // A last look at what went back, so the final lines are complete; under
+    // a flood, as many as fit in the time left (the counters below have
+    // every count).
+    let report_by = Instant::now() + FINAL_REPORT;
+    let mut not_reprinted = 0u64;
     for a in reporter.due(&mut agg, &mut ledger, &ctx, Duration::ZERO) {
-        sink.aggregate(&a);
+        if Instant::now() < report_by {
+            sink.aggregate(&a);
+        } else {
+            not_reprinted += 1;
+        }
+    }
+    if not_reprinted > 0 {
+        log::warn!("{not_reprinted} findings changed since their last line and were not printed again (out of time)");
     }
     for a in reporter.finish(join::FINISH_GRACE).await {
         sink.aggregate(&a);

@@ -11,7 +11,10 @@
 
 use std::{
     collections::HashMap,
-    sync::mpsc::{SyncSender, TrySendError},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc::{SyncSender, TrySendError},
+    },
     time::{Duration, Instant},
 };
 
@@ -32,6 +35,17 @@ pub(crate) struct Stats {
     pub expired: u64,
     /// Findings still waiting when the reporter finished.
     pub abandoned: u64,
+}
+
+/// Process-wide totals of findings reported without their joins (skipped:
+/// queue full; expired: waited past the deadline), for the metrics.
+static SKIPPED: AtomicU64 = AtomicU64::new(0);
+static EXPIRED: AtomicU64 = AtomicU64::new(0);
+
+/// (skipped, expired) since start, over every reporter of this process.
+#[allow(dead_code)] // exported by the metrics collector
+pub(crate) fn totals() -> (u64, u64) {
+    (SKIPPED.load(Ordering::Relaxed), EXPIRED.load(Ordering::Relaxed))
 }
 
 struct Job {
@@ -117,6 +131,7 @@ impl Reporter {
                     log::warn!("host lookups cannot keep up; findings are reported without them (counted)");
                 }
                 self.stats.skipped += 1;
+                SKIPPED.fetch_add(1, Ordering::Relaxed);
                 apply(&mut a.finding, &Joined::unknown(&n));
                 Some(a)
             }
@@ -140,6 +155,7 @@ impl Reporter {
         let (mut a, _) = self.pending.remove(&d.id)?;
         if d.expired {
             self.stats.expired += 1;
+            EXPIRED.fetch_add(1, Ordering::Relaxed);
         }
         apply(&mut a.finding, &d.joined);
         Some(a)

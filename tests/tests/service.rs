@@ -537,3 +537,58 @@ fn generated_icmp_is_counted_only_in_its_own_namespace() {
         .sum();
     assert_eq!(received, 3);
 }
+
+/// Polls `pred` for up to `timeout`.
+fn eventually(timeout: Duration, pred: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if pred() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn sighup_reopens_the_json_file_for_logrotate() {
+    if !root_or_skip("sighup_reopens_the_json_file_for_logrotate") {
+        return;
+    }
+    let lab = Lab::new();
+    let a = lab.host("a").unwrap();
+    let b = lab.host("b").unwrap();
+    lab.link(&a, &b).v4("198.18.1.1/24", "198.18.1.2/24").names("eth0", "eth0").create().unwrap();
+    // A log directory the service user owns, as a unit's LogsDirectory= would.
+    let dir = std::env::temp_dir().join(format!("netobs-hup-{}", lab.id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let path = dir.join("events.json");
+    let rotated = dir.join("events.json.1");
+    let w =
+        Live::start(&a, As::Service, &["-i", "eth0", "--no-metrics", "--json-file", path.to_str().unwrap()]).unwrap();
+    let send = |port: u16| {
+        py(
+            &a,
+            &format!(
+                "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.sendto(b'x',('198.18.1.2',{port}))"
+            ),
+        )
+    };
+    let has = |p: &std::path::Path, needle: &str| std::fs::read_to_string(p).is_ok_and(|t| t.contains(needle));
+    send(9001);
+    assert!(eventually(Duration::from_secs(10), || has(&path, "\"dst_port\":9001")), "first finding in the file");
+    // logrotate: move the file away, then SIGHUP.
+    std::fs::rename(&path, &rotated).unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(w.child.id() as i32, libc::SIGHUP) };
+    assert!(eventually(Duration::from_secs(10), || path.exists()), "SIGHUP reopened the file by name");
+    send(9002);
+    assert!(eventually(Duration::from_secs(10), || has(&path, "\"dst_port\":9002")), "new lines go to the new file");
+    let out = w.stop(libc::SIGTERM).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(has(&rotated, "\"type\":\"attach\"") && has(&rotated, "\"dst_port\":9001"));
+    assert!(!has(&rotated, "\"dst_port\":9002"), "nothing new went to the rotated file");
+    assert!(has(&path, "\"type\":\"detach\""), "the last lines are in the new file");
+    let _ = std::fs::remove_dir_all(&dir);
+}

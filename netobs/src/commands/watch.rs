@@ -65,17 +65,17 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         sink.record(&json::attach(a));
         let egress = if a.egress { " + TC egress" } else { "" };
         if !sink.json {
-            eprintln!("netobs: watching {} with {}{egress}", a.iface, a.ingress);
+            sink::note(&format!("netobs: watching {} with {}{egress}", a.iface, a.ingress));
         }
         if let Some(note) = &a.note {
-            eprintln!("netobs: note: {note}");
+            sink::note(&format!("netobs: note: {note}"));
         }
     }
     if !sink.json {
-        eprintln!(
+        sink::note(&format!(
             "netobs: DF packets above {} bytes are checked against their egress MTU; Ctrl-C to stop",
             config.min_mtu
-        );
+        ));
     }
     shared.lock().map(|mut g| g.metrics = Some(m)).ok();
 
@@ -150,7 +150,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     drop(session);
     sink.record(&serde_json::json!({ "schema": json::SCHEMA, "type": "detach", "ifaces": detached }));
     if !sink.json {
-        eprintln!("netobs: detached from {}", detached.join(", "));
+        sink::note(&format!("netobs: detached from {}", detached.join(", ")));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -434,6 +434,24 @@ fn exit_codes_say_what_was_found() {
         let (got, err) = code(&c, &args);
         assert_eq!(got, Some(2), "{args:?}: {err}");
     }
+    // The probes and explain as the service user: same answers, and
+    // explain still has its kernel view.
+    for (args, want) in [
+        (vec!["tcp", "198.18.2.1:8080", "--attempts", "2", "--wait", "300ms"], 0),
+        (vec!["tcp", "198.18.2.1:83", "--attempts", "2", "--wait", "300ms"], 1),
+        (vec!["trace", "198.18.2.1", "--proto", "tcp", "--port", "8080", "--wait", "500ms"], 0),
+        (vec!["pmtu", "198.18.2.1", "--proto", "icmp", "--wait", "500ms"], 0),
+    ] {
+        let out = run(&c, As::Service, &args).unwrap();
+        assert_eq!(out.status.code(), Some(want), "{args:?} as the service: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = run(&c, As::Service, &["explain", "198.18.2.1", "--port", "83", "--wait", "500ms", "-m", "6", "--json"])
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("explain JSON");
+    assert_eq!(report["verdict"]["kind"], "rejected", "{report}");
+    assert!(report["evidence"]["kernel"].is_object(), "kernel view as the service: {}", report["evidence"]);
+    assert!(report["evidence"]["kernel"]["icmp_errors"].as_u64().unwrap_or(0) >= 1, "{}", report["evidence"]);
     // --help documents them.
     let help = run_netobs(&c, &["tcp", "--help"]).unwrap();
     let help = String::from_utf8_lossy(&help.stdout);

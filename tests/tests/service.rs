@@ -338,21 +338,31 @@ fn watch_json_into_head_ends_quietly_with_status_0() {
     a.route("default", "198.18.1.254").unwrap();
     b.route("default", "198.18.2.254").unwrap();
     r.fw_reject(Chain::Forward, "udp dport 7000", Reject::ADMIN_PROHIBITED).unwrap();
+    let pipeline = |err: &std::path::Path| {
+        format!(
+            "timeout 60 {} watch -i eth0 --json --no-metrics 2>{} | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
+            bin(),
+            err.display()
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("netobs-head-{}", lab.id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err_path = dir.join("stderr");
+
+    // Quiet: no line follows the first, the closed pipe is noticed anyway.
+    let start = Instant::now();
+    let out = a.run(&["bash", "-c", &pipeline(&err_path)]).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.ends_with("status=0\n"), "{stdout}");
+    assert!(start.elapsed() < Duration::from_secs(30), "noticed without a write: {:?}", start.elapsed());
+
     // Errors flow the whole time: one every 10 ms for 20 s.
     let traffic = a
         .spawn(&["python3", "-c", "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(2000): s.sendto(b'x',('198.18.2.1',7000)); time.sleep(0.01)"])
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let dir = std::env::temp_dir().join(format!("netobs-head-{}", lab.id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let err_path = dir.join("stderr");
-    let script = format!(
-        "timeout 60 {} watch -i eth0 --json --no-metrics 2>{} | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
-        bin(),
-        err_path.display()
-    );
     let start = Instant::now();
-    let out = a.run(&["bash", "-c", &script]).unwrap();
+    let out = a.run(&["bash", "-c", &pipeline(&err_path)]).unwrap();
     let took = start.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();

@@ -7,6 +7,19 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::kernel::AttachMode;
 
+/// The git commit this binary was built from (netobs/build.rs; "unknown"
+/// outside a git checkout unless `NETOBS_GIT_COMMIT` was set at build time).
+pub const GIT_COMMIT: &str = env!("NETOBS_GIT_COMMIT");
+
+/// Boolean flags read from `NETOBS_*` variables: empty, 0, no, off, false
+/// (any case) are false, anything else true, as shell-style files expect.
+fn bool_env() -> clap::builder::FalseyValueParser {
+    clap::builder::FalseyValueParser::new()
+}
+
+/// `netobs --version`: the crate version and the commit.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("NETOBS_GIT_COMMIT"), ")");
+
 /// Explains why traffic vanishes: which hop rejects or drops it, and why.
 ///
 /// netobs watches every ICMP/ICMPv6 error with an XDP program (no capture
@@ -15,7 +28,7 @@ use crate::kernel::AttachMode;
 /// (traceroute, path-MTU search, TCP handshake) and turns them into one
 /// verdict.
 #[derive(Debug, Parser)]
-#[command(name = "netobs", version, propagate_version = true, max_term_width = 100, after_help = crate::exit::HELP)]
+#[command(name = "netobs", version = VERSION, propagate_version = true, max_term_width = 100, after_help = crate::exit::HELP)]
 pub struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -57,6 +70,12 @@ pub enum Command {
     Tcp(crate::probe::cli::TcpArgs),
     /// Run the relevant probes and the kernel watch together; print one verdict.
     Explain(crate::probe::cli::ExplainArgs),
+    /// Print shell completions on stdout (`cargo xtask install` uses it).
+    #[command(hide = true)]
+    Completions(crate::commands::generate::CompletionsArgs),
+    /// Print the man page (roff) of netobs or of one subcommand on stdout.
+    #[command(hide = true)]
+    Man(crate::commands::generate::ManArgs),
 }
 
 /// When to colour terminal output.
@@ -70,36 +89,43 @@ pub enum Color {
 #[derive(Debug, Args)]
 pub struct WatchArgs {
     /// Interface to observe (repeat for several).
-    #[arg(short = 'i', long = "iface", value_name = "IFACE", required_unless_present = "all")]
+    #[arg(
+        short = 'i',
+        long = "iface",
+        value_name = "IFACE",
+        required_unless_present = "all",
+        env = "NETOBS_IFACE",
+        value_delimiter = ','
+    )]
     pub ifaces: Vec<String>,
 
     /// Observe every interface of this network namespace except lo.
-    #[arg(long, conflicts_with = "ifaces")]
+    #[arg(long, conflicts_with = "ifaces", value_parser = bool_env(), env = "NETOBS_ALL")]
     pub all: bool,
 
     /// How to observe ingress: auto tries native XDP, then generic XDP, then TC.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "auto", env = "NETOBS_XDP_MODE")]
     pub xdp_mode: AttachMode,
 
     /// Do not attach the TC egress observer (ICMP errors this host sends,
     /// locally sent oversized DF packets).
-    #[arg(long)]
+    #[arg(long, value_parser = bool_env(), env = "NETOBS_NO_EGRESS")]
     pub no_egress: bool,
 
     /// Detach an XDP program someone else attached instead of refusing.
-    #[arg(long)]
+    #[arg(long, value_parser = bool_env(), env = "NETOBS_FORCE")]
     pub force: bool,
 
     /// Print JSON lines (schema: docs/json-schema.md) instead of text.
-    #[arg(long)]
+    #[arg(long, value_parser = bool_env(), env = "NETOBS_JSON")]
     pub json: bool,
 
     /// Serve Prometheus metrics and /top on this address.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464", env = "NETOBS_METRICS_ADDR")]
     pub metrics_addr: SocketAddr,
 
     /// Do not serve metrics.
-    #[arg(long, conflicts_with = "metrics_addr")]
+    #[arg(long, conflicts_with = "metrics_addr", value_parser = bool_env(), env = "NETOBS_NO_METRICS")]
     pub no_metrics: bool,
 
     /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C / SIGTERM.
@@ -108,50 +134,50 @@ pub struct WatchArgs {
 
     /// Events per second per CPU the kernel may sample in detail; beyond
     /// that it only counts (the sampled-out count is reported).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=10_000_000), env = "NETOBS_EVENTS_PER_SEC")]
     pub events_per_sec: u32,
 
     /// Burst of events the kernel may sample at once, per CPU.
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "NETOBS_BURST")]
     pub burst: u32,
 
     /// DF packets longer than this pay for a FIB lookup to check their
     /// egress MTU. Default: the smallest MTU among this namespace's
     /// interfaces. 0 disables the DF-oversized check.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", env = "NETOBS_DF_THRESHOLD")]
     pub df_threshold: Option<u32>,
 
     /// How long each CPU reuses a FIB answer for the same flow in the
     /// DF check (a lookup costs about 190 ns; flows repeat it at line
     /// rate). A route or MTU change is seen within this time. 0: a lookup
     /// for every packet.
-    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=3_600_000))]
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=3_600_000), env = "NETOBS_ROUTE_CACHE_MS")]
     pub route_cache_ms: u32,
 
     /// Egress: report locally sent DF packets longer than this (a known
     /// path MTU). 0 (default) disables.
-    #[arg(long, value_name = "BYTES", default_value_t = 0)]
+    #[arg(long, value_name = "BYTES", default_value_t = 0, env = "NETOBS_EGRESS_PATH_MTU")]
     pub egress_path_mtu: u32,
 
     /// Most flows/reporters remembered at once (least recently seen are
     /// forgotten first; their counts stay in the metrics).
-    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=10_000_000))]
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=10_000_000), env = "NETOBS_MAX_FLOWS")]
     pub max_flows: u32,
 
     /// Ring buffer size in KiB (rounded up to a power of two).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(4..=1_048_576))]
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(4..=1_048_576), env = "NETOBS_RINGBUF_KIB")]
     pub ringbuf_kib: u32,
 
     /// Seconds between updated lines for a flow that keeps failing.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600), env = "NETOBS_UPDATE_INTERVAL")]
     pub update_interval: u32,
 
     /// Colour the terminal output.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "auto", env = "NETOBS_COLOR")]
     pub color: Color,
 
     /// Also write every JSON line to this file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "NETOBS_JSON_FILE")]
     pub json_file: Option<PathBuf>,
 }
 

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod exit;
 pub mod explain;
 pub(crate) mod health;
+pub(crate) mod join;
 pub mod kernel;
 pub mod net;
 pub mod output;

@@ -1,4 +1,4 @@
-//! Developer tasks: `cargo xtask <setup|build|run|test|bench|lab>`.
+//! Developer tasks: `cargo xtask <setup|build|run|test|bench|install|lab>`.
 //!
 //! Everything a fresh machine needs is installed by `setup`, which the
 //! other tasks run first when something is missing, so the README's two
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod install;
 mod lab;
 mod labtool;
 mod setup;
@@ -59,6 +60,9 @@ enum Task {
         #[arg(value_enum, default_value = "all")]
         which: bench::Which,
     },
+    /// Install the release binary, the systemd unit, /etc/default/netobs,
+    /// shell completions and man pages (`--prefix`, `--destdir`).
+    Install(install::InstallArgs),
     /// Network-namespace labs for exploring by hand.
     Lab {
         #[command(subcommand)]
@@ -80,6 +84,7 @@ fn main() {
         Task::Run { release, args } => run(release, args),
         Task::Test { args } => test::run(&args),
         Task::Bench { which } => bench::run(which),
+        Task::Install(args) => install::run(&args),
         Task::Lab { cmd } => lab::run(cmd),
         Task::LabTool { cmd } => labtool::run(cmd),
     };

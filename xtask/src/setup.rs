@@ -13,8 +13,10 @@ use crate::util::{is_root, run_loud, which};
 
 /// Debian packages: the lab (iproute2, nftables, iptables, ethtool,
 /// conntrack, procps), traffic and inspection tools (ping, tcpdump,
-/// bpftool, python3 for test traffic), and the peers `cargo xtask bench
-/// probes` compares against.
+/// bpftool, python3 for test traffic), the peers `cargo xtask bench
+/// probes` compares against, and what the deployment tests run: a real
+/// Prometheus server (the `prometheus` package brings `promtool`),
+/// `systemd-analyze` (package `systemd`) and python3-yaml for the manifests.
 pub const PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
@@ -31,6 +33,11 @@ pub const PACKAGES: &[&str] = &[
     // Test traffic helpers run inside lab namespaces, and sysctl for the lab.
     "python3",
     "procps",
+    // deploy/: `promtool check|test`, a Prometheus server in the lab,
+    // `systemd-analyze verify`, the Kubernetes manifest checks.
+    "prometheus",
+    "systemd",
+    "python3-yaml",
 ];
 
 /// bpf-linker release built against the nightly's LLVM.

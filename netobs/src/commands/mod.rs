@@ -9,6 +9,7 @@ use anyhow::Result;
 use crate::cli::{Cli, Command};
 
 pub mod explain;
+pub mod generate;
 pub mod pmtu;
 pub mod tcp;
 pub mod trace;
@@ -22,5 +23,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pmtu(args) => pmtu::run(args),
         Command::Tcp(args) => tcp::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Completions(args) => generate::completions(&args),
+        Command::Man(args) => generate::man(&args),
     }
 }

@@ -2,7 +2,6 @@
 
 use std::{
     process::ExitCode,
-    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -14,18 +13,29 @@ use crate::{
     cli::WatchArgs,
     explain::{Aggregator, Finding, HostContext, Ledger},
     health::{self, Op},
+    join::{self, Reporter},
     kernel::{self, LoadOptions, Session, counters, events::EventStream, stage},
     net,
     output::{
-        json, metrics,
+        http, json, metrics,
         sink::{self, Sink},
     },
     privilege,
 };
 
+/// How often the host context (addresses, listeners, names) is re-read.
+const CONTEXT_REFRESH: Duration = Duration::from_secs(10);
+/// Longest the ring is drained after the loop ends (a flood never empties it).
+const FINAL_DRAIN: Duration = Duration::from_millis(200);
+
 pub fn run(args: WatchArgs) -> Result<ExitCode> {
-    let rt =
-        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    // The event loop runs on this thread (block_on); the metrics server on
+    // the one worker, so a scrape never waits for the loop.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
     rt.block_on(watch(args))
 }
 
@@ -38,10 +48,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     privilege::check("watch", &privilege::KERNEL)?;
     let mut sink = Sink::new(args.json, sink::color_for_stdout(args.color), args.json_file.as_deref())?;
 
-    let shared = Arc::new(Mutex::new(metrics::Shared::default()));
-    if !args.no_metrics {
-        metrics::serve(args.metrics_addr, shared.clone())?;
-    }
+    let listener = if args.no_metrics { None } else { Some(http::bind(args.metrics_addr).await?) };
 
     let config = Config {
         min_mtu: args.df_threshold.unwrap_or_else(|| net::smallest_mtu().unwrap_or(1500)),
@@ -59,9 +66,12 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     }
     privilege::drop_to_or_warn(&privilege::after_attach(args.all));
 
-    let m = metrics::Metrics::new();
+    let (metrics, mut rec) = metrics::Metrics::new(kernel::CounterReader::new(&session.ebpf)?);
+    if let Some(l) = listener {
+        http::spawn(l, metrics);
+    }
     for a in &session.attached {
-        m.set_attached(a, true);
+        rec.set_attached(a, true);
         sink.record(&json::attach(a));
         let egress = if a.egress { " + TC egress" } else { "" };
         if !sink.json {
@@ -77,16 +87,20 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
             config.min_mtu
         ));
     }
-    shared.lock().map(|mut g| g.metrics = Some(m)).ok();
 
     let mut ctx = HostContext::discover()?;
-    let mut ctx_refreshed = Instant::now();
+    let mut refresh = join::Refresh::new(CONTEXT_REFRESH);
     let mut agg = Aggregator::new(args.max_flows as usize);
     let mut ledger = Ledger::new(args.max_flows as usize);
+    // Host lookups (sockets, conntrack, route cache) run on their own
+    // thread: the drain below never waits on netlink.
+    let mut reporter =
+        Reporter::spawn(join::Netlink { timeout: join::LOOKUP_TIMEOUT }, join::QUEUE_CAPACITY, join::MAX_WAIT)?;
     let interval = Duration::from_secs(u64::from(args.update_interval));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut flush_tick = tokio::time::interval(stage::FLUSH_INTERVAL);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -95,9 +109,13 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
 
     loop {
         tokio::select! {
-            _ = events.next_batch(&mut batch, 4096) => {
-                ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut sink);
-            }
+            // Signals and the deadline first, then the timers: a flood keeps
+            // the ring ready all the time and must neither delay the way
+            // out nor starve the reports.
+            biased;
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
             _ = flush_tick.tick() => {
                 // A partial batch left on a CPU at the end of a flood.
                 if let Err(e) = stage::flush(&session.ebpf, stage::FLUSH_MIN_AGE) {
@@ -105,34 +123,49 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
                 }
             }
             _ = tick.tick() => {
-                if ctx_refreshed.elapsed() > Duration::from_secs(10) {
-                    if let Ok(c) = HostContext::discover() { ctx = c; }
-                    ctx_refreshed = Instant::now();
+                refresh.poll(&mut ctx);
+                for a in reporter.due(&mut agg, &mut ledger, &ctx, interval) {
+                    sink.aggregate(&a);
                 }
-                report_due(&mut agg, &mut ledger, &ctx, interval, &mut sink);
-                if let Err(e) = publish(&session, &ctx, &agg, &shared) {
-                    health::transient(Op::MapRead, &e);
-                }
+                publish(&agg, &rec);
             }
             _ = sighup.recv() => sink.reopen(),
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
-            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+            a = reporter.joined() => sink.aggregate(&a),
+            _ = events.next_batch(&mut batch, 4096) => {
+                ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut reporter, &mut sink);
+            }
         }
         if sink.is_closed() {
             break;
         }
     }
 
-    // Whatever is still staged or in the ring buffer is part of the answer.
+    // Whatever is still staged or in the ring buffer is part of the
+    // answer, within a bounded time: under a flood the ring never empties.
     if let Err(e) = stage::flush(&session.ebpf, Duration::ZERO) {
         log::warn!("{e:#}");
     }
-    while events.drain_now(&mut batch, 4096) > 0 {
-        ingest(&mut batch, &ctx, &mut agg, &mut ledger, &shared, &mut sink);
+    let last_drain = Instant::now();
+    while last_drain.elapsed() < FINAL_DRAIN && events.drain_now(&mut batch, 4096) > 0 {
+        ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut reporter, &mut sink);
     }
     // A last look at what went back, so the final lines are complete.
-    report_due(&mut agg, &mut ledger, &ctx, Duration::ZERO, &mut sink);
+    for a in reporter.due(&mut agg, &mut ledger, &ctx, Duration::ZERO) {
+        sink.aggregate(&a);
+    }
+    for a in reporter.finish(join::FINISH_GRACE).await {
+        sink.aggregate(&a);
+    }
+    let js = reporter.stats();
+    if js.skipped + js.expired + js.abandoned > 0 {
+        log::warn!(
+            "{} findings reported without host lookups ({} skipped: queue full, {} waited too long, {} at exit)",
+            js.skipped + js.expired + js.abandoned,
+            js.skipped,
+            js.expired,
+            js.abandoned
+        );
+    }
     match counters::read(&session.ebpf) {
         Ok(snapshot) => {
             sink.record(&json::counters(&snapshot, |i: u32| ctx.ifname(i), agg.evicted));
@@ -160,109 +193,35 @@ fn ingest(
     ctx: &HostContext,
     agg: &mut Aggregator,
     ledger: &mut Ledger,
-    shared: &Arc<Mutex<metrics::Shared>>,
+    rec: &mut metrics::Recorder,
+    reporter: &mut Reporter,
     sink: &mut Sink,
 ) {
     let now = SystemTime::now();
     batch.iter().for_each(|ev| ledger.record(ev));
     let mut findings: Vec<Finding> = batch.drain(..).filter_map(|ev| Finding::from_event(&ev, ctx)).collect();
-    if let Ok(g) = shared.lock()
-        && let Some(m) = &g.metrics
-    {
-        findings.iter().for_each(|f| m.observe(f));
-    }
+    findings.iter().for_each(|f| rec.observe(f));
     let mut new_entries = false;
     for f in findings.drain(..) {
         new_entries |= agg.ingest(f, now);
     }
     if new_entries {
-        // New problems are reported at once; repeats wait for the interval.
-        report_due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4), sink);
-    }
-}
-
-/// Fills in, for DF-oversized entries, what went back to the sender.
-fn join_ledger(agg: &mut Aggregator, ledger: &mut Ledger) {
-    agg.for_each_mut(|a| {
-        if a.finding.kind == "df_oversized"
-            && let Some(fl) = &a.finding.flow
-        {
-            a.finding.icmp_back = Some(ledger.lookup(fl.src, fl.dst));
+        // New problems are reported at once (after their joins); repeats
+        // wait for the interval.
+        for a in reporter.due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4)) {
+            sink.aggregate(&a);
         }
-    });
-}
-
-/// A quoted packet from one of our addresses with no local socket behind
-/// it: was it NATed for a client behind us? Then that client is affected.
-fn attach_nat_original(f: &mut Finding, ctx: &HostContext) {
-    let Some(flow) = f.flow.clone() else { return };
-    if f.kind != "icmp_error" || !ctx.is_local(&flow.src) {
-        return;
-    }
-    if let Some(o) = net::conntrack::original_of(&flow.protocol, flow.src, flow.src_port, flow.dst, flow.dst_port) {
-        f.set_nat_original(crate::explain::Flow {
-            protocol: flow.protocol.clone(),
-            src: o.src,
-            dst: o.dst,
-            src_port: o.src_port,
-            dst_port: o.dst_port,
-            echo_id: None,
-        });
     }
 }
 
-/// For a frag-needed / Packet Too Big about our own traffic: did our route
-/// cache take the announced MTU?
-fn attach_pmtu_cache(f: &mut Finding, ctx: &HostContext) {
-    if f.kind != "icmp_error" || f.verdict != netobs_common::icmp::Verdict::FragNeeded {
-        return;
-    }
-    if let Some(flow) = f.flow.as_ref().filter(|fl| ctx.is_local(&fl.src)) {
-        f.pmtu_cached = net::cached_pmtu(flow.dst);
-    }
-}
-
-/// Joins a locally sent TCP flow to its socket: "connection in SYN-RECV".
-/// `sockets` is dumped at most once per report, and only when a line needs it.
-fn attach_socket_state(f: &mut Finding, ctx: &HostContext, sockets: &mut Option<Vec<net::sockets::TcpSocket>>) {
-    let Some(flow) = &f.flow else { return };
-    if flow.protocol != "tcp" || !ctx.is_local(&flow.src) {
-        return;
-    }
-    let (Some(sp), Some(dp)) = (flow.src_port, flow.dst_port) else { return };
-    let socks = sockets.get_or_insert_with(|| net::sockets::tcp_sockets().unwrap_or_default());
-    f.socket_state = socks
-        .iter()
-        .find(|s| s.local_port == sp && s.remote_port == dp && s.remote == flow.dst)
-        .map(|s| s.state.as_str());
-}
-
-/// Prints the entries that are due. The joins that ask the kernel (sockets,
-/// route cache) run here, never per event: a flood of errors costs table
-/// updates, not netlink dumps; the socket table is dumped once per report.
-fn report_due(agg: &mut Aggregator, ledger: &mut Ledger, ctx: &HostContext, interval: Duration, sink: &mut Sink) {
-    join_ledger(agg, ledger);
-    let mut sockets = None;
-    for mut a in agg.due(interval, Instant::now()) {
-        attach_socket_state(&mut a.finding, ctx, &mut sockets);
-        if a.finding.socket_state.is_none() {
-            attach_nat_original(&mut a.finding, ctx);
-        }
-        attach_pmtu_cache(&mut a.finding, ctx);
-        sink.aggregate(&a);
-    }
-}
-
-fn publish(session: &Session, ctx: &HostContext, agg: &Aggregator, shared: &Arc<Mutex<metrics::Shared>>) -> Result<()> {
-    let snapshot = counters::read(&session.ebpf)?;
+/// Hands the HTTP side what only the loop knows (the kernel counters are
+/// read by the scrape itself): a heartbeat, the top findings already
+/// serialised, the table's size.
+fn publish(agg: &Aggregator, rec: &metrics::Recorder) {
+    rec.beat();
     let top: Vec<serde_json::Value> = agg.top(20).iter().map(json::finding).collect();
-    if let Ok(mut g) = shared.lock() {
-        if let Some(m) = &mut g.metrics {
-            m.update(&snapshot, |i| ctx.ifname(i), agg.len(), agg.evicted);
-        }
-        g.top_json = serde_json::Value::Array(top).to_string();
-    }
-    Ok(())
+    rec.set_top(serde_json::Value::Array(top).to_string());
+    rec.findings(agg.len(), agg.evicted);
 }
 
 fn summary(c: &kernel::Counters) -> String {

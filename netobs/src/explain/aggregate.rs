@@ -179,6 +179,7 @@ mod tests {
             icmp_back: None,
             pmtu_cached: None,
             nat_original: None,
+            unknown: Vec::new(),
         }
     }
 

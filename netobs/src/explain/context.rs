@@ -1,5 +1,6 @@
 //! What this host knows that the packet does not say: its own addresses,
 //! the TTL it sends with, interface names, and which ports it listens on.
+//! All read over netlink for the caller's network namespace.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -15,19 +16,33 @@ pub struct HostContext {
     pub initial_ttl_v4: u8,
     pub initial_ttl_v6: u8,
     pub ifnames: HashMap<u32, String>,
-    /// Local listening TCP ports (from sock_diag), for "return traffic".
+    /// Local listening TCP ports (a sock_diag query for listeners only),
+    /// for "return traffic".
     pub listening_tcp: HashSet<u16>,
+    /// False when the listener query failed: an empty `listening_tcp` then
+    /// means "unknown", not "none", and findings say so.
+    pub listeners_known: bool,
 }
 
 impl HostContext {
-    /// Reads the current namespace's facts.
+    /// Reads the current namespace's facts. The local addresses are
+    /// required (every direction depends on them); a failed listener or
+    /// interface query is logged and recorded as unknown.
     pub fn discover() -> Result<HostContext> {
+        let (listening_tcp, listeners_known) = match crate::net::listening_tcp_ports() {
+            Ok(ports) => (ports, true),
+            Err(e) => {
+                log::warn!("{e:#}: listening ports unknown until the next refresh");
+                (HashSet::new(), false)
+            }
+        };
         Ok(HostContext {
             local_addrs: crate::net::local_addresses()?,
             initial_ttl_v4: crate::net::initial_ttl(4),
             initial_ttl_v6: crate::net::initial_ttl(6),
             ifnames: crate::net::interface_names(),
-            listening_tcp: crate::net::listening_tcp_ports().unwrap_or_default(),
+            listening_tcp,
+            listeners_known,
         })
     }
 

@@ -40,6 +40,34 @@ impl Direction {
     }
 }
 
+/// A host fact a join could not establish (its netlink lookup failed or
+/// timed out, or it was skipped under load). The words then say nothing
+/// that depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fact {
+    /// Whether this host listens on the quoted source port (it decides
+    /// "return" versus "outgoing" for anything but a SYN-ACK).
+    Listeners,
+    /// The local TCP socket of the flow and its state.
+    SocketState,
+    /// The pre-NAT flow (conntrack).
+    NatOriginal,
+    /// The path MTU our route cache holds for the destination.
+    PmtuCache,
+}
+
+impl Fact {
+    pub fn words(self) -> &'static str {
+        match self {
+            Fact::Listeners => "whether we listen on that port",
+            Fact::SocketState => "the local socket's state",
+            Fact::NatOriginal => "whether this host NATed the flow",
+            Fact::PmtuCache => "what our route cache holds",
+        }
+    }
+}
+
 /// The flow a quoted packet belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Flow {
@@ -100,6 +128,9 @@ pub struct Finding {
     /// The flow before NAT, when the quoted packet was translated by this
     /// host (conntrack): the client that is really affected.
     pub nat_original: Option<Flow>,
+    /// Facts the joins could not establish.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<Fact>,
 }
 
 /// Protocol name as `ip`/`ss` print it.
@@ -181,6 +212,7 @@ impl Finding {
                 icmp_back: None,
                 pmtu_cached: None,
                 nat_original: None,
+                unknown: Vec::new(),
             });
         }
         if ev.kind != kind::ICMP_ERROR && ev.kind != kind::ICMP_SENT {
@@ -194,6 +226,7 @@ impl Finding {
         let Meaning { verdict, name, hint, annotation } = icmp::meaning(family, ev.icmp_type, ev.icmp_code);
         let reporter = ev.outer_src_ip();
         let local_origin = has_ip && ctx.is_local(&p.src_ip());
+        let mut unknown = Vec::new();
         let direction = if ev.kind == kind::ICMP_SENT {
             Direction::SentByUs
         } else if !has_ip {
@@ -201,6 +234,9 @@ impl Finding {
         } else if local_origin {
             let is_synack = p.protocol == IPPROTO_TCP && p.have & have::TCP_FLAGS != 0 && p.tcp_flags & 0x12 == 0x12;
             let from_listener = p.protocol == IPPROTO_TCP && ctx.listening_tcp.contains(&p.src_port);
+            if !is_synack && p.protocol == IPPROTO_TCP && !ctx.listeners_known {
+                unknown.push(Fact::Listeners);
+            }
             if is_synack || from_listener { Direction::Return } else { Direction::Outgoing }
         } else {
             // Not sent by us: routed through us (or, when we are the quoted
@@ -237,6 +273,7 @@ impl Finding {
             icmp_back: None,
             pmtu_cached: None,
             nat_original: None,
+            unknown,
         })
     }
 
@@ -263,6 +300,7 @@ mod tests {
             local_addrs: ["198.18.1.254".parse().unwrap()].into_iter().collect(),
             initial_ttl_v4: 64,
             initial_ttl_v6: 64,
+            listeners_known: true,
             ..HostContext::default()
         }
     }

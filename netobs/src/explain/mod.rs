@@ -16,6 +16,6 @@ pub mod words;
 
 pub use aggregate::{Aggregate, Aggregator};
 pub use context::HostContext;
-pub use finding::{Direction, Finding, Flow};
+pub use finding::{Direction, Fact, Finding, Flow};
 pub use hops::HopEstimate;
 pub use ledger::{IcmpBack, Ledger};

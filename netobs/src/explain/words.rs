@@ -7,7 +7,7 @@ use netobs_common::icmp::Verdict;
 use super::{
     IcmpBack,
     aggregate::Aggregate,
-    finding::{Direction, Finding, Flow},
+    finding::{Direction, Fact, Finding, Flow},
 };
 
 /// `addr:port`, with brackets for IPv6.
@@ -177,7 +177,11 @@ pub fn advice(f: &Finding) -> String {
                 )
             } else {
                 let mss = mss_for(mtu, f.family);
+                let cache_unknown = f.unknown.contains(&Fact::PmtuCache);
                 let cache = match (f.direction, f.pmtu_cached) {
+                    (Direction::Outgoing | Direction::Return, _) if cache_unknown => {
+                        format!(". Whether our route cache took it is not known: the route lookup for {dst_s} failed")
+                    }
                     (Direction::Outgoing | Direction::Return, Some(c)) if c <= mtu => {
                         format!(". Our route cache took it: path MTU to {dst_s} is now {c}")
                     }
@@ -330,5 +334,9 @@ pub fn block(a: &Aggregate, color: bool) -> String {
         clock(a.first_seen),
         clock(a.last_seen)
     );
+    if !f.unknown.is_empty() {
+        let facts: Vec<&str> = f.unknown.iter().map(|u| u.words()).collect();
+        let _ = write!(s, "\n{pad}not known (host lookup failed or timed out): {}", facts.join(", "));
+    }
     s
 }

@@ -3,10 +3,23 @@
 //! An ICMP error that reaches a NAT gateway from outside quotes the packet
 //! as it left, with the gateway's address in place of the client's. The
 //! conntrack entry whose *reply* direction matches the quote names the
-//! client. Looked up with the `conntrack` tool (conntrack-tools), once per
-//! reported line, never per packet.
+//! client. Asked of ctnetlink as one `IPCTNL_MSG_CT_GET` by reply tuple
+//! (`NLM_F_REQUEST` only: the kernel hashes the tuple and answers with
+//! that one entry; never a dump, whatever the table size).
+//!
+//! netlink-packet-netfilter 0.4 has the ctnetlink attributes this needs
+//! (`CTA_TUPLE_ORIG`/`CTA_TUPLE_REPLY` with their IP and protocol tuples),
+//! so nothing is hand-built here.
 
-use std::{net::IpAddr, process::Command};
+use std::{net::IpAddr, time::Duration};
+
+use netlink_packet_netfilter::{
+    NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
+    conntrack::{ConntrackAttribute, ConntrackMessage, IPTuple, ProtoTuple, Protocol, Tuple},
+};
+use netlink_sys::protocols::NETLINK_NETFILTER;
+
+use super::nl::{self, Kind, NlError};
 
 /// The original (pre-NAT) endpoints of a flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,59 +30,105 @@ pub struct Original {
     pub dst_port: Option<u16>,
 }
 
-/// Finds the conntrack entry for a packet that left this host as
-/// `src:sport -> dst:dport` (after NAT) and returns its original tuple, if
-/// it differs (i.e. the packet really was translated).
-pub fn original_of(
-    protocol: &str,
-    src: IpAddr,
-    sport: Option<u16>,
-    dst: IpAddr,
-    dport: Option<u16>,
-) -> Option<Original> {
-    if !matches!(protocol, "tcp" | "udp") {
-        return None;
-    }
-    let mut cmd = Command::new("conntrack");
-    cmd.args(["-L", "-p", protocol, "--reply-src", &dst.to_string(), "--reply-dst", &src.to_string()]);
-    if let (Some(sp), Some(dp)) = (sport, dport) {
-        cmd.args(["--reply-port-src", &dp.to_string(), "--reply-port-dst", &sp.to_string()]);
-    }
-    let out = cmd.output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().next()?;
-    let orig = parse_original(line)?;
-    (orig.src != src || orig.src_port != sport).then_some(orig)
+/// The transport protocols whose conntrack tuples are ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortProto {
+    Tcp,
+    Udp,
 }
 
-/// The first `src= dst= sport= dport=` group of a `conntrack -L` line.
-pub fn parse_original(line: &str) -> Option<Original> {
-    let field = |key: &str| line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(str::to_string);
-    Some(Original {
-        src: field("src=")?.parse().ok()?,
-        dst: field("dst=")?.parse().ok()?,
-        src_port: field("sport=").and_then(|p| p.parse().ok()),
-        dst_port: field("dport=").and_then(|p| p.parse().ok()),
-    })
+impl PortProto {
+    /// "tcp" / "udp" as findings name them; other protocols have no ports
+    /// to look up by.
+    pub fn from_name(name: &str) -> Option<PortProto> {
+        match name {
+            "tcp" => Some(PortProto::Tcp),
+            "udp" => Some(PortProto::Udp),
+            _ => None,
+        }
+    }
+
+    fn conntrack(self) -> Protocol {
+        match self {
+            PortProto::Tcp => Protocol::Tcp,
+            PortProto::Udp => Protocol::Udp,
+        }
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A packet that left this host as `src:sport -> dst:dport` (after NAT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub proto: PortProto,
+    pub src: IpAddr,
+    pub sport: u16,
+    pub dst: IpAddr,
+    pub dport: u16,
+}
 
-    #[test]
-    fn parses_the_original_direction() {
-        let line = "tcp      6 118 SYN_SENT src=198.18.1.5 dst=198.18.3.1 sport=40000 dport=443 [UNREPLIED] \
-                    src=198.18.3.1 dst=198.18.2.254 sport=443 dport=40000 mark=0 use=1";
-        let o = parse_original(line).unwrap();
-        assert_eq!(o.src, "198.18.1.5".parse::<IpAddr>().unwrap());
-        assert_eq!(o.dst, "198.18.3.1".parse::<IpAddr>().unwrap());
-        assert_eq!(o.src_port, Some(40000));
-        assert_eq!(o.dst_port, Some(443));
-        assert_eq!(parse_original("garbage"), None);
-        assert_eq!(parse_original("src=not-an-ip dst=1.2.3.4"), None);
+/// The `IPCTNL_MSG_CT_GET` for the entry whose reply direction is the
+/// answer to `sent`: `dst:dport -> src:sport`.
+pub fn get_by_reply_request(sent: &Sent) -> NetfilterMessage {
+    let family = if sent.src.is_ipv4() { NetfilterProtoFamily::IPv4 } else { NetfilterProtoFamily::IPv6 };
+    let reply = vec![
+        Tuple::Ip(vec![IPTuple::SourceAddress(sent.dst), IPTuple::DestinationAddress(sent.src)]),
+        Tuple::Proto(vec![
+            ProtoTuple::Protocol(sent.proto.conntrack()),
+            ProtoTuple::SourcePort(sent.dport),
+            ProtoTuple::DestinationPort(sent.sport),
+        ]),
+    ];
+    NetfilterMessage::new(
+        NetfilterHeader::new(family, 0, 0),
+        ConntrackMessage::Get(vec![ConntrackAttribute::CtaTupleReply(reply)]),
+    )
+}
+
+/// The original-direction tuple of a conntrack entry message.
+pub fn parse_original(msg: &NetfilterMessage) -> Option<Original> {
+    let NetfilterMessageInner::Conntrack(ct) = &msg.inner else { return None };
+    let attrs = match ct {
+        ConntrackMessage::New(a) | ConntrackMessage::Get(a) => a,
+        _ => return None,
+    };
+    let orig = attrs.iter().find_map(|a| if let ConntrackAttribute::CtaTupleOrig(t) = a { Some(t) } else { None })?;
+    let (mut src, mut dst, mut sport, mut dport) = (None, None, None, None);
+    for t in orig {
+        match t {
+            Tuple::Ip(ips) => {
+                for ip in ips {
+                    match ip {
+                        IPTuple::SourceAddress(a) => src = Some(*a),
+                        IPTuple::DestinationAddress(a) => dst = Some(*a),
+                        _ => {}
+                    }
+                }
+            }
+            Tuple::Proto(ps) => {
+                for p in ps {
+                    match p {
+                        ProtoTuple::SourcePort(v) => sport = Some(*v),
+                        ProtoTuple::DestinationPort(v) => dport = Some(*v),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
     }
+    Some(Original { src: src?, dst: dst?, src_port: sport, dst_port: dport })
+}
+
+/// Finds the conntrack entry for `sent` and returns its original tuple
+/// when it differs from what was sent (the packet really was translated).
+/// `Ok(None)`: no entry, or an entry that was not translated.
+pub fn original_of(sent: &Sent, timeout: Duration) -> Result<Option<Original>, NlError> {
+    const WHAT: &str = "conntrack get by reply tuple (IPCTNL_MSG_CT_GET)";
+    let answers = match nl::request(WHAT, NETLINK_NETFILTER, get_by_reply_request(sent), Kind::Get, timeout) {
+        Ok(a) => a,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let orig = answers.iter().find_map(parse_original);
+    Ok(orig.filter(|o| o.src != sent.src || o.src_port != Some(sent.sport)))
 }

@@ -1,39 +1,113 @@
-//! Prometheus metrics and the small HTTP endpoint serving them (plus `/top`).
+//! Prometheus metrics: what a scrape sees, and the cheap handle the watch
+//! loop updates.
 //!
-//! Labels are bounded by construction: interface names, family, ICMP
-//! type/code (at most 256 each), verdict, hook. Addresses and ports never
-//! become labels; they are in `--json` and `/top`.
+//! Two rules shape this module:
+//!
+//! - **The kernel counters are read at scrape time**, by [`KernelCollector`]
+//!   over its own [`CounterReader`] (duplicated map descriptors). Nothing is
+//!   mirrored by the event loop, so a scrape during a flood reports what the
+//!   kernel counted just now, however far behind the drain is.
+//! - **The loop only hands over short, cheap updates** through [`Recorder`]:
+//!   a histogram observation or a gauge store per sampled finding, an
+//!   `Arc<str>` swap for `/top`, one atomic store for the heartbeat. A scrape
+//!   never takes a lock the loop holds while it works.
+//!
+//! Labels are bounded by construction: interface (`iface`, `egress`),
+//! `family`, `direction`, ICMP `type`/`code`, `verdict`, `hook`, `op`.
+//! Addresses and ports never become labels; they are in `--json` and `/top`.
+//! `docs/fleet.md` computes the series budget these labels allow.
 
 use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    sync::{Arc, Mutex},
+    collections::HashMap,
+    fmt,
+    net::IpAddr,
+    num::NonZeroUsize,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Instant, SystemTime},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
+use lru::LruCache;
 use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        histogram::Histogram,
+    },
     registry::Registry,
 };
 
 use crate::{
     explain::Finding,
-    kernel::{Attached, Counters},
+    health::{self, Op},
+    kernel::{Attached, CounterReader, Counters, Hook},
 };
 use netobs_common::{
     event::{DfCounterKey, IcmpCounterKey, stat},
-    icmp,
+    icmp::{self, Verdict},
 };
+
+/// Every family is `netobs_<name>`.
+pub(crate) const PREFIX: &str = "netobs";
+
+/// How long the event loop may go without a heartbeat before `/healthz`
+/// answers 503. The loop beats once a second; ten missed beats is a loop
+/// that is stuck (a blocking call, a livelock), not a slow one.
+pub(crate) const HEALTH_STALE_MS: u64 = 10_000;
+
+/// Distinct reporters remembered for `netobs_new_reporters_total`: a
+/// reporter forgotten (least recently seen first) counts as new again.
+const REPORTERS_REMEMBERED: usize = 4096;
+
+/// Kernel statistics exported as counters: (stat slot, name, help). The
+/// encoder appends `_total`. Slots left out are sums of the labelled
+/// families (`icmp_errors`, `df_oversized`) or plain packet-mix counts
+/// (`ipv4`, `ipv6`, `icmp_other`) that the JSON `counters` record carries.
+const STAT_METRICS: &[(u32, &str, &str)] = &[
+    (stat::PACKETS, "packets_observed", "Packets the observers ran on (every hook, every interface)"),
+    (stat::FIB_LOOKUPS, "df_fib_lookups", "DF packets above the size threshold that paid for a FIB lookup"),
+    (
+        stat::FIB_CACHE_HITS,
+        "df_route_cache_hits",
+        "DF packets above the size threshold answered by the per-CPU route cache instead of a FIB lookup",
+    ),
+    (stat::EVENTS, "events", "Events written to the ring buffer (sampled in detail)"),
+    (stat::SAMPLED_OUT, "events_sampled_out", "Events held back by the per-CPU token bucket (still counted)"),
+    (stat::RINGBUF_FULL, "ringbuf_lost", "Events lost because the ring buffer was full (the counters still have them)"),
+    (stat::MALFORMED, "malformed_packets", "Packets too short or inconsistent to classify (passed untouched)"),
+    (stat::QUOTE_TRUNCATED, "quote_truncated", "Sampled ICMP errors whose quote stopped before the transport ports"),
+    (
+        stat::MAP_FULL,
+        "kernel_map_full",
+        "Per-key counter updates lost because ICMP_COUNTERS or DF_COUNTERS was full (the global counts still have them)",
+    ),
+    (
+        stat::EGRESS_FORWARDED,
+        "egress_forwarded_packets",
+        "Forwarded packets seen at TC egress: counted, not classified (egress reports what this host sends)",
+    ),
+];
+
+const HELP_ICMP: &str = "ICMP/ICMPv6 errors counted by the kernel, by interface, family, direction \
+(received; sent by this host at TC egress; generated = icmp:icmp_send tracepoint, host-wide, iface \"*\"), \
+type, code and verdict";
+const HELP_DF: &str = "DF packets too big for their egress MTU, by ingress (iface) and egress interface";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IcmpLabels {
     iface: String,
-    family: String,
-    direction: String,
+    family: &'static str,
+    direction: &'static str,
     r#type: String,
     code: String,
-    verdict: String,
+    verdict: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,179 +119,408 @@ struct DfLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttachLabels {
     iface: String,
-    hook: String,
+    hook: &'static str,
 }
 
-/// All metric families, and the last kernel snapshot to compute deltas.
-pub struct Metrics {
-    registry: Registry,
-    icmp_errors: Family<IcmpLabels, Counter>,
-    df_oversized: Family<DfLabels, Counter>,
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// Where the kernel counters come from at scrape time: the real maps, or a
+/// fixed snapshot in unit tests.
+pub(crate) trait CounterSource: Send + Sync + 'static {
+    fn read(&self) -> Result<Counters>;
+}
+
+impl CounterSource for CounterReader {
+    fn read(&self) -> Result<Counters> {
+        CounterReader::read(self)
+    }
+}
+
+/// Interface names for labels, resolved at scrape time and remembered, so
+/// a counter keeps its label after its interface is renamed or vanishes
+/// (a new label would start a new series, and its rate would restart).
+#[derive(Debug, Default)]
+struct IfNames {
+    known: Mutex<HashMap<u32, String>>,
+}
+
+impl IfNames {
+    /// The names of `wanted`, asking the kernel once if one is unknown.
+    fn resolve(&self, wanted: impl Iterator<Item = u32>) -> HashMap<u32, String> {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fresh = None;
+        for i in wanted {
+            if known.contains_key(&i) {
+                continue;
+            }
+            let names = fresh.get_or_insert_with(crate::net::interface_names);
+            known.insert(i, names.get(&i).cloned().unwrap_or_else(|| format!("if{i}")));
+        }
+        known.clone()
+    }
+}
+
+/// Reads the kernel counter maps on every scrape (the prometheus-client
+/// [`Collector`] hook). A failed read is a transient `map_read` error: the
+/// kernel families are left without samples for that scrape and the next
+/// scrape tries again.
+struct KernelCollector<S> {
+    source: S,
+    names: IfNames,
+}
+
+impl<S> fmt::Debug for KernelCollector<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelCollector").finish_non_exhaustive()
+    }
+}
+
+impl<S: CounterSource> Collector for KernelCollector<S> {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let snapshot = match self.source.read() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                health::transient(Op::MapRead, &e);
+                None
+            }
+        };
+        let empty = Counters::default();
+        let c = snapshot.as_ref().unwrap_or(&empty);
+        let ifindexes =
+            c.icmp.keys().map(|k| k.ifindex).chain(c.df.keys().flat_map(|k| [k.ingress_ifindex, k.egress_ifindex]));
+        let names = self.names.resolve(ifindexes);
+        let ifname = |i: u32| names.get(&i).cloned().unwrap_or_else(|| format!("if{i}"));
+
+        let mut m = enc.encode_descriptor("icmp_errors", HELP_ICMP, None, MetricType::Counter)?;
+        for (k, n) in &c.icmp {
+            let labels = icmp_labels(k, &ifname);
+            ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = enc.encode_descriptor("df_oversized_packets", HELP_DF, None, MetricType::Counter)?;
+        for (k, n) in &c.df {
+            let labels = df_labels(k, &ifname);
+            ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+        }
+        for &(slot, name, help) in STAT_METRICS {
+            let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            if snapshot.is_some() {
+                ConstCounter::new(c.stat(slot)).encode(m)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What only the process knows, computed at scrape time: transient errors
+/// (`health`), findings forgotten, heartbeat age, build and start time.
+#[derive(Debug)]
+struct ProcessCollector {
+    live: Arc<Live>,
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let mut m = enc.encode_descriptor(
+            "transient_errors",
+            "Transient errors survived (logged, retried), by operation",
+            None,
+            MetricType::Counter,
+        )?;
+        for op in Op::ALL {
+            ConstCounter::new(health::count(op)).encode(m.encode_family(&OpLabels { op: op.as_str() })?)?;
+        }
+        let m = enc.encode_descriptor(
+            "findings_evicted",
+            "Findings forgotten because --max-flows was reached (their counts stay in the kernel families)",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.live.findings_evicted.load(Ordering::Relaxed)).encode(m)?;
+        let m = enc.encode_descriptor(
+            "event_loop_lag_seconds",
+            "Seconds since the watch event loop last beat (it beats every second; /healthz fails past 10)",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.live.heartbeat.age_ms() as f64 / 1000.0).encode(m)?;
+        let m = enc.encode_descriptor(
+            "start_time_seconds",
+            "When this netobs process started, in seconds since the Unix epoch",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.live.started_unix).encode(m)?;
+        let mut m = enc.encode_descriptor(
+            "build_info",
+            "Always 1; the labels name the running version and its git commit",
+            None,
+            MetricType::Gauge,
+        )?;
+        let build = BuildLabels { version: env!("CARGO_PKG_VERSION"), commit: crate::cli::GIT_COMMIT };
+        ConstGauge::new(1i64).encode(m.encode_family(&build)?)?;
+        Ok(())
+    }
+}
+
+/// The event loop's heartbeat: milliseconds since `base`, stored once a
+/// beat (one relaxed atomic store; no lock).
+#[derive(Debug)]
+pub(crate) struct Heartbeat {
+    base: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Heartbeat {
+    fn new() -> Heartbeat {
+        // An hour in the past, so "a beat N ms ago" is representable from
+        // the start (tests stall it that way).
+        let now = Instant::now();
+        let base = now.checked_sub(std::time::Duration::from_secs(3600)).unwrap_or(now);
+        Heartbeat { base, last_ms: AtomicU64::new(0) }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn beat(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Pretends the last beat was `ms` ago.
+    #[cfg(test)]
+    pub(crate) fn stall(&self, ms: u64) {
+        self.last_ms.store(self.now_ms().saturating_sub(ms), Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the last beat.
+    pub(crate) fn age_ms(&self) -> u64 {
+        self.now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// State both sides touch, each access short: atomics, the prometheus-client
+/// metrics (each behind its own brief lock), and the `/top` body pointer.
+#[derive(Debug)]
+pub(crate) struct Live {
     ptb_mtu: Histogram,
     hop_distance: Histogram,
-    stats: BTreeMap<&'static str, Counter>,
     attached: Family<AttachLabels, Gauge>,
     findings_active: Gauge,
-    findings_evicted: Counter,
-    last: Counters,
-    last_evicted: u64,
+    new_reporters: Family<VerdictLabels, Counter>,
+    findings_evicted: AtomicU64,
+    pub(crate) heartbeat: Heartbeat,
+    started_unix: f64,
+    /// `/top`: a JSON array of finding records, replaced whole by the loop.
+    top: Mutex<Arc<str>>,
 }
 
-/// Kernel statistics exported as counters: (stat slot, metric name, help).
-const STAT_METRICS: &[(u32, &str, &str)] = &[
-    (stat::PACKETS, "packets_observed", "Packets the observers ran on"),
-    (stat::FIB_LOOKUPS, "df_fib_lookups", "DF packets above the threshold that paid for a FIB lookup"),
-    (stat::FIB_CACHE_HITS, "df_route_cache_hits", "DF packets above the threshold answered by the per-CPU route cache"),
-    (stat::EVENTS, "events", "Events written to the ring buffer"),
-    (stat::SAMPLED_OUT, "events_sampled_out", "Events held back by the per-CPU token bucket (still counted)"),
-    (stat::RINGBUF_FULL, "ringbuf_lost", "Events lost because the ring buffer was full"),
-    (stat::MALFORMED, "malformed_packets", "Packets too short or inconsistent to classify"),
-    (stat::QUOTE_TRUNCATED, "quote_truncated", "Sampled ICMP errors whose quote stopped before the ports"),
-    (stat::MAP_FULL, "counter_map_full", "Counter updates lost because a counter map was full"),
-    (stat::EGRESS_FORWARDED, "egress_forwarded", "Forwarded packets at TC egress, counted but not classified"),
-];
+impl Live {
+    /// The current `/top` body (an `Arc` clone under a lock held for
+    /// nanoseconds).
+    pub(crate) fn top(&self) -> Arc<str> {
+        self.top.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The registry a scrape encodes. Shared (`Arc`) with the HTTP server.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    pub(crate) live: Arc<Live>,
+}
+
+/// Which text format a scrape gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// OpenMetrics 1.0 (what a Prometheus server asks for first).
+    OpenMetrics,
+    /// Prometheus text 0.0.4 (curl, `promtool check metrics`, old scrapers).
+    PrometheusText,
+}
+
+impl Format {
+    /// From a request's `Accept` header: OpenMetrics only when asked for.
+    pub(crate) fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::PrometheusText,
+        }
+    }
+
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
+}
 
 impl Metrics {
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("netobs");
-        let icmp_errors = Family::<IcmpLabels, Counter>::default();
-        registry.register(
-            "icmp_errors",
-            "ICMP/ICMPv6 errors, by interface, family, direction (received; sent by this host; generated = icmp:icmp_send tracepoint, host-wide, iface \"*\"), type, code and verdict",
-            icmp_errors.clone(),
-        );
-        let df_oversized = Family::<DfLabels, Counter>::default();
-        registry.register(
-            "df_oversized_packets",
-            "DF packets too big for their egress MTU, by ingress and egress interface",
-            df_oversized.clone(),
-        );
-        let ptb_mtu = Histogram::new([
-            576.0, 1024.0, 1280.0, 1380.0, 1400.0, 1420.0, 1450.0, 1460.0, 1480.0, 1492.0, 1500.0, 9000.0,
-        ]);
+    /// Every family, with the kernel counters read from `source` at scrape
+    /// time. Returns the shared registry and the loop's handle on it.
+    pub(crate) fn new(source: impl CounterSource) -> (Arc<Metrics>, Recorder) {
+        let started_unix =
+            SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let live = Arc::new(Live {
+            ptb_mtu: Histogram::new([
+                576.0, 1024.0, 1280.0, 1380.0, 1400.0, 1420.0, 1450.0, 1460.0, 1480.0, 1492.0, 1500.0, 9000.0,
+            ]),
+            hop_distance: Histogram::new((1..=16).map(f64::from).chain([20.0, 24.0, 32.0])),
+            attached: Family::default(),
+            findings_active: Gauge::default(),
+            new_reporters: Family::default(),
+            findings_evicted: AtomicU64::new(0),
+            heartbeat: Heartbeat::new(),
+            started_unix,
+            top: Mutex::new(Arc::from("[]")),
+        });
+        live.heartbeat.beat();
+        // Counters exist from the start at 0: a series that first appears
+        // at 1 loses that first increase to rate() and increase().
+        for v in Verdict::ALL {
+            live.new_reporters.get_or_create(&VerdictLabels { verdict: v.as_str() }).inc_by(0);
+        }
+
+        let mut registry = Registry::with_prefix(PREFIX);
+        registry.register_collector(Box::new(KernelCollector { source, names: IfNames::default() }));
         registry.register(
             "icmp_ptb_mtu_bytes",
-            "MTU announced by frag-needed / Packet Too Big messages (sampled events)",
-            ptb_mtu.clone(),
+            "MTU announced by received frag-needed / Packet Too Big messages (sampled events)",
+            live.ptb_mtu.clone(),
         );
-        let hop_distance = Histogram::new((1..=16).map(f64::from).chain([20.0, 24.0, 32.0]));
         registry.register(
             "quoted_hop_distance",
-            "Hop distance of ICMP error reporters (sampled events)",
-            hop_distance.clone(),
+            "Hop distance of the reporters of received ICMP errors (sampled events)",
+            live.hop_distance.clone(),
         );
-        let mut stats = BTreeMap::new();
-        for &(slot, name, help) in STAT_METRICS {
-            let c = Counter::default();
-            registry.register(name, help, c.clone());
-            stats.insert(stat::NAMES[slot as usize], c);
-        }
-        let attached = Family::<AttachLabels, Gauge>::default();
         registry.register(
             "program_attached",
-            "1 while an observer is attached, by interface and hook",
-            attached.clone(),
+            "1 while an observer is attached, 0 once it was detached, by interface and hook",
+            live.attached.clone(),
         );
-        let findings_active = Gauge::default();
         registry.register(
             "findings_active",
-            "Distinct (flow, reporter, verdict) entries remembered",
-            findings_active.clone(),
+            "Distinct (flow, reporter, verdict) findings remembered now",
+            live.findings_active.clone(),
         );
-        let findings_evicted = Counter::default();
-        registry.register("findings_evicted", "Entries forgotten because the table was full", findings_evicted.clone());
-        Metrics {
-            registry,
-            icmp_errors,
-            df_oversized,
-            ptb_mtu,
-            hop_distance,
-            stats,
-            attached,
-            findings_active,
-            findings_evicted,
-            last: Counters::default(),
-            last_evicted: 0,
-        }
+        registry.register(
+            "new_reporters",
+            "Reporters of received ICMP errors not seen before (or forgotten since), by verdict",
+            live.new_reporters.clone(),
+        );
+        registry.register_collector(Box::new(ProcessCollector { live: live.clone() }));
+        let recorder = Recorder { live: live.clone(), reporters: LruCache::new(reporters_cap()) };
+        (Arc::new(Metrics { registry, live }), recorder)
     }
 
-    pub fn set_attached(&self, a: &Attached, on: bool) {
-        let v = i64::from(on);
-        let hook = match a.ingress {
-            crate::kernel::Hook::XdpNative => "xdp_native",
-            crate::kernel::Hook::XdpSkb => "xdp_skb",
-            crate::kernel::Hook::TcIngress => "tc_ingress",
+    /// One scrape: the kernel maps are read now.
+    pub(crate) fn encode(&self, format: Format) -> String {
+        let mut s = String::with_capacity(16 * 1024);
+        let r = match format {
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut s, &self.registry),
+            Format::PrometheusText => prometheus_client::encoding::prometheus_text::encode(&mut s, &self.registry),
         };
-        self.attached.get_or_create(&AttachLabels { iface: a.iface.clone(), hook: hook.into() }).set(v);
-        if a.egress {
-            self.attached.get_or_create(&AttachLabels { iface: a.iface.clone(), hook: "tc_egress".into() }).set(v);
-        }
-    }
-
-    /// Folds a new kernel snapshot in (as deltas from the previous one).
-    pub fn update(&mut self, c: &Counters, ifname: impl Fn(u32) -> String, active: usize, evicted: u64) {
-        for (k, &n) in &c.icmp {
-            let before = self.last.icmp.get(k).copied().unwrap_or(0);
-            if n > before {
-                self.icmp_errors.get_or_create(&icmp_labels(k, &ifname)).inc_by(n - before);
-            }
-        }
-        for (k, &n) in &c.df {
-            let before = self.last.df.get(k).copied().unwrap_or(0);
-            if n > before {
-                self.df_oversized.get_or_create(&df_labels(k, &ifname)).inc_by(n - before);
-            }
-        }
-        for (name, counter) in &self.stats {
-            let now = c.stats.get(name).copied().unwrap_or(0);
-            let before = self.last.stats.get(name).copied().unwrap_or(0);
-            if now > before {
-                counter.inc_by(now - before);
-            }
-        }
-        self.findings_active.set(active as i64);
-        if evicted > self.last_evicted {
-            self.findings_evicted.inc_by(evicted - self.last_evicted);
-            self.last_evicted = evicted;
-        }
-        self.last = c.clone();
-    }
-
-    /// Records what only sampled events know (MTUs, distances).
-    pub fn observe(&self, f: &Finding) {
-        if f.kind == "icmp_error" {
-            if let Some(m) = f.mtu {
-                self.ptb_mtu.observe(f64::from(m));
-            }
-            if let Some(d) = f.hops.as_ref().and_then(|h| h.distance) {
-                self.hop_distance.observe(f64::from(d));
-            }
-        }
-    }
-
-    pub fn encode(&self) -> String {
-        let mut s = String::new();
-        if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
-            s.clear();
+        if let Err(e) = r {
+            health::transient(Op::Output, &format_args!("encoding metrics: {e}"));
         }
         s
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
+fn reporters_cap() -> NonZeroUsize {
+    NonZeroUsize::new(REPORTERS_REMEMBERED).unwrap_or(NonZeroUsize::MIN)
+}
+
+/// The event loop's handle: cheap updates only (see the module doc).
+pub(crate) struct Recorder {
+    live: Arc<Live>,
+    /// Reporters seen, for `new_reporters`; touched by the loop only.
+    reporters: LruCache<(IpAddr, Verdict), ()>,
+}
+
+impl Recorder {
+    /// The loop is alive (call at least once a second).
+    pub(crate) fn beat(&self) {
+        self.live.heartbeat.beat();
+    }
+
+    /// An observer attached (`on`) or detached from `a`'s interface.
+    pub(crate) fn set_attached(&self, a: &Attached, on: bool) {
+        let v = i64::from(on);
+        self.live.attached.get_or_create(&AttachLabels { iface: a.iface.clone(), hook: hook_name(a.ingress) }).set(v);
+        if a.egress {
+            self.live.attached.get_or_create(&AttachLabels { iface: a.iface.clone(), hook: "tc_egress" }).set(v);
+        }
+    }
+
+    /// What only sampled events know: MTUs, distances, new reporters.
+    pub(crate) fn observe(&mut self, f: &Finding) {
+        if f.kind != "icmp_error" {
+            return;
+        }
+        if let Some(m) = f.mtu {
+            self.live.ptb_mtu.observe(f64::from(m));
+        }
+        if let Some(d) = f.hops.as_ref().and_then(|h| h.distance) {
+            self.live.hop_distance.observe(f64::from(d));
+        }
+        self.note_reporter(f.reporter, f.verdict);
+    }
+
+    /// Counts `reporter` in `new_reporters` unless it is remembered with
+    /// this verdict already. True when it was new.
+    fn note_reporter(&mut self, reporter: IpAddr, verdict: Verdict) -> bool {
+        let new = self.reporters.put((reporter, verdict), ()).is_none();
+        if new {
+            self.live.new_reporters.get_or_create(&VerdictLabels { verdict: verdict.as_str() }).inc();
+        }
+        new
+    }
+
+    /// The aggregator's size and how many entries it forgot so far.
+    pub(crate) fn findings(&self, active: usize, evicted: u64) {
+        self.live.findings_active.set(i64::try_from(active).unwrap_or(i64::MAX));
+        self.live.findings_evicted.store(evicted, Ordering::Relaxed);
+    }
+
+    /// Replaces the `/top` body (already serialised by the loop: a pointer
+    /// swap under the lock, never serialisation).
+    pub(crate) fn set_top(&self, json: String) {
+        *self.live.top.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(json);
+    }
+}
+
+fn hook_name(h: Hook) -> &'static str {
+    match h {
+        Hook::XdpNative => "xdp_native",
+        Hook::XdpSkb => "xdp_skb",
+        Hook::TcIngress => "tc_ingress",
     }
 }
 
 fn icmp_labels(k: &IcmpCounterKey, ifname: &impl Fn(u32) -> String) -> IcmpLabels {
     IcmpLabels {
         iface: crate::output::json::counter_iface(k, ifname),
-        family: if k.family == 6 { "ipv6" } else { "ipv4" }.into(),
-        direction: crate::output::json::direction_name(k.hook).into(),
+        family: if k.family == 6 { "ipv6" } else { "ipv4" },
+        direction: crate::output::json::direction_name(k.hook),
         r#type: k.icmp_type.to_string(),
         code: k.icmp_code.to_string(),
-        verdict: icmp::meaning(k.family, k.icmp_type, k.icmp_code).verdict.as_str().into(),
+        verdict: icmp::meaning(k.family, k.icmp_type, k.icmp_code).verdict.as_str(),
     }
 }
 
@@ -225,47 +528,158 @@ fn df_labels(k: &DfCounterKey, ifname: &impl Fn(u32) -> String) -> DfLabels {
     DfLabels { iface: ifname(k.ingress_ifindex), egress: ifname(k.egress_ifindex) }
 }
 
-/// What the HTTP thread serves.
-#[derive(Default)]
-pub struct Shared {
-    pub metrics: Option<Metrics>,
-    /// `/top` body (JSON), refreshed by the watch loop.
-    pub top_json: String,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netobs_common::event::hook;
 
-/// Binds `addr` now (so a busy port fails before anything is attached) and
-/// serves `/metrics` and `/top` from a background thread.
-pub fn serve(addr: SocketAddr, shared: Arc<Mutex<Shared>>) -> Result<()> {
-    let server = tiny_http::Server::http(addr).map_err(|e| anyhow::anyhow!("{e}")).with_context(|| {
-        format!("cannot serve metrics on {addr} (in use? pick another with --metrics-addr, or --no-metrics)")
-    })?;
-    std::thread::Builder::new()
-        .name("netobs-metrics".into())
-        .spawn(move || {
-            for req in server.incoming_requests() {
-                let (status, ctype, body) = {
-                    let guard = match shared.lock() {
-                        Ok(g) => g,
-                        Err(poisoned) => poisoned.into_inner(),
-                    };
-                    match req.url() {
-                        "/metrics" => (
-                            200,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            guard.metrics.as_ref().map(Metrics::encode).unwrap_or_default(),
-                        ),
-                        "/top" => (200, "application/json", guard.top_json.clone()),
-                        _ => (404, "text/plain", "netobs serves /metrics and /top\n".to_string()),
-                    }
-                };
-                let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], ctype.as_bytes());
-                let mut resp = tiny_http::Response::from_string(body).with_status_code(status);
-                if let Ok(h) = header {
-                    resp = resp.with_header(h);
-                }
-                let _ = req.respond(resp);
+    /// A fixed snapshot, or an error, as the maps would give.
+    struct Fixed(Option<Counters>);
+
+    impl CounterSource for Fixed {
+        fn read(&self) -> Result<Counters> {
+            self.0.clone().ok_or_else(|| anyhow::anyhow!("map read failed (test)"))
+        }
+    }
+
+    fn snapshot() -> Counters {
+        let mut c = Counters::default();
+        for (slot, name) in stat::NAMES.iter().enumerate() {
+            c.stats.insert(name, 100 + slot as u64);
+        }
+        // ifindex 1 is lo in every namespace, so its name resolves.
+        let k = IcmpCounterKey { ifindex: 1, family: 4, icmp_type: 3, icmp_code: 13, hook: hook::XDP };
+        c.icmp.insert(k, 7);
+        let sent = IcmpCounterKey { ifindex: 1, family: 6, icmp_type: 2, icmp_code: 0, hook: hook::TC_EGRESS };
+        c.icmp.insert(sent, 2);
+        let generated =
+            IcmpCounterKey { ifindex: 0, family: 4, icmp_type: 3, icmp_code: 4, hook: hook::ICMP_SEND_TRACEPOINT };
+        c.icmp.insert(generated, 3);
+        c.df.insert(DfCounterKey { ingress_ifindex: 1, egress_ifindex: 999_999 }, 5);
+        c
+    }
+
+    fn sample<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next())
+    }
+
+    #[test]
+    fn kernel_counters_are_read_at_scrape_time_with_bounded_labels() {
+        let (m, _rec) = Metrics::new(Fixed(Some(snapshot())));
+        let text = m.encode(Format::PrometheusText);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("netobs_icmp_errors_total{") && l.contains("code=\"13\""))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(
+            line,
+            "netobs_icmp_errors_total{iface=\"lo\",family=\"ipv4\",direction=\"received\",type=\"3\",code=\"13\",verdict=\"rejected\"} 7"
+        );
+        assert!(text.contains("direction=\"sent\",type=\"2\",code=\"0\",verdict=\"frag_needed\"} 2"), "{text}");
+        assert!(text.contains("{iface=\"*\",family=\"ipv4\",direction=\"generated\",type=\"3\",code=\"4\""), "{text}");
+        // A vanished egress interface keeps a stable, bounded label.
+        assert!(text.contains("netobs_df_oversized_packets_total{iface=\"lo\",egress=\"if999999\"} 5"), "{text}");
+        let lost = 100 + stat::RINGBUF_FULL as u64;
+        assert_eq!(sample(&text, "netobs_ringbuf_lost_total "), Some(lost.to_string().as_str()));
+        let full = 100 + stat::MAP_FULL as u64;
+        assert_eq!(sample(&text, "netobs_kernel_map_full_total "), Some(full.to_string().as_str()));
+        assert!(!text.contains("counter_map_full"), "no type in a name");
+    }
+
+    #[test]
+    fn every_family_has_help_a_type_and_one_prefix() {
+        let (m, rec) = Metrics::new(Fixed(Some(snapshot())));
+        rec.set_attached(
+            &Attached { iface: "eth0".into(), ifindex: 2, ingress: Hook::XdpNative, egress: true, note: None },
+            true,
+        );
+        let text = m.encode(Format::PrometheusText);
+        let mut helps = std::collections::BTreeSet::new();
+        let mut types = std::collections::BTreeMap::new();
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+                assert!(!help.trim().is_empty(), "empty help for {name}");
+                helps.insert(name.to_string());
+            } else if let Some(rest) = l.strip_prefix("# TYPE ") {
+                let (name, t) = rest.split_once(' ').unwrap_or((rest, ""));
+                types.insert(name.to_string(), t.to_string());
             }
-        })
-        .context("starting the metrics thread")?;
-    Ok(())
+        }
+        assert!(helps.len() >= 20, "{helps:?}");
+        for (name, t) in &types {
+            assert!(helps.contains(name), "{name} has no help");
+            assert!(name.starts_with("netobs_") && !name.starts_with("netobs_netobs"), "{name}");
+            assert_eq!(t == "counter", name.ends_with("_total"), "{name} is a {t}");
+            for ty in ["counter", "gauge", "histogram", "summary"] {
+                assert!(!name.contains(&format!("_{ty}_")), "{name} names its type");
+            }
+        }
+        // Every sample belongs to a described family.
+        for l in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let name = l.split(['{', ' ']).next().unwrap_or("");
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| types.get(*f).is_some_and(|t| t == "histogram")))
+                .unwrap_or(name);
+            assert!(types.contains_key(family), "sample {name} has no TYPE line");
+        }
+        for op in Op::ALL {
+            assert!(text.contains(&format!("netobs_transient_errors_total{{op=\"{}\"}}", op.as_str())), "{op:?}");
+        }
+        assert!(text.contains("netobs_program_attached{iface=\"eth0\",hook=\"tc_egress\"} 1"), "{text}");
+        assert!(text.contains("netobs_new_reporters_total{verdict=\"rejected\"} 0"), "{text}");
+        assert!(text.contains(&format!("commit=\"{}\"", crate::cli::GIT_COMMIT)), "{text}");
+    }
+
+    #[test]
+    fn openmetrics_for_prometheus_and_0_0_4_for_the_rest() {
+        assert_eq!(
+            Format::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+            )),
+            Format::OpenMetrics
+        );
+        assert_eq!(Format::negotiate(Some("*/*")), Format::PrometheusText);
+        assert_eq!(Format::negotiate(None), Format::PrometheusText);
+        let (m, _rec) = Metrics::new(Fixed(Some(snapshot())));
+        let om = m.encode(Format::OpenMetrics);
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(om.contains("# TYPE netobs_icmp_errors counter"), "{om}");
+        assert!(om.contains("netobs_icmp_errors_total{iface=\"lo\""), "{om}");
+    }
+
+    #[test]
+    fn a_failed_map_read_is_counted_and_the_scrape_still_answers() {
+        let before = health::count(Op::MapRead);
+        let (m, _rec) = Metrics::new(Fixed(None));
+        let text = m.encode(Format::PrometheusText);
+        assert_eq!(health::count(Op::MapRead), before + 1);
+        assert!(text.contains("# HELP netobs_icmp_errors_total"), "{text}");
+        assert!(!text.lines().any(|l| l.starts_with("netobs_packets_observed_total ")), "no made-up zero: {text}");
+        assert!(text.contains("netobs_transient_errors_total{op=\"map_read\"}"), "{text}");
+    }
+
+    #[test]
+    fn heartbeat_top_and_new_reporters() {
+        let (m, mut rec) = Metrics::new(Fixed(Some(Counters::default())));
+        assert!(m.live.heartbeat.age_ms() < HEALTH_STALE_MS);
+        rec.set_top("[{\"id\":1}]".into());
+        assert_eq!(&*m.live.top(), "[{\"id\":1}]");
+        rec.findings(3, 9);
+        let text = m.encode(Format::PrometheusText);
+        assert!(text.contains("netobs_findings_active 3"), "{text}");
+        assert!(text.contains("netobs_findings_evicted_total 9"), "{text}");
+        assert!(text.contains("netobs_event_loop_lag_seconds "), "{text}");
+        // Same reporter twice: new once. Another verdict or reporter: new.
+        let a: IpAddr = "198.18.2.1".parse().unwrap();
+        let b: IpAddr = "198.18.2.2".parse().unwrap();
+        assert!(rec.note_reporter(a, Verdict::Rejected));
+        assert!(!rec.note_reporter(a, Verdict::Rejected));
+        assert!(rec.note_reporter(a, Verdict::Unreachable));
+        assert!(rec.note_reporter(b, Verdict::Rejected));
+        let text = m.encode(Format::PrometheusText);
+        assert!(text.contains("netobs_new_reporters_total{verdict=\"rejected\"} 2"), "{text}");
+        assert!(text.contains("netobs_new_reporters_total{verdict=\"unreachable\"} 1"), "{text}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Where explanations go: the terminal, JSON lines, Prometheus.
 
+pub(crate) mod http;
 pub mod json;
-pub mod metrics;
+pub(crate) mod metrics;
 pub(crate) mod sink;

@@ -620,3 +620,62 @@ fn sighup_reopens_the_json_file_for_logrotate() {
     assert!(has(&path, "\"type\":\"detach\""), "the last lines are in the new file");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `Cap*:` and `NoNewPrivs:` of every thread of `pid`.
+fn thread_status(pid: u32) -> Vec<(String, u64, u64, u64, u64, u64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = t.unwrap().path();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let hex = |name: &str| {
+            status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        };
+        let nnp = status.lines().find_map(|l| l.strip_prefix("NoNewPrivs:")).map(|v| v.trim() == "1");
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim().to_string();
+        out.push((
+            comm,
+            hex("CapEff:").unwrap_or(u64::MAX),
+            hex("CapPrm:").unwrap_or(u64::MAX),
+            hex("CapAmb:").unwrap_or(u64::MAX),
+            hex("CapBnd:").unwrap_or(u64::MAX),
+            u64::from(nnp == Some(true)),
+        ));
+    }
+    out
+}
+
+/// Once attached, `watch` keeps CAP_NET_ADMIN only, in every thread
+/// (capabilities are per thread: the metrics server's runtime worker
+/// started before the drop and must lose them too).
+#[test]
+fn after_attach_every_thread_keeps_only_net_admin() {
+    if !root_or_skip("after_attach_every_thread_keeps_only_net_admin") {
+        return;
+    }
+    const NET_ADMIN: u64 = 1 << 12;
+    let lab = Lab::new();
+    let a = lab.host("a").unwrap();
+    let b = lab.host("b").unwrap();
+    lab.link(&a, &b).v4("198.18.1.1/24", "198.18.1.2/24").names("eth0", "eth0").create().unwrap();
+    for who in [As::Service, As::Root] {
+        let w = Live::start(&a, who, &["-i", "eth0", "--metrics-addr", "127.0.0.1:9464"]).unwrap();
+        let threads = thread_status(w.child.id());
+        assert!(threads.len() >= 2, "{who:?}: the loop and the metrics worker at least: {threads:?}");
+        for (comm, eff, prm, amb, bnd, nnp) in &threads {
+            assert_eq!((*eff, *prm, *amb, *nnp), (NET_ADMIN, NET_ADMIN, 0, 1), "{who:?} thread {comm}: {threads:?}");
+            if who == As::Root {
+                // Root may reduce the bounding set too: exec gains nothing.
+                assert_eq!(*bnd, NET_ADMIN, "{who:?} thread {comm} bounding set");
+            }
+        }
+        // Still serving metrics and still reading the kernel counters.
+        let metrics = py(
+            &a,
+            "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9464/metrics').read().decode())",
+        );
+        assert!(metrics.contains("netobs_"), "{who:?}: {metrics}");
+        let out = w.stop(libc::SIGTERM).unwrap();
+        assert!(out.status.success(), "{who:?}: {}", out.stderr);
+        assert!(out.counters().is_some(), "{who:?}: counters read after the drop");
+    }
+}

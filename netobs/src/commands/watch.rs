@@ -46,7 +46,8 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         kernel::attach::ifindex(i).map_err(crate::exit::usage)?;
     }
     privilege::check("watch", &privilege::KERNEL)?;
-    let mut sink = Sink::new(args.json, sink::color_for_stdout(args.color), args.json_file.as_deref())?;
+    let mut sink = Sink::new(args.json, sink::color_for_stdout(args.color), args.json_file.as_deref())
+        .map_err(crate::exit::usage)?;
 
     let listener = if args.no_metrics { None } else { Some(http::bind(args.metrics_addr).await?) };
 

@@ -74,10 +74,13 @@ pub(crate) fn needs(kernel: bool, raw: bool) -> Vec<Capability> {
 }
 
 /// What `watch` keeps once attached: CAP_NET_ADMIN for the conntrack join
-/// (nfnetlink) and, with `--all`, CAP_BPF too, to attach to interfaces
-/// that appear later. The rest of the run works through descriptors.
+/// (nfnetlink refuses every request without it). With `--all`, everything
+/// attaching needs, because an interface that appears later may need a
+/// program not verified yet (TC ingress where XDP fails), and loading one
+/// takes CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON. The rest of the run works
+/// through descriptors already held.
 pub(crate) fn after_attach(all: bool) -> Vec<Capability> {
-    if all { vec![Capability::CAP_NET_ADMIN, Capability::CAP_BPF] } else { vec![Capability::CAP_NET_ADMIN] }
+    if all { KERNEL.to_vec() } else { vec![Capability::CAP_NET_ADMIN] }
 }
 
 /// Which of `needed` are not in `effective`.

@@ -644,12 +644,13 @@ fn thread_status(pid: u32) -> Vec<(String, u64, u64, u64, u64, u64)> {
     out
 }
 
-/// Once attached, `watch` keeps CAP_NET_ADMIN only, in every thread
+/// Once attached, `watch` keeps CAP_NET_ADMIN only (with --all: what
+/// attaching needs), in every thread
 /// (capabilities are per thread: the metrics server's runtime worker
 /// started before the drop and must lose them too).
 #[test]
-fn after_attach_every_thread_keeps_only_net_admin() {
-    if !root_or_skip("after_attach_every_thread_keeps_only_net_admin") {
+fn after_attach_every_thread_keeps_only_what_it_still_needs() {
+    if !root_or_skip("after_attach_every_thread_keeps_only_what_it_still_needs") {
         return;
     }
     const NET_ADMIN: u64 = 1 << 12;
@@ -657,15 +658,23 @@ fn after_attach_every_thread_keeps_only_net_admin() {
     let a = lab.host("a").unwrap();
     let b = lab.host("b").unwrap();
     lab.link(&a, &b).v4("198.18.1.1/24", "198.18.1.2/24").names("eth0", "eth0").create().unwrap();
-    for who in [As::Service, As::Root] {
-        let w = Live::start(&a, who, &["-i", "eth0", "--metrics-addr", "127.0.0.1:9464"]).unwrap();
+    // With --all it keeps what attaching a new interface needs.
+    const ATTACH: u64 = NET_ADMIN | 1 << 38 | 1 << 39;
+    for (who, iface, keep) in [
+        (As::Service, ["-i", "eth0"], NET_ADMIN),
+        (As::Root, ["-i", "eth0"], NET_ADMIN),
+        (As::Service, ["--all", "-v"], ATTACH),
+    ] {
+        let mut args = iface.to_vec();
+        args.extend(["--metrics-addr", "127.0.0.1:9464"]);
+        let w = Live::start(&a, who, &args).unwrap();
         let threads = thread_status(w.child.id());
         assert!(threads.len() >= 2, "{who:?}: the loop and the metrics worker at least: {threads:?}");
         for (comm, eff, prm, amb, bnd, nnp) in &threads {
-            assert_eq!((*eff, *prm, *amb, *nnp), (NET_ADMIN, NET_ADMIN, 0, 1), "{who:?} thread {comm}: {threads:?}");
+            assert_eq!((*eff, *prm, *amb, *nnp), (keep, keep, 0, 1), "{who:?} {args:?} thread {comm}: {threads:?}");
             if who == As::Root {
                 // Root may reduce the bounding set too: exec gains nothing.
-                assert_eq!(*bnd, NET_ADMIN, "{who:?} thread {comm} bounding set");
+                assert_eq!(*bnd, keep, "{who:?} thread {comm} bounding set");
             }
         }
         // Still serving metrics and still reading the kernel counters.

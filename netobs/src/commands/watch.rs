@@ -56,7 +56,8 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         kernel::attach::ifindex(i).map_err(crate::exit::usage)?;
     }
     privilege::check("watch", &privilege::KERNEL)?;
-    let mut sink = Sink::new(args.json, sink::color_for_stdout(args.color), args.json_file.as_deref())?;
+    let mut sink = Sink::new(args.json, sink::color_for_stdout(args.color), args.json_file.as_deref())
+        .map_err(crate::exit::usage)?;
 
     let listener = if args.no_metrics { None } else { Some(http::bind(args.metrics_addr).await?) };
 
@@ -99,17 +100,17 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         let egress = if a.egress { " + TC egress" } else { "" };
         if !sink.json {
             let via = a.tc.map(|t| format!(" (TC via {t})")).unwrap_or_default();
-            eprintln!("netobs: watching {} with {}{egress}{via}", a.iface, a.ingress);
+            sink::note(&format!("netobs: watching {} with {}{egress}{via}", a.iface, a.ingress));
         }
         if let Some(note) = &a.note {
-            eprintln!("netobs: note: {note}");
+            sink::note(&format!("netobs: note: {note}"));
         }
     }
     if !sink.json {
-        eprintln!(
+        sink::note(&format!(
             "netobs: DF packets above {} bytes are checked against their egress MTU; Ctrl-C to stop",
             config.min_mtu
-        );
+        ));
     }
 
     let mut ctx = HostContext::discover()?;
@@ -227,7 +228,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     drop(session);
     sink.record(&json::detach(&detached, "exit"));
     if !sink.json {
-        eprintln!("netobs: detached from {}", detached.join(", "));
+        sink::note(&format!("netobs: detached from {}", detached.join(", ")));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -36,7 +36,7 @@
 //! a report is one pass over the table.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashSet},
     net::IpAddr,
     num::NonZeroUsize,
     time::{Duration, Instant, SystemTime},
@@ -251,6 +251,57 @@ impl Bucket {
     }
 }
 
+/// Which budget a due entry draws on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Candidate {
+    /// Never printed nor folded.
+    Fresh,
+    /// Grew since it was printed (and `interval` passed) or folded.
+    Repeat,
+}
+
+/// Order within a bucket, smallest first: more evidence (count, or growth
+/// for repeats), then agreeing hop estimates, then the oldest entry.
+type Rank = (std::cmp::Reverse<u64>, std::cmp::Reverse<bool>, u64);
+
+fn candidate(a: &Aggregate, interval: Duration, now: Instant) -> Option<(Candidate, Rank)> {
+    use std::cmp::Reverse;
+    if a.count <= a.reported_count {
+        return None;
+    }
+    if a.reported_count == 0 && !a.folded {
+        let (count, agree) = a.evidence();
+        return Some((Candidate::Fresh, (Reverse(count), Reverse(agree), a.id)));
+    }
+    a.last_reported
+        .is_none_or(|t| now.saturating_duration_since(t) >= interval)
+        .then_some((Candidate::Repeat, (Reverse(a.count - a.reported_count), Reverse(false), a.id)))
+}
+
+/// Spends each bucket's tokens on its best candidates; returns, per
+/// bucket, the rank of the first candidate that does not fit (None: all fit).
+fn cutoffs(lists: &mut [Vec<Rank>], buckets: &mut [(BucketKey, Bucket)], kind: Candidate) -> Vec<Option<Rank>> {
+    lists
+        .iter_mut()
+        .zip(buckets.iter_mut())
+        .map(|(c, (_, b))| {
+            let tokens = if kind == Candidate::Fresh { &mut b.new_tokens } else { &mut b.repeat_tokens };
+            let n = (tokens.max(0.0).floor() as usize).min(c.len());
+            *tokens -= n as f64;
+            (n < c.len()).then(|| *c.select_nth_unstable(n).1)
+        })
+        .collect()
+}
+
+/// Index of `f`'s bucket, created on first use (no allocation otherwise).
+fn bucket_ix(buckets: &mut Vec<(BucketKey, Bucket)>, f: &Finding, policy: &LinePolicy, now: Instant) -> usize {
+    if let Some(i) = buckets.iter().position(|(k, _)| k.verdict == f.verdict && k.iface == f.iface) {
+        return i;
+    }
+    buckets.push((BucketKey::of(f), Bucket::new(policy, now)));
+    buckets.len() - 1
+}
+
 /// The bounded table.
 pub struct Aggregator {
     table: LruCache<Key, Aggregate>,
@@ -258,7 +309,8 @@ pub struct Aggregator {
     /// Entries forgotten because the table was full.
     pub evicted: u64,
     policy: LinePolicy,
-    buckets: HashMap<BucketKey, Bucket>,
+    /// A handful: verdicts times observed interfaces.
+    buckets: Vec<(BucketKey, Bucket)>,
     /// First sightings folded since start (all buckets).
     pub folded: u64,
 }
@@ -270,7 +322,7 @@ impl Aggregator {
 
     pub fn with_policy(capacity: usize, policy: LinePolicy) -> Aggregator {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        Aggregator { table: LruCache::new(cap), next_id: 1, evicted: 0, policy, buckets: HashMap::new(), folded: 0 }
+        Aggregator { table: LruCache::new(cap), next_id: 1, evicted: 0, policy, buckets: Vec::new(), folded: 0 }
     }
 
     /// Adds one finding. Returns true when it starts a new entry. O(1): an
@@ -311,62 +363,49 @@ impl Aggregator {
     pub fn due(&mut self, interval: Duration, now: Instant) -> Vec<Aggregate> {
         let last = interval.is_zero();
         let policy = self.policy;
-        for b in self.buckets.values_mut() {
+        for (_, b) in &mut self.buckets {
             b.refill(&policy, now);
         }
-        // Candidates by bucket: (growth, id) for repeats, first sightings
-        // by evidence. Only keys and ids are collected, clones come later.
-        let mut fresh: HashMap<BucketKey, Vec<(u64, bool, u64)>> = HashMap::new();
-        let mut repeats: HashMap<BucketKey, Vec<(u64, u64)>> = HashMap::new();
+        // Pass 1: the rank of every candidate, per bucket and kind. Pass 2
+        // compares each entry with its bucket's cutoff (the rank of the
+        // first one that does not fit), so nothing is cloned or hashed but
+        // what is printed; O(table + candidates).
+        let mut fresh: Vec<Vec<Rank>> = Vec::new();
+        let mut repeats: Vec<Vec<Rank>> = Vec::new();
         for (_, a) in self.table.iter() {
-            if a.count <= a.reported_count {
-                continue;
+            let Some((kind, rank)) = candidate(a, interval, now) else { continue };
+            let ix = bucket_ix(&mut self.buckets, &a.finding, &policy, now);
+            let lists = if kind == Candidate::Fresh { &mut fresh } else { &mut repeats };
+            if lists.len() <= ix {
+                lists.resize_with(ix + 1, Vec::new);
             }
-            let bucket = BucketKey::of(&a.finding);
-            if a.reported_count == 0 && !a.folded {
-                let (count, agree) = a.evidence();
-                fresh.entry(bucket).or_default().push((count, agree, a.id));
-            } else if a.last_reported.is_none_or(|t| now.duration_since(t) >= interval) {
-                repeats.entry(bucket).or_default().push((a.count - a.reported_count, a.id));
-            }
+            lists[ix].push(rank);
         }
-        let mut print: HashSet<u64> = HashSet::new();
-        let mut fold: HashSet<u64> = HashSet::new();
-        for (bucket, mut c) in fresh {
-            let b = self.buckets.entry(bucket).or_insert_with(|| Bucket::new(&policy, now));
-            c.sort_by(|x, y| y.0.cmp(&x.0).then(y.1.cmp(&x.1)).then(x.2.cmp(&y.2)));
-            let n = (b.new_tokens.max(0.0).floor() as usize).min(c.len());
-            b.new_tokens -= n as f64;
-            print.extend(c[..n].iter().map(|x| x.2));
-            fold.extend(c[n..].iter().map(|x| x.2));
-        }
-        for (bucket, mut c) in repeats {
-            let b = self.buckets.entry(bucket).or_insert_with(|| Bucket::new(&policy, now));
-            c.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
-            let n = (b.repeat_tokens.max(0.0).floor() as usize).min(c.len());
-            b.repeat_tokens -= n as f64;
-            print.extend(c[..n].iter().map(|x| x.1));
-            // Over the budget: wait for the next report; on exit, the
-            // never-printed ones are folded, printed ones keep their line.
-            if last {
-                fold.extend(c[n..].iter().map(|x| x.1));
-            }
-        }
-        let mut out = Vec::with_capacity(print.len());
-        let buckets = &mut self.buckets;
+        let fresh_cut = cutoffs(&mut fresh, &mut self.buckets, Candidate::Fresh);
+        let repeat_cut = cutoffs(&mut repeats, &mut self.buckets, Candidate::Repeat);
+        let fits =
+            |cuts: &[Option<Rank>], ix: usize, rank: &Rank| cuts.get(ix).is_none_or(|c| c.is_none_or(|c| *rank < c));
+
+        let mut out = Vec::new();
         let mut folded = 0;
         for (_, a) in self.table.iter_mut() {
-            if print.contains(&a.id) {
+            let Some((kind, rank)) = candidate(a, interval, now) else { continue };
+            let ix = bucket_ix(&mut self.buckets, &a.finding, &policy, now);
+            let (cuts, fold_rest) = match kind {
+                Candidate::Fresh => (&fresh_cut, true),
+                // Over the budget: wait for the next report; on exit, the
+                // never-printed ones are folded, printed ones keep their line.
+                Candidate::Repeat => (&repeat_cut, last),
+            };
+            if fits(cuts, ix, &rank) {
                 a.reported_count = a.count;
                 a.last_reported = Some(now);
                 out.push(a.clone());
-            } else if fold.contains(&a.id) && a.last_reported.is_none() {
+            } else if fold_rest && a.last_reported.is_none() {
                 // Each entry is folded (and counted) once; a folded entry
                 // that grew but did not fit the exit report stays as it was.
-                if !a.folded
-                    && let Some(b) = buckets.get_mut(&BucketKey::of(&a.finding))
-                {
-                    b.fold(a);
+                if !a.folded {
+                    self.buckets[ix].1.fold(a);
                     folded += 1;
                     a.folded = true;
                 }

@@ -4,7 +4,17 @@
 //! Why the kernel view: a probe socket that hears nothing cannot tell "no
 //! answer came" from "the answer reached this host and our own firewall
 //! dropped it". The XDP observer sees every ICMP error on the wire before
-//! netfilter, so the two are told apart.
+//! netfilter, so the two are told apart. Only errors that quote one of
+//! netobs's own probe flows speak for that: on a busy interface most ICMP
+//! errors belong to other traffic. Those per-flow counts come from the
+//! observer's sampled events (its counters have no flows), so the text
+//! says when sampling held some back; frag-needed / Packet Too Big among
+//! them are judged (`explain::ptb`) and flagged when not believable.
+//!
+//! Early stops: the TCP check and the PMTU search run beside the traces,
+//! and stop as soon as a trace shows their destination does not answer
+//! (see `run`), so a silent path costs the trace's time, not every
+//! timeout of every probe kind.
 
 use std::{
     cell::Cell,

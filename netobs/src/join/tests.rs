@@ -100,7 +100,16 @@ fn finding(verdict: Verdict, protocol: &str, src: &str, sport: u16) -> Finding {
 
 fn aggregate(f: Finding, id: u64) -> Aggregate {
     let now = SystemTime::now();
-    Aggregate { id, finding: f, count: 1, first_seen: now, last_seen: now, reported_count: 1, last_reported: None, folded: false }
+    Aggregate {
+        id,
+        finding: f,
+        count: 1,
+        first_seen: now,
+        last_seen: now,
+        reported_count: 1,
+        last_reported: None,
+        folded: false,
+    }
 }
 
 #[test]

@@ -67,7 +67,8 @@ fn dup_map(ebpf: &Ebpf, name: &str) -> Result<Map> {
         Map::PerCpuArray(d) | Map::PerCpuHashMap(d) | Map::Array(d) | Map::HashMap(d) => d,
         _ => anyhow::bail!("{name} map has an unexpected type"),
     };
-    let fd = data.fd().as_fd().try_clone_to_owned().with_context(|| format!("duplicating the {name} map descriptor"))?;
+    let fd =
+        data.fd().as_fd().try_clone_to_owned().with_context(|| format!("duplicating the {name} map descriptor"))?;
     let data = MapData::from_fd(fd).with_context(|| format!("opening the {name} map"))?;
     Map::from_map_data(data).with_context(|| format!("opening the {name} map"))
 }

@@ -273,3 +273,24 @@ fn stale_jobs_are_not_looked_up_and_finish_is_bounded() {
         assert!(r.stats().abandoned >= 4, "{:?}", r.stats());
     });
 }
+
+#[test]
+fn a_repeat_report_replaces_the_waiting_snapshot() {
+    runtime().block_on(async {
+        let mut l = Fake::new();
+        l.delay = Duration::from_millis(100);
+        l.pmtu = Some(1400);
+        let mut r = Reporter::spawn(l, 8, Duration::from_secs(30)).expect("worker");
+        let c = ctx();
+        let f = finding(Verdict::FragNeeded, "udp", "198.18.2.254", 4000);
+        assert!(r.submit(aggregate(f.clone(), 7), &c).is_none());
+        let mut newer = aggregate(f, 7);
+        newer.count = 5;
+        assert!(r.submit(newer, &c).is_none(), "joined with the first");
+        assert_eq!(r.pending(), 1);
+        assert_eq!(r.stats().queued, 1, "one job per entry");
+        let a = tokio::time::timeout(Duration::from_secs(10), r.joined()).await.expect("joined");
+        assert_eq!((a.id, a.count, a.finding.pmtu_cached), (7, 5, Some(1400)));
+        assert_eq!(r.pending(), 0);
+    });
+}

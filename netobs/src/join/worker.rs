@@ -64,8 +64,8 @@ struct Done {
 pub(crate) struct Reporter {
     jobs: Option<SyncSender<Job>>,
     done: UnboundedReceiver<Done>,
+    /// By aggregate id: at most one job per entry.
     pending: HashMap<u64, (Aggregate, Needs)>,
-    next_id: u64,
     max_wait: Duration,
     stats: Stats,
 }
@@ -90,7 +90,7 @@ impl Reporter {
                 }
             })
             .context("starting the join worker thread")?;
-        Ok(Reporter { jobs: Some(jobs), done, pending: HashMap::new(), next_id: 1, max_wait, stats: Stats::default() })
+        Ok(Reporter { jobs: Some(jobs), done, pending: HashMap::new(), max_wait, stats: Stats::default() })
     }
 
     /// The entries of `agg` that are due for a report: those that need no
@@ -114,12 +114,17 @@ impl Reporter {
         if n.is_empty() {
             return Some(a);
         }
+        // Already waiting for its joins (a repeat report of the same entry):
+        // the newer snapshot takes its place, so lines never go back in time.
+        if let Some(slot) = self.pending.get_mut(&a.id) {
+            slot.0 = a;
+            return None;
+        }
         let Some(jobs) = &self.jobs else {
             apply(&mut a.finding, &Joined::unknown(&n));
             return Some(a);
         };
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = a.id;
         match jobs.try_send(Job { id, needs: n, deadline: Instant::now() + self.max_wait }) {
             Ok(()) => {
                 self.stats.queued += 1;

@@ -18,7 +18,7 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
     maps::{MapData, RingBuf},
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
+    programs::{SchedClassifier, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode},
 };
 use netobs::kernel::{LoadOptions, counters, loader::load_program};
 use netobs_common::{
@@ -37,6 +37,8 @@ const REPEAT: u32 = 1_000_000;
 const ROUNDS: usize = 7;
 const LIVE_FRAMES: u32 = 2_000_000;
 const XDP_PASS: u32 = 2;
+/// TC_ACT_UNSPEC (-1) as the test run reports it.
+const TC_CONTINUE: u32 = u32::MAX;
 
 struct Case {
     name: &'static str,
@@ -80,21 +82,27 @@ fn cases() -> Vec<Case> {
 /// ring buffer meanwhile, as `netobs watch` does, so event writes land in
 /// warm memory instead of an ever-growing buffer.
 fn time_prog(ebpf: &mut Ebpf, prog: &str, frame: &[u8], ctx: &[u8]) -> Result<(f64, f64)> {
+    time_any(ebpf, prog, frame, Some(ctx), false)
+}
+
+/// [`time_prog`] for an XDP program (`tc` false, with an `xdp_md`) or a TC
+/// classifier on an skb (`tc` true; the kernel builds the skb, linear,
+/// with its test socket attached, so egress sees a locally sent packet).
+fn time_any(ebpf: &mut Ebpf, prog: &str, frame: &[u8], ctx: Option<&[u8]>, tc: bool) -> Result<(f64, f64)> {
     let mut ours = Vec::new();
     let mut kernel = Vec::new();
     for _ in 0..ROUNDS {
-        let p: &mut Xdp = load_program(ebpf, prog)?;
+        let opts = TestRunOptions { data_in: Some(frame), ctx_in: ctx, repeat: REPEAT, ..TestRunOptions::new() };
         let t = Instant::now();
-        let r = p
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                ctx_in: Some(ctx),
-                repeat: REPEAT,
-                ..TestRunOptions::new()
-            })
-            .with_context(|| format!("BPF_PROG_TEST_RUN of {prog}"))?;
+        let r = if tc {
+            load_program::<SchedClassifier>(ebpf, prog)?.test_run(opts)
+        } else {
+            load_program::<Xdp>(ebpf, prog)?.test_run(opts)
+        }
+        .with_context(|| format!("BPF_PROG_TEST_RUN of {prog}"))?;
         let elapsed = t.elapsed();
-        anyhow::ensure!(r.return_value == XDP_PASS, "{prog} returned {} instead of XDP_PASS", r.return_value);
+        let want = if tc { TC_CONTINUE } else { XDP_PASS };
+        anyhow::ensure!(r.return_value == want, "{prog} returned {} instead of {want}", r.return_value);
         ours.push(elapsed.as_nanos() as f64 / f64::from(REPEAT));
         kernel.push(r.duration.as_nanos() as f64);
     }
@@ -161,7 +169,7 @@ pub fn run() -> Result<()> {
     let v0 = netns::ifindex("v0")?;
 
     let config = Config { min_mtu: 1500, events_per_sec: u32::MAX, burst: 1_000_000, ..Config::DEFAULT };
-    let mut ebpf = netobs::kernel::load(&LoadOptions { config, ringbuf_bytes: 8 << 20 })?;
+    let mut ebpf = netobs::kernel::load(&LoadOptions { config, ringbuf_bytes: 8 << 20, ..LoadOptions::default() })?;
     let _drainer = Drainer::start(RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?);
 
     println!(
@@ -198,6 +206,7 @@ pub fn run() -> Result<()> {
             delta(stat::DF_OVERSIZED),
         );
     }
+    all_met &= tc_cases(&mut ebpf)?;
     println!("all datapath targets met: {}", if all_met { "yes" } else { "NO" });
 
     // The same two slow paths written one event per record (what a lone
@@ -211,7 +220,8 @@ pub fn run() -> Result<()> {
         (Config { fib_cache_ms: 0, event_batch: 1, ..config }, "(neither: the old path)"),
         (Config { events_per_sec: 0, ..config }, "(sampling off: counted, no event)"),
     ] {
-        let mut other = netobs::kernel::load(&LoadOptions { config: variant, ringbuf_bytes: 8 << 20 })?;
+        let mut other =
+            netobs::kernel::load(&LoadOptions { config: variant, ringbuf_bytes: 8 << 20, ..LoadOptions::default() })?;
         let _drainer = Drainer::start(RingBuf::try_from(other.take_map("EVENTS").context("EVENTS map")?)?);
         for case in cases().into_iter().skip(2) {
             let ctx = xdp_md(case.frame.len(), v0);
@@ -231,6 +241,36 @@ pub fn run() -> Result<()> {
     live_frames(&mut ebpf, v0)?;
     verifier_stats(&mut ebpf)?;
     Ok(())
+}
+
+/// Ordinary TCP through the TC programs, next to an empty classifier.
+/// Returns whether every target was met.
+fn tc_cases(ebpf: &mut Ebpf) -> Result<bool> {
+    let mut all_met = true;
+    for case in cases().into_iter().take(2) {
+        for (hook, prog) in [("TC ingress", "netobs_tc_ingress"), ("TC egress", "netobs_tc_egress")] {
+            let before = counters::read(ebpf)?;
+            let (empty, _) = time_any(ebpf, "netobs_tc_baseline", &case.frame, None, true)?;
+            let (ours, kernel_ns) = time_any(ebpf, prog, &case.frame, None, true)?;
+            let after = counters::read(ebpf)?;
+            let Target::Relative { ratio, extra_ns } = case.target else { continue };
+            let met = ours / empty <= ratio || ours - empty < extra_ns;
+            all_met &= met;
+            let name = format!("{} {hook}", case.name.trim_end_matches(" (= MTU)"));
+            println!(
+                "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {:<26} {}   (kernel avg {kernel_ns:.0} ns; packets {})",
+                name,
+                empty,
+                ours,
+                ours / empty,
+                ours - empty,
+                format!("<= {ratio}x or < +{extra_ns} ns"),
+                if met { "yes" } else { "NO" },
+                after.stat(stat::PACKETS) - before.stat(stat::PACKETS),
+            );
+        }
+    }
+    Ok(all_met)
 }
 
 /// Live frames from v0 into v1: pps with nothing on v1 (GRO on, as the
@@ -285,11 +325,17 @@ fn verifier_stats(ebpf: &mut Ebpf) -> Result<()> {
     let stacks = stack_use(netobs::kernel::loader::OBJECT)?;
     println!("\n## verifier: every program loads (no warnings); size and stack");
     println!("{:<22} {:>12} {:>15} {:>12}", "program", "xlated insns", "verified insns", "stack bytes");
-    for name in
-        ["netobs_xdp", "netobs_tc_ingress", "netobs_tc_egress", "netobs_icmp_send", "netobs_flush", "netobs_baseline"]
-    {
+    for name in [
+        "netobs_xdp",
+        "netobs_tc_ingress",
+        "netobs_tc_egress",
+        "netobs_icmp_send",
+        "netobs_flush",
+        "netobs_baseline",
+        "netobs_tc_baseline",
+    ] {
         let info = match name {
-            "netobs_tc_ingress" | "netobs_tc_egress" => {
+            "netobs_tc_ingress" | "netobs_tc_egress" | "netobs_tc_baseline" => {
                 load_program::<aya::programs::SchedClassifier>(ebpf, name)?.info()?
             }
             "netobs_icmp_send" | "netobs_flush" => load_program::<aya::programs::RawTracePoint>(ebpf, name)?.info()?,

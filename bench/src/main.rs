@@ -1,13 +1,15 @@
-//! `cargo xtask bench <datapath|watch|probes|all>`. Every benchmark measures
+//! `cargo xtask bench <datapath|watch|probes|soak|all>`. Every benchmark measures
 //! ratios within one run (ours vs a baseline on the same machine, same
 //! moment) and prints a table; nothing here asserts a timing.
 
 use anyhow::{Result, bail};
 
 mod datapath;
+mod flood;
 mod frames;
 mod netns;
 mod probes;
+mod soak;
 mod stats;
 mod watch;
 
@@ -21,6 +23,10 @@ fn main() -> Result<()> {
         "datapath" => datapath::run(),
         "watch" => watch::run(),
         "probes" => probes(),
+        "soak" => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            soak::run(&netobs_bin(), &soak::Options::parse(&args)?)
+        }
         "all" => {
             // Each benchmark that moves into a private namespace runs in its
             // own process, so they cannot see each other's interfaces.
@@ -31,12 +37,16 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        other => bail!("unknown benchmark {other:?}: use datapath, watch, probes or all"),
+        other => bail!("unknown benchmark {other:?}: use datapath, watch, probes, soak or all"),
     }
 }
 
 fn probes() -> Result<()> {
-    let bin =
-        std::env::var_os("NETOBS_BIN").map(std::path::PathBuf::from).unwrap_or_else(|| "target/release/netobs".into());
-    probes::run(&bin)
+    probes::run(std::path::Path::new(&netobs_bin()))
+}
+
+/// The netobs binary under test: `$NETOBS_BIN` (xtask sets it), else the
+/// release build.
+fn netobs_bin() -> String {
+    std::env::var("NETOBS_BIN").unwrap_or_else(|_| "target/release/netobs".into())
 }

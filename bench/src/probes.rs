@@ -14,6 +14,13 @@
 //! Probes are counted on hop 1 with an nftables counter in prerouting
 //! (every probe passes r1, whatever its TTL), so each tool is measured the
 //! same way, whatever it says about itself.
+//!
+//! `netobs explain` runs on both paths too (task "verdict"): its wall time
+//! next to `trace`'s, and whether its verdict is the right one (tail:
+//! silently dropped after hop 7; gap: reachable with path MTU 1400).
+//! `NETOBS_BASELINE_BIN=<older netobs>` adds the same rows for another
+//! binary, to compare before and after a change; `BENCH_TOOLS=netobs`
+//! (comma-separated substrings) keeps only the matching tools.
 
 use std::{
     net::Ipv4Addr,
@@ -125,15 +132,40 @@ fn measure(client: &Node, r1: &Node, argv: &[&str]) -> Result<(Output, u64, f64)
     Ok((out, after.saturating_sub(before), secs))
 }
 
+/// `BENCH_TOOLS`: keep only tools whose name contains one of these.
+fn wanted(tool: &str) -> bool {
+    match std::env::var("BENCH_TOOLS") {
+        Ok(v) if !v.trim().is_empty() => v.split(',').any(|w| tool.contains(w.trim())),
+        _ => true,
+    }
+}
+
+/// The verdict `netobs explain --json` printed: (kind, hop, mtu).
+fn explain_verdict(stdout: &str) -> Option<(String, Option<u64>, Option<u64>)> {
+    let v: serde_json::Value = serde_json::from_str(stdout).ok()?;
+    let d = &v["verdict"];
+    Some((d["kind"].as_str()?.to_string(), d["hop"].as_u64(), d["mtu"].as_u64()))
+}
+
+/// Whether an explain verdict is the right one on a path with `silent` hops.
+fn right_verdict(silent: &[usize], kind: &str, hop: Option<u64>, mtu: Option<u64>) -> bool {
+    if silent.contains(&HOPS) {
+        let last = (1..HOPS).rev().find(|n| !silent.contains(n)).unwrap_or(0) as u64;
+        kind == "silently_dropped" && hop == Some(last)
+    } else {
+        kind == "reachable" && mtu == Some(u64::from(PMTU))
+    }
+}
+
 pub fn run(netobs_bin: &Path) -> Result<()> {
     let mut rows = bench_path(netobs_bin, &[8, 9, 10], "tail")?;
     rows.extend(bench_path(netobs_bin, &[7, 8, 9], "gap")?);
     println!("probe benchmark: {HOPS} hops, MTU {PMTU} into hop {NARROW_LINK}; probes counted on hop 1");
     println!("  path tail: hops 8-10 silent (server included); path gap: hops 7-9 silent, server answers");
-    println!("{:<22} {:<5} {:<5} {:>7} {:>9}  {:<6} note", "tool", "path", "task", "probes", "wall s", "right");
+    println!("{:<26} {:<5} {:<7} {:>7} {:>9}  {:<6} note", "tool", "path", "task", "probes", "wall s", "right");
     for r in &rows {
         println!(
-            "{:<22} {:<5} {:<5} {:>7} {:>9.2}  {:<6} {}",
+            "{:<26} {:<5} {:<7} {:>7} {:>9.2}  {:<6} {}",
             r.tool,
             r.path,
             r.task,
@@ -158,6 +190,13 @@ pub fn run(netobs_bin: &Path) -> Result<()> {
     }
     if let (Some((_, np)), Some((_, tp))) = (find("netobs pmtu", "gap", "pmtu"), find("tracepath -n", "gap", "pmtu")) {
         println!("netobs pmtu probes = {np}, tracepath = {tp} (goal: no more than tracepath)");
+    }
+    if let Some((et, _)) = find("netobs explain", "tail", "verdict") {
+        let right = rows.iter().any(|r| r.tool == "netobs explain" && r.path == "tail" && r.right);
+        println!(
+            "path tail: netobs explain {et:.2} s, verdict {} (goal: <= 2 s, silently dropped after hop 7)",
+            if right { "right" } else { "WRONG" }
+        );
     }
     Ok(())
 }
@@ -201,7 +240,29 @@ fn bench_path(netobs_bin: &Path, silent: &[usize], label: &'static str) -> Resul
         ("scamper trace -M".into(), vec!["scamper", "-O", "text", "-c", "trace -M", "-i", &dst]),
     ];
     let mut rows = Vec::new();
-    for (tool, argv) in &traces {
+    let baseline = std::env::var("NETOBS_BASELINE_BIN").ok();
+    let mut explains: Vec<(String, Vec<&str>)> = vec![("netobs explain".into(), vec![bin, "explain", &dst, "--json"])];
+    if let Some(b) = &baseline {
+        explains.push(("netobs explain (baseline)".into(), vec![b.as_str(), "explain", &dst, "--json"]));
+    }
+    for (tool, argv) in explains.iter().filter(|(t, _)| wanted(t)) {
+        flush()?;
+        let (out, probes, seconds) = measure(client, r1, argv)?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (right, note) = match explain_verdict(&text) {
+            Some((kind, hop, mtu)) => (
+                right_verdict(silent, &kind, hop, mtu),
+                format!(
+                    "{kind}{}{}",
+                    hop.map(|h| format!(" hop {h}")).unwrap_or_default(),
+                    mtu.map(|m| format!(" mtu {m}")).unwrap_or_default()
+                ),
+            ),
+            None => (false, format!("no verdict: {}", String::from_utf8_lossy(&out.stderr).trim())),
+        };
+        rows.push(Row { tool: tool.clone(), path: label, task: "verdict", probes, seconds, right, note });
+    }
+    for (tool, argv) in traces.iter().filter(|(t, _)| wanted(t)) {
         flush()?;
         let (out, probes, seconds) = measure(client, r1, argv)?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -226,7 +287,7 @@ fn bench_path(netobs_bin: &Path, silent: &[usize], label: &'static str) -> Resul
     if silent.contains(&HOPS) {
         return Ok(rows);
     }
-    for (tool, argv) in &pmtus {
+    for (tool, argv) in pmtus.iter().filter(|(t, _)| wanted(t)) {
         flush()?;
         let (out, probes, seconds) = measure(client, r1, argv)?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();

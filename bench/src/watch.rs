@@ -40,7 +40,7 @@ pub fn run() -> Result<()> {
 
 fn drain_rate() -> Result<()> {
     let config = Config { events_per_sec: u32::MAX, burst: 2_000_000, ..Config::DEFAULT };
-    let mut ebpf = netobs::kernel::load(&LoadOptions { config, ringbuf_bytes: 256 << 20 })?;
+    let mut ebpf = netobs::kernel::load(&LoadOptions { config, ringbuf_bytes: 256 << 20, ..LoadOptions::default() })?;
     let mut ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?;
     netobs::kernel::stage::prepare(&mut ebpf)?;
     let frame = icmp_error_frame(56194);
@@ -105,7 +105,7 @@ fn cpu_under_flood() -> Result<()> {
     let netobs = std::env::var("NETOBS_BIN").unwrap_or_else(|_| "target/release/netobs".into());
     netns::sh(&["ethtool", "-K", "v1", "gro", "on"])?;
     let config = Config::DEFAULT;
-    let mut generator = netobs::kernel::load(&LoadOptions { config, ringbuf_bytes: 4096 })?;
+    let mut generator = netobs::kernel::load(&LoadOptions { config, ringbuf_bytes: 4096, ..LoadOptions::default() })?;
     let v0 = netns::ifindex("v0")?;
     // Distinct client ports make distinct flows: the worst case for the table.
     let frames: Vec<Vec<u8>> = (0..64u16).map(|i| icmp_error_frame(40000 + i)).collect();

@@ -142,7 +142,11 @@ pub struct Event {
     pub inner: PacketInfo,
 }
 
-/// Key of the per-CPU ICMP error counter map. 8 bytes.
+/// An ICMP error counter as user space reads it back from the bounded
+/// arrays (see [`crate::counters`]): `ifindex` is
+/// [`crate::counters::OTHER_IFINDEX`] for interfaces without a slot,
+/// `icmp_code` [`crate::counters::OTHER_CODE`] for codes beyond the known
+/// ones of the type. 8 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IcmpCounterKey {
@@ -154,7 +158,8 @@ pub struct IcmpCounterKey {
     pub hook: u8,
 }
 
-/// Key of the per-CPU DF-oversized counter map. 8 bytes.
+/// A DF-oversized counter as user space reads it back (ifindexes as in
+/// [`IcmpCounterKey`]). 8 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DfCounterKey {
@@ -195,8 +200,12 @@ pub mod stat {
     /// local socket): left alone, since egress reports what the host
     /// itself sends; forwarded traffic is seen where it arrives.
     pub const EGRESS_FORWARDED: u32 = 14;
+    /// FIB lookups the kernel answered with an error (for instance
+    /// `BPF_FIB_LOOKUP_SKIP_NEIGH` on kernels before 6.3, after the retry
+    /// without it): never cached, the packet is not checked.
+    pub const FIB_ERRORS: u32 = 15;
     /// Number of slots.
-    pub const COUNT: u32 = 15;
+    pub const COUNT: u32 = 16;
 
     /// Names for user space, indexed by slot.
     pub const NAMES: [&str; COUNT as usize] = [
@@ -215,11 +224,12 @@ pub mod stat {
         "map_full",
         "fib_cache_hits",
         "egress_forwarded",
+        "fib_errors",
     ];
 }
 
 /// Load-time settings, written into the program's `.rodata` by the loader so
-/// the verifier sees constants. 24 bytes.
+/// the verifier sees constants. 36 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -241,6 +251,18 @@ pub struct Config {
     /// asking again (0: every candidate pays for a lookup). Bounds how long
     /// a route or MTU change goes unnoticed.
     pub fib_cache_ms: u32,
+    /// Seed of the reporter hash that picks a fair-sampling bucket
+    /// ([`crate::sample::reporter_bucket`]); random per load.
+    pub sample_seed: u32,
+    /// 1: FIB lookups pass `BPF_FIB_LOOKUP_SKIP_NEIGH` (kernel 6.3+). 0: they
+    /// do without it (older kernels reject the flag) and treat "no
+    /// neighbour" as a route. A lookup that fails with the flag is retried
+    /// without it either way.
+    pub fib_skip_neigh: u32,
+    /// Kernel-side diagnostics (aya-log) at this level or more severe: 0
+    /// off, 1 error .. 5 trace (`aya_log_common::Level`). Read before any
+    /// log call, so with 0 the verifier drops the call sites.
+    pub log_level: u32,
 }
 
 impl Config {
@@ -251,6 +273,9 @@ impl Config {
         egress_path_mtu: 0,
         event_batch: STAGE_EVENTS as u32,
         fib_cache_ms: 1000,
+        sample_seed: 0,
+        fib_skip_neigh: 1,
+        log_level: 0,
     };
 }
 
@@ -260,14 +285,8 @@ impl Default for Config {
     }
 }
 
-/// Per-CPU token bucket state for event sampling. 16 bytes.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TokenBucket {
-    /// Tokens scaled by 2^20 so fractional refills are not lost.
-    pub tokens: u64,
-    pub last_ns: u64,
-}
+/// Token-bucket state (the arithmetic is in [`crate::sample`]).
+pub use crate::sample::TokenBucket;
 
 /// Most events one CPU stages before writing them out together.
 pub const STAGE_EVENTS: usize = 8;
@@ -322,6 +341,6 @@ const _: () = {
     assert!(core::mem::size_of::<Event>() == 144);
     assert!(core::mem::size_of::<IcmpCounterKey>() == 8);
     assert!(core::mem::size_of::<DfCounterKey>() == 8);
-    assert!(core::mem::size_of::<Config>() == 24);
+    assert!(core::mem::size_of::<Config>() == 36);
     assert!(core::mem::size_of::<TokenBucket>() == 16);
 };

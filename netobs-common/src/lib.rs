@@ -10,6 +10,7 @@
 #[cfg(any(feature = "user", feature = "craft", test))]
 extern crate std;
 
+pub mod counters;
 #[cfg(feature = "craft")]
 pub mod craft;
 pub mod cursor;
@@ -17,6 +18,7 @@ pub mod event;
 pub mod icmp;
 pub mod icmp_send;
 pub mod parse;
+pub mod sample;
 pub mod wire;
 
 #[cfg(feature = "user")]

@@ -450,6 +450,34 @@ pub fn is_df_candidate(outer: &Outer, min_mtu: u32) -> bool {
     min_mtu != 0 && outer.dont_fragment && outer.total_len > min_mtu
 }
 
+/// Is the IP length the header claims really in the frame? `frame_len` is
+/// the whole frame: every buffer of a multi-buffer XDP frame
+/// (`bpf_xdp_get_buff_len`), the skb's length at TC. The kernel drops a
+/// packet shorter than its IP length before routing it (`ip_rcv`,
+/// `ipv6_rcv`), so such a packet is never DF-oversized, whatever it claims.
+#[inline(always)]
+pub fn ip_len_in_frame(outer: &Outer, frame_len: u32) -> bool {
+    outer.l3_off as u32 + outer.total_len <= frame_len
+}
+
+/// Must a TC program make more of the skb linear before classifying it?
+/// Decided from what is already linear (`parsed`: [`parse_outer`] on the
+/// linear part), so ordinary traffic never pays for a pull (a head copy):
+/// only ICMP (a possible error, whose quote is needed), DF candidates
+/// above `df_threshold` (their ports name the flow), and frames whose
+/// headers are not linear yet.
+#[inline(always)]
+pub fn tc_needs_pull(parsed: &Result<Outer, Skip>, df_threshold: u32) -> bool {
+    match parsed {
+        Ok(outer) => {
+            let icmp = if outer.family == 4 { IPPROTO_ICMP } else { IPPROTO_ICMPV6 };
+            (outer.protocol == icmp && !outer.later_fragment) || is_df_candidate(outer, df_threshold)
+        }
+        Err(Skip::Malformed) => true,
+        Err(Skip::NotIp) => false,
+    }
+}
+
 /// Stores an IPv4 address in the first 4 bytes of a 16-byte slot (no slice
 /// ranges: keeps bounds-check panics out of the eBPF object).
 #[inline(always)]

@@ -5,7 +5,10 @@ use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_coarse_ns as now_ns};
 use netobs_common::{
     cursor::Cursor,
     event::{DfCounterKey, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
-    parse::{Outer, Skip, is_df_candidate, is_reported_icmp, parse_icmp_error, parse_ip_packet, parse_outer},
+    parse::{
+        Outer, Skip, ip_len_in_frame, is_df_candidate, is_reported_icmp, parse_icmp_error, parse_ip_packet, parse_outer,
+    },
+    sample::source_bucket,
     wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IcmpHdr},
 };
 
@@ -14,9 +17,18 @@ use crate::{
     maps::{CONFIG, DF_COUNTERS, ICMP_COUNTERS, bump, bump_key},
 };
 
-/// Observes the frame in `[start, end)` seen on `ifindex` by `hook`.
+/// A packet program's context: what `observe` needs beyond the linear data.
+pub trait Packet: EbpfContext {
+    /// Length of the whole frame, every buffer of it (the first buffer,
+    /// `[data, data_end)`, may hold only the headers). Asked only for DF
+    /// candidates: it can cost a helper call.
+    fn frame_len(&self) -> u32;
+}
+
+/// Observes the frame whose first (or only) buffer is `[start, end)`,
+/// seen on `ifindex` by `hook`.
 #[inline(always)]
-pub fn observe<C: EbpfContext>(ctx: &C, start: usize, end: usize, ifindex: u32, hook: u8) {
+pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook: u8) {
     bump(stat::PACKETS);
     // SAFETY: the kernel guarantees [data, data_end) is the packet.
     let c = unsafe { Cursor::from_raw(start, end) };
@@ -25,6 +37,7 @@ pub fn observe<C: EbpfContext>(ctx: &C, start: usize, end: usize, ifindex: u32, 
         Err(Skip::NotIp) => return,
         Err(Skip::Malformed) => {
             bump(stat::MALFORMED);
+            crate::log::malformed(ctx, ifindex, hook, end.wrapping_sub(start) as u32);
             return;
         }
     };
@@ -37,12 +50,16 @@ pub fn observe<C: EbpfContext>(ctx: &C, start: usize, end: usize, ifindex: u32, 
     }
     if hook == hook::TC_EGRESS {
         let path_mtu = CONFIG.load().egress_path_mtu;
-        if is_df_candidate(&outer, path_mtu) {
+        if is_df_candidate(&outer, path_mtu) && ip_len_in_frame(&outer, ctx.frame_len()) {
             // SAFETY: helper without preconditions.
             let now = unsafe { now_ns() };
             on_df_oversized(&c, &outer, now, ifindex, hook, ifindex, path_mtu);
         }
-    } else if outer.vlan_depth == 0 && !outer.later_fragment && is_df_candidate(&outer, CONFIG.load().min_mtu) {
+    } else if outer.vlan_depth == 0
+        && !outer.later_fragment
+        && is_df_candidate(&outer, CONFIG.load().min_mtu)
+        && ip_len_in_frame(&outer, ctx.frame_len())
+    {
         on_df_candidate(ctx, &c, &outer, ifindex, hook);
     }
 }
@@ -66,7 +83,8 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) -> bool {
     // SAFETY: helper without preconditions. Coarse (jiffy) time is enough
     // for a token bucket and costs a fraction of the precise clock.
     let now = unsafe { now_ns() };
-    if let Some((ev, pending)) = emit::begin(now) {
+    let bucket = source_bucket(c, outer, CONFIG.load().sample_seed);
+    if let Some((ev, pending)) = emit::begin_fair(now, bucket) {
         parse_icmp_error(c, outer, ev);
         ev.ifindex = ifindex;
         ev.hook = hook;
@@ -97,7 +115,9 @@ fn on_df_candidate<C: EbpfContext>(ctx: &C, c: &Cursor, outer: &Outer, ifindex: 
 fn on_df_oversized(c: &Cursor, outer: &Outer, now: u64, ifindex: u32, hook: u8, egress: u32, mtu: u32) {
     bump(stat::DF_OVERSIZED);
     bump_key(&DF_COUNTERS, &DfCounterKey { ingress_ifindex: ifindex, egress_ifindex: egress });
-    if let Some((ev, pending)) = emit::begin(now) {
+    // Fair per sender: one bulk DF flow cannot starve another's event.
+    let bucket = source_bucket(c, outer, CONFIG.load().sample_seed);
+    if let Some((ev, pending)) = emit::begin_fair(now, bucket) {
         ev.ifindex = ifindex;
         ev.hook = hook;
         ev.kind = kind::DF_OVERSIZED;

@@ -5,7 +5,7 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use netobs_common::event::{Event, EventStage, STAGE_EVENTS, STAGE_MAX_AGE_NS, STAGE_SPARE, stat};
 
-use crate::maps::{CONFIG, EVENTS, STAGE, bump, bump_by, submit_flags, take_token};
+use crate::maps::{CONFIG, EVENTS, STAGE, bump, bump_by, submit_flags, take_fair_token, take_token};
 
 /// An event being written. From [`begin`]; hand it back to [`finish`].
 ///
@@ -32,6 +32,25 @@ pub fn begin(now: u64) -> Option<(&'static mut Event, Pending)> {
         bump(stat::SAMPLED_OUT);
         return None;
     }
+    stage_event(now)
+}
+
+/// [`begin`] for an event about a packet from one reporter (or sender):
+/// it also needs a token from that reporter's fair-sampling bucket
+/// (`bucket`, from `netobs_common::sample::reporter_bucket`), so one
+/// reporter's flood cannot take every token.
+#[inline(always)]
+pub fn begin_fair(now: u64, bucket: u32) -> Option<(&'static mut Event, Pending)> {
+    if !take_fair_token(now, bucket) {
+        bump(stat::SAMPLED_OUT);
+        return None;
+    }
+    stage_event(now)
+}
+
+/// A zeroed, time-stamped slot of this CPU's stage (the token is taken).
+#[inline(always)]
+fn stage_event(now: u64) -> Option<(&'static mut Event, Pending)> {
     let Some(stage_ptr) = STAGE.get_ptr_mut(0) else {
         // Cannot happen (index 0 of a 1-entry array); counted if it does.
         bump(stat::RINGBUF_FULL);

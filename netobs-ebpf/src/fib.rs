@@ -5,7 +5,8 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::{
-        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SKIP_NEIGH, bpf_fib_lookup as FibParams,
+        BPF_FIB_LKUP_RET_FRAG_NEEDED, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SKIP_NEIGH,
+        bpf_fib_lookup as FibParams,
     },
     helpers::generated::bpf_fib_lookup,
 };
@@ -96,6 +97,12 @@ pub fn too_big_for_egress<C: EbpfContext>(ctx: &C, now: u64, ingress: u32, pkt: 
         }
         Answer::TooBig { egress, mtu } => Some((egress, mtu)),
         Answer::Fits => None,
+        // Not cached: an error says nothing about the route, and caching
+        // it as "not forwarded" would silence the check for the flow.
+        Answer::Error => {
+            bump(stat::FIB_ERRORS);
+            None
+        }
     }
 }
 
@@ -122,14 +129,22 @@ enum Answer {
         mtu: u32,
     },
     Fits,
+    /// The helper failed (a negative errno): nothing is known.
+    Error,
 }
 
-/// One lookup, without a length and without neighbour resolution: the
-/// kernel fills in the egress ifindex and (since the fib-lookup MTU output
-/// change) the route's MTU in `mtu_result`, which we compare ourselves. The
-/// skb flavour (TC) instead checks the skb itself and answers FRAG_NEEDED
-/// with the ifindex and MTU set. Kernels that leave `mtu_result` empty get
-/// a second lookup with the length, as before that change.
+/// One lookup, without a length and (kernel 6.3+) without neighbour
+/// resolution: the kernel fills in the egress ifindex and (since the
+/// fib-lookup MTU output change) the route's MTU in `mtu_result`, which we
+/// compare ourselves. The skb flavour (TC) instead checks the skb itself
+/// and answers FRAG_NEEDED with the ifindex and MTU set. Kernels that leave
+/// `mtu_result` empty, and lookups that stop at an unresolved neighbour
+/// (without `SKIP_NEIGH`), get a second lookup with the length, as before
+/// that change.
+///
+/// `BPF_FIB_LOOKUP_SKIP_NEIGH` is passed when the loader found the kernel
+/// has it (`Config::fib_skip_neigh`); older kernels reject the whole call
+/// (-EINVAL), so a failed call is also retried without it.
 #[inline(always)]
 fn lookup<C: EbpfContext>(ctx: &C, ingress: u32, pkt: &PacketInfo) -> Answer {
     // An all-zero bpf_fib_lookup is a valid input.
@@ -137,28 +152,45 @@ fn lookup<C: EbpfContext>(ctx: &C, ingress: u32, pkt: &PacketInfo) -> Answer {
     let p = crate::mem::zero_init(&mut slot);
     fill(p, ingress, pkt);
     let size = core::mem::size_of::<FibParams>() as i32;
+    let mut flags = if CONFIG.load().fib_skip_neigh != 0 { BPF_FIB_LOOKUP_SKIP_NEIGH } else { 0 };
     // SAFETY: `p` is a valid, writable parameter block of the size we pass.
-    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut *p, size, BPF_FIB_LOOKUP_SKIP_NEIGH) };
+    let mut ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut *p, size, flags) };
+    if ret < 0 && flags != 0 {
+        flags = 0;
+        fill(p, ingress, pkt);
+        // SAFETY: as above.
+        ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut *p, size, flags) };
+    }
+    if ret < 0 {
+        return Answer::Error;
+    }
     // SAFETY: the union holds mtu_result after a lookup.
     let mtu = unsafe { p.__bindgen_anon_1.mtu_result } as u32;
     if ret == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
         return if mtu != 0 { Answer::Route { egress: p.ifindex, mtu } } else { Answer::Fits };
     }
-    if ret != BPF_FIB_LKUP_RET_SUCCESS as i64 {
+    // NO_NEIGH (only without SKIP_NEIGH): routed, egress known, no MTU yet.
+    let routed = ret == BPF_FIB_LKUP_RET_SUCCESS as i64 || ret == BPF_FIB_LKUP_RET_NO_NEIGH as i64;
+    if !routed {
         return Answer::Route { egress: 0, mtu: 0 };
     }
-    if mtu != 0 {
+    if mtu != 0 && ret == BPF_FIB_LKUP_RET_SUCCESS as i64 {
         return Answer::Route { egress: p.ifindex, mtu };
     }
-    // Older kernel: ask again with the length; the egress is already known.
+    // Older kernel or no neighbour yet: ask again with the length; the
+    // egress is already known. The length check comes before neighbour
+    // resolution in the kernel, so FRAG_NEEDED is answered either way.
     let egress = p.ifindex;
     fill(p, ingress, pkt);
     p.__bindgen_anon_1.tot_len = pkt.total_len;
     // SAFETY: as above.
-    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut *p, size, BPF_FIB_LOOKUP_SKIP_NEIGH) };
+    let ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut *p, size, flags) };
     if ret == BPF_FIB_LKUP_RET_FRAG_NEEDED as i64 {
         // SAFETY: as above.
         return Answer::TooBig { egress, mtu: unsafe { p.__bindgen_anon_1.mtu_result } as u32 };
+    }
+    if ret < 0 {
+        return Answer::Error;
     }
     Answer::Fits
 }

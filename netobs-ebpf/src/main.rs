@@ -14,7 +14,11 @@ mod emit;
 #[cfg(target_arch = "bpf")]
 mod fib;
 #[cfg(target_arch = "bpf")]
+mod foreign;
+#[cfg(target_arch = "bpf")]
 mod icmp_send;
+#[cfg(target_arch = "bpf")]
+mod log;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]

@@ -1,11 +1,19 @@
 //! Maps and load-time configuration shared by all programs in the object.
+//!
+//! Every map a packet can make the programs write is an array of a size
+//! fixed here: nothing an attacker sends can fill one (see
+//! `netobs_common::counters`).
 
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
 };
-use netobs_common::event::{Config, DfCounterKey, EventStage, IcmpCounterKey, TokenBucket, stat};
+use netobs_common::{
+    counters::{DfSlotCounters, IFACE_SLOTS, IcmpSlotCounters, IfaceTable, icmp_class, icmp_index, slot_in},
+    event::{Config, DfCounterKey, EventStage, IcmpCounterKey, stat},
+    sample::{FAIR_BUCKETS, TokenBucket, fair_burst, fair_rate},
+};
 
 /// Set by the loader (`EbpfLoader::override_global`), read as a constant.
 #[unsafe(no_mangle)]
@@ -15,13 +23,17 @@ pub static CONFIG: Global<Config> = Global::new(Config::DEFAULT);
 #[map]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
 
-/// ICMP errors by (ifindex, family, type, code, hook).
+/// ICMP errors: one entry per interface slot, `[hook][class]` inside.
 #[map]
-pub static ICMP_COUNTERS: PerCpuHashMap<IcmpCounterKey, u64> = PerCpuHashMap::with_max_entries(4096, 0);
+pub static ICMP_COUNTERS: PerCpuArray<IcmpSlotCounters> = PerCpuArray::with_max_entries(IFACE_SLOTS as u32, 0);
 
-/// DF-oversized packets by (ingress, egress) interface.
+/// DF-oversized packets: one entry per ingress slot, by egress slot inside.
 #[map]
-pub static DF_COUNTERS: PerCpuHashMap<DfCounterKey, u64> = PerCpuHashMap::with_max_entries(1024, 0);
+pub static DF_COUNTERS: PerCpuArray<DfSlotCounters> = PerCpuArray::with_max_entries(IFACE_SLOTS as u32, 0);
+
+/// ifindex -> interface slot, written by user space at load (one entry).
+#[map]
+pub static IFACES: Array<IfaceTable> = Array::with_max_entries(1, 0);
 
 /// Sampled event details for user space. Size can be overridden at load.
 #[map]
@@ -31,68 +43,101 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
 #[map]
 pub static STAGE: PerCpuArray<EventStage> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per-CPU token bucket bounding events per second.
+/// Per-CPU global token bucket: the cap on events per second.
 #[map]
 pub static BUCKET: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU, per-reporter-hash token buckets (`netobs_common::sample`).
+#[map]
+pub static FAIR: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(FAIR_BUCKETS, 0);
 
 #[inline(always)]
 pub fn bump(slot: u32) {
     bump_by(slot, 1);
 }
 
-const BPF_NOEXIST: u64 = 1;
-
-/// Adds one to a per-CPU hash counter, creating it when missing. A full map
-/// is counted, never ignored.
+/// The interface slot of `ifindex` (`OTHER_SLOT` when it has none).
 #[inline(always)]
-pub fn bump_key<K>(map: &PerCpuHashMap<K, u64>, key: &K) {
-    match map.get_ptr_mut(key) {
-        // SAFETY: per-CPU value.
-        Some(p) => unsafe { *p += 1 },
-        None => {
-            if map.insert(key, 1u64, BPF_NOEXIST).is_err() {
-                // Either another program on this CPU created it in between
-                // (impossible: per-CPU and not preemptible) or the map is full.
-                bump(stat::MAP_FULL);
+pub fn iface_slot(ifindex: u32) -> u32 {
+    match IFACES.get(0) {
+        Some(t) => slot_in(&t.by_index, ifindex),
+        None => netobs_common::counters::OTHER_SLOT,
+    }
+}
+
+/// A counter array a key can be counted in. Never fails: every key has a
+/// place (possibly an "other" bucket).
+pub trait CountIn<K> {
+    fn count(&self, key: &K);
+}
+
+impl CountIn<IcmpCounterKey> for PerCpuArray<IcmpSlotCounters> {
+    #[inline(always)]
+    fn count(&self, k: &IcmpCounterKey) {
+        let class = icmp_class(k.family, k.icmp_type, k.icmp_code);
+        if let Some(p) = self.get_ptr_mut(iface_slot(k.ifindex)) {
+            // SAFETY: this CPU's value; packet programs on one CPU do not nest.
+            let block = unsafe { &mut *p };
+            if let Some(c) = block.counts.get_mut(icmp_index(k.hook, class)) {
+                *c += 1;
             }
         }
     }
 }
 
-/// One token per event; tokens are kept in units of 1e-9 event so the
-/// refill needs no division: `elapsed_ns * rate` nano-tokens.
+impl CountIn<DfCounterKey> for PerCpuArray<DfSlotCounters> {
+    #[inline(always)]
+    fn count(&self, k: &DfCounterKey) {
+        let egress = iface_slot(k.egress_ifindex) as usize & (IFACE_SLOTS - 1);
+        if let Some(p) = self.get_ptr_mut(iface_slot(k.ingress_ifindex)) {
+            // SAFETY: as above.
+            let row = unsafe { &mut *p };
+            if let Some(c) = row.counts.get_mut(egress) {
+                *c += 1;
+            }
+        }
+    }
+}
+
+/// Adds one to the counter of `key` in `map`.
+#[inline(always)]
+pub fn bump_key<K, M: CountIn<K>>(map: &M, key: &K) {
+    map.count(key);
+}
+
+/// Takes a token from the global bucket only (events no reporter sends,
+/// such as the tracepoint's).
 #[inline(always)]
 pub fn take_token(now: u64) -> bool {
     let cfg = CONFIG.load();
-    if cfg.events_per_sec == 0 {
-        return false;
-    }
     let Some(b) = BUCKET.get_ptr_mut(0) else {
         return false;
     };
     // SAFETY: per-CPU slot.
-    let b = unsafe { &mut *b };
-    const ONE: u64 = 1_000_000_000;
-    let cap = cfg.burst.max(1) as u64 * ONE;
-    // Programs read the coarse or the precise monotonic clock; the coarse
-    // one can lag by a jiffy, so never let time run backwards.
-    let elapsed = now.saturating_sub(b.last_ns);
-    if now > b.last_ns {
-        b.last_ns = now;
+    unsafe { &mut *b }.take(now, cfg.events_per_sec, cfg.burst)
+}
+
+/// Takes a token from reporter bucket `bucket` and from the global bucket,
+/// or from neither (a refused global token is refunded to the reporter).
+#[inline(always)]
+pub fn take_fair_token(now: u64, bucket: u32) -> bool {
+    let cfg = CONFIG.load();
+    if cfg.events_per_sec == 0 {
+        return false;
     }
-    // Cap elapsed so the product cannot overflow (rate < 2^32, 2^31 ns ~ 2 s).
-    let elapsed = if elapsed > (1 << 31) { 1 << 31 } else { elapsed };
-    let mut tokens = b.tokens + elapsed * cfg.events_per_sec as u64;
-    if tokens > cap {
-        tokens = cap;
+    let (Some(f), Some(g)) = (FAIR.get_ptr_mut(bucket), BUCKET.get_ptr_mut(0)) else {
+        return false;
+    };
+    // SAFETY: per-CPU slots, distinct maps.
+    let (f, g) = unsafe { (&mut *f, &mut *g) };
+    if !f.take(now, fair_rate(cfg.events_per_sec), fair_burst(cfg.burst)) {
+        return false;
     }
-    if tokens >= ONE {
-        b.tokens = tokens - ONE;
-        true
-    } else {
-        b.tokens = tokens;
-        false
+    if !g.take(now, cfg.events_per_sec, cfg.burst) {
+        f.refund();
+        return false;
     }
+    true
 }
 
 /// Adds `n` to a global statistics slot.

@@ -168,6 +168,11 @@ pub struct WatchArgs {
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(4..=1_048_576), env = "NETOBS_RINGBUF_KIB")]
     pub ringbuf_kib: u32,
 
+    /// Kernel-side diagnostics (cold paths only, rate-limited in the
+    /// kernel), fixed at load; off costs nothing per packet.
+    #[arg(long, value_enum, default_value = "off")]
+    pub ebpf_log_level: crate::kernel::loader::EbpfLogLevel,
+
     /// Seconds between updated lines for a flow that keeps failing.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600), env = "NETOBS_UPDATE_INTERVAL")]
     pub update_interval: u32,

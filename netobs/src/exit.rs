@@ -11,7 +11,10 @@
 
 use std::process::ExitCode;
 
-use crate::probe::{pmtu::PmtuResult, tcp::TcpResult, tcp::TcpState, trace::TraceResult, verdict};
+use crate::{
+    probe::{pmtu::PmtuResult, tcp::TcpResult, tcp::TcpState, trace::TraceResult},
+    verdict::Diagnosis,
+};
 
 /// The answer is "yes": open, reached, path MTU found, nothing wrong.
 pub const OK: u8 = 0;
@@ -51,9 +54,10 @@ impl Outcome {
         Outcome::from_bool(r.reached_at.is_some())
     }
 
-    /// `explain`: 0 reachable with no problem found, 1 any other verdict.
-    pub fn explain(v: &verdict::Verdict) -> Outcome {
-        Outcome::from_bool(v.kind == verdict::Kind::Reachable)
+    /// `explain`: 0 reachable with no problem found (a rate-limited hop on a
+    /// reachable path is not a problem for the traffic), 1 any other verdict.
+    pub fn explain(v: &Diagnosis) -> Outcome {
+        Outcome::from_bool(!v.is_problem())
     }
 
     pub fn code(self) -> ExitCode {

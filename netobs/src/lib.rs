@@ -5,6 +5,8 @@
 //!   distance, flow direction, aggregation).
 //! - [`probe`]: active probes (traceroute, path MTU, TCP handshake) and the
 //!   `explain` verdict that joins them with the kernel's view.
+//! - [`verdict`]: one rule per verdict over shared evidence (used by
+//!   `explain`, meant for `watch --investigate`).
 //! - [`output`]: terminal, JSON lines and Prometheus.
 //! - [`commands`]: one module per subcommand, wiring the above together.
 //! - [`exit`]: the exit codes scripts branch on.
@@ -20,3 +22,4 @@ pub mod net;
 pub mod output;
 pub(crate) mod privilege;
 pub mod probe;
+pub mod verdict;

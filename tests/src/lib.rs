@@ -56,7 +56,13 @@ impl Watch {
     /// Starts `netobs watch --json <args>` in `node` and waits until every
     /// interface reports attached (or the process dies).
     pub fn start(node: &Node, args: &[&str]) -> Result<Watch> {
+        Watch::start_env(node, args, &[])
+    }
+
+    /// [`Watch::start`] with extra environment variables for netobs.
+    pub fn start_env(node: &Node, args: &[&str], envs: &[(&str, &str)]) -> Result<Watch> {
         let mut cmd = node.command(netobs_bin().to_str().context("non-UTF-8 binary path")?);
+        cmd.envs(envs.iter().copied());
         cmd.arg("watch").arg("--json").args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().context("spawning netobs watch")?;
         let stdout = child.stdout.take().context("no stdout")?;

@@ -21,9 +21,13 @@ use aya::Ebpf;
 use aya::maps::{MapData, RingBuf};
 use aya::programs::{Program, RawTracePoint, SchedClassifier, TestRun as _, TestRunOptions, TracePoint, Xdp, XdpMode};
 use netobs::kernel::{self, LoadOptions, counters, events, loader::load_program, stage};
+use netobs_common::counters::{class_key, icmp_class};
 use netobs_common::craft::{Frame, Tcp, cut, non_ip_frame};
 use netobs_common::event::{flags, hook, kind, stat};
-use netobs_common::parse::{IcmpOutcome, Outer, Skip, is_df_candidate, parse_icmp_error, parse_ip_packet, parse_outer};
+use netobs_common::parse::{
+    IcmpOutcome, Outer, Skip, ip_len_in_frame, is_df_candidate, parse_icmp_error, parse_ip_packet, parse_outer,
+};
+use netobs_common::sample::{fair_burst, fair_rate, reporter_bucket};
 use netobs_common::{Config, Cursor, DfCounterKey, Event, IcmpCounterKey, PacketInfo};
 use netobs_e2e::{lab, root_or_skip};
 
@@ -119,7 +123,7 @@ impl Prog {
 
 impl Harness {
     fn new(config: Config) -> Result<Harness> {
-        let mut ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: 1 << 20 })?;
+        let mut ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: 1 << 20, ..LoadOptions::default() })?;
         load_program::<Xdp>(&mut ebpf, "netobs_xdp")?;
         load_program::<SchedClassifier>(&mut ebpf, "netobs_tc_ingress")?;
         load_program::<SchedClassifier>(&mut ebpf, "netobs_tc_egress")?;
@@ -217,13 +221,10 @@ fn model(frame: &[u8], prog: Prog, ifindex: u32, cfg: &Config, fib: Fib) -> Outc
             }
             IcmpOutcome::Error => {
                 o.bump(stat::ICMP_ERRORS);
-                let key = IcmpCounterKey {
-                    ifindex,
-                    family: outer.family,
-                    icmp_type: ev.icmp_type,
-                    icmp_code: ev.icmp_code,
-                    hook,
-                };
+                // Counted by class: codes beyond the known ones of the type
+                // come back as OTHER_CODE.
+                let (_, _, icmp_code) = class_key(icmp_class(outer.family, ev.icmp_type, ev.icmp_code));
+                let key = IcmpCounterKey { ifindex, family: outer.family, icmp_type: ev.icmp_type, icmp_code, hook };
                 o.icmp.insert(key, 1);
                 ev.ifindex = ifindex;
                 ev.hook = hook;
@@ -267,11 +268,14 @@ fn df_check(o: &mut Outcome, c: &Cursor, outer: &Outer, prog: Prog, ifindex: u32
         o.bump(stat::EVENTS);
         o.events.push(ev);
     };
+    // The IP length must really be there (the kernel drops the packet
+    // otherwise); the frame is the whole test-run input.
+    let in_frame = ip_len_in_frame(outer, c.len() as u32);
     if hook == hook::TC_EGRESS {
-        if is_df_candidate(outer, cfg.egress_path_mtu) {
+        if is_df_candidate(outer, cfg.egress_path_mtu) && in_frame {
             df(o, ifindex, cfg.egress_path_mtu);
         }
-    } else if outer.vlan_depth == 0 && !outer.later_fragment && is_df_candidate(outer, cfg.min_mtu) {
+    } else if outer.vlan_depth == 0 && !outer.later_fragment && is_df_candidate(outer, cfg.min_mtu) && in_frame {
         let mut pkt = PacketInfo::default();
         parse_ip_packet(c, outer.l3_off, outer.family, &mut pkt);
         o.bump(stat::FIB_LOOKUPS);
@@ -872,34 +876,70 @@ fn events_are_batched_under_a_flood_and_none_is_lost() -> Result<()> {
     })
 }
 
+/// A fixed sampling seed, so the tests know which reporters share a bucket.
+const SEED: u32 = 0x5eed_1234;
+
+/// `n` IPv4 reporters in 198.18.100.0/24.. whose fair-sampling buckets
+/// (under [`SEED`]) differ from each other and from `avoid`.
+fn reporters_in_distinct_buckets(n: usize, avoid: &[u32]) -> Vec<Ipv4Addr> {
+    let mut used: Vec<u32> = avoid.to_vec();
+    let mut out = Vec::new();
+    for i in 0..=u16::MAX {
+        let a = Ipv4Addr::new(198, 18, 100 + (i >> 8) as u8, i as u8);
+        let b = bucket4(a);
+        if !used.contains(&b) {
+            used.push(b);
+            out.push(a);
+            if out.len() == n {
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn bucket4(a: Ipv4Addr) -> u32 {
+    let mut w = [0u8; 16];
+    w[..4].copy_from_slice(&a.octets());
+    reporter_bucket(&w, SEED)
+}
+
+/// An ICMP 3/10 error from `reporter` quoting our SYN.
+fn reject_from(reporter: Ipv4Addr) -> Vec<u8> {
+    Frame::ipv4(reporter, C4).ttl(63).icmp_error(3, 10, &cut(&syn4(), 40)).bytes()
+}
+
 #[test]
 fn token_bucket_holds_events_back_and_counts_them() -> Result<()> {
     if !root_or_skip("token_bucket_holds_events_back_and_counts_them") {
         return Ok(());
     }
     empty_netns(|| {
-        // Burst 3; 2/s refills well under one token during the test, but
-        // fills the (initially empty) bucket on the first packet.
-        let cfg = Config { events_per_sec: 2, burst: 3, ..big_config() };
+        // The global cap: burst 3; 2/s refills well under one token during
+        // the test, but fills the (initially empty) bucket on the first
+        // packet. Ten reporters in ten buckets, one error each.
+        let cfg = Config { events_per_sec: 2, burst: 3, sample_seed: SEED, ..big_config() };
         let mut h = Harness::new(cfg)?;
-        let frame = err4(3, 10, &cut(&syn4(), 40)).bytes();
-        let mut events = 0;
-        let mut sampled_out = 0;
-        let mut counted = 0;
-        let start = std::time::Instant::now();
-        for i in 0..10 {
-            let out = h.run(Prog::Xdp, &frame, None)?;
-            assert_eq!(out.ret, XDP_PASS);
-            assert_eq!(out.stats.get("icmp_errors"), Some(&1), "run {i}: {out:?}");
-            counted += out.icmp.values().sum::<u64>();
-            events += out.events.len();
-            sampled_out += out.stats.get("sampled_out").copied().unwrap_or(0);
-            assert_eq!(out.stats.get("events").copied().unwrap_or(0), out.events.len() as u64);
-            if let Some(ev) = out.events.first() {
-                let mut want = model(&frame, Prog::Xdp, LO, &cfg, &no_route).events;
-                assert_eq!(want.pop().as_ref(), Some(ev));
+        let run = |h: &mut Harness, frames: &[Vec<u8>]| -> Result<(usize, u64, u64)> {
+            let (mut events, mut sampled_out, mut counted) = (0, 0, 0);
+            for (i, frame) in frames.iter().enumerate() {
+                let out = h.run(Prog::Xdp, frame, None)?;
+                assert_eq!(out.ret, XDP_PASS);
+                assert_eq!(out.stats.get("icmp_errors"), Some(&1), "run {i}: {out:?}");
+                counted += out.icmp.values().sum::<u64>();
+                events += out.events.len();
+                sampled_out += out.stats.get("sampled_out").copied().unwrap_or(0);
+                assert_eq!(out.stats.get("events").copied().unwrap_or(0), out.events.len() as u64);
+                if let Some(ev) = out.events.first() {
+                    let mut want = model(frame, Prog::Xdp, LO, &cfg, &no_route).events;
+                    assert_eq!(want.pop().as_ref(), Some(ev));
+                }
             }
-        }
+            Ok((events, sampled_out, counted))
+        };
+        let frames: Vec<Vec<u8>> = reporters_in_distinct_buckets(10, &[]).into_iter().map(reject_from).collect();
+        let start = std::time::Instant::now();
+        let (events, sampled_out, counted) = run(&mut h, &frames)?;
         // A stalled CI machine may refill a token (one per 0.5 s) mid-loop.
         let refilled = (start.elapsed().as_secs_f64() * cfg.events_per_sec as f64) as usize;
         assert_eq!(counted, 10);
@@ -908,13 +948,114 @@ fn token_bucket_holds_events_back_and_counts_them() -> Result<()> {
         if refilled == 0 {
             assert_eq!((events, sampled_out), (3, 7));
         }
+
+        // One reporter gets its share of the burst (24 / FAIR_SHARE = 3),
+        // however much is left globally.
+        let cfg = Config { events_per_sec: 2, burst: 24, sample_seed: SEED, ..big_config() };
+        let mut h = Harness::new(cfg)?;
+        let one = reject_from(Ipv4Addr::new(198, 18, 7, 7));
+        let start = std::time::Instant::now();
+        let (events, sampled_out, counted) = run(&mut h, &vec![one.clone(); 10])?;
+        let refilled = (start.elapsed().as_secs_f64() * f64::from(fair_rate(cfg.events_per_sec))) as usize;
+        let share = fair_burst(cfg.burst) as usize;
+        assert_eq!((counted, events + sampled_out as usize), (10, 10));
+        assert!((share..=share + refilled).contains(&events), "{events} events, share {share}");
+
         // events_per_sec 0: counted, never sampled.
         let cfg = Config { events_per_sec: 0, ..big_config() };
         let mut h = Harness::new(cfg)?;
-        let out = h.run(Prog::Xdp, &frame, None)?;
+        let out = h.run(Prog::Xdp, &one, None)?;
         assert!(out.events.is_empty());
         assert_eq!(out.stats.get("sampled_out"), Some(&1));
         assert_eq!(out.icmp.values().sum::<u64>(), 1);
+        Ok(())
+    })
+}
+
+/// Fair sampling: a flood from one reporter, far past the global burst,
+/// takes only its own bucket's share; one real rejection from another
+/// reporter right after still yields its event. (With one bucket per CPU,
+/// first come first served, the flood took every token.)
+#[test]
+fn a_flood_from_one_reporter_leaves_events_for_another() -> Result<()> {
+    if !root_or_skip("a_flood_from_one_reporter_leaves_events_for_another") {
+        return Ok(());
+    }
+    empty_netns(|| {
+        // The production defaults (1000/s, burst 200).
+        let cfg = Config { sample_seed: SEED, ..Config { fib_cache_ms: 0, ..Config::DEFAULT } };
+        let mut h = Harness::new(cfg)?;
+        let flooder = Ipv4Addr::new(198, 18, 66, 66);
+        let real = reporters_in_distinct_buckets(1, &[bucket4(flooder)])[0];
+        const FLOOD: u32 = 5_000;
+        let before = counters::read(&h.ebpf)?;
+        let p: &Xdp = h.ebpf.program("netobs_xdp").context("program")?.try_into()?;
+        let flood = reject_from(flooder);
+        let t = std::time::Instant::now();
+        p.test_run(TestRunOptions { data_in: Some(&flood), repeat: FLOOD, ..TestRunOptions::new() })?;
+        let out = h.run(Prog::Xdp, &reject_from(real), None)?;
+        let elapsed = t.elapsed();
+        let after = counters::read(&h.ebpf)?;
+        assert_eq!(after.stat(stat::ICMP_ERRORS) - before.stat(stat::ICMP_ERRORS), u64::from(FLOOD) + 1);
+        // `run` flushed the stage: the flood's staged events came out too.
+        let from = |a: Ipv4Addr| out.events.iter().filter(|e| e.outer_src_ip() == std::net::IpAddr::V4(a)).count();
+        let flood_events = after.stat(stat::EVENTS) - before.stat(stat::EVENTS) - from(real) as u64;
+        assert_eq!(from(flooder) + from(real), out.events.len());
+        // The flood's share: its bucket's burst plus what refilled meanwhile.
+        let refill = (elapsed.as_secs_f64() * f64::from(fair_rate(cfg.events_per_sec))).ceil() as u64;
+        assert!(
+            flood_events <= u64::from(fair_burst(cfg.burst)) + refill,
+            "the flood took {flood_events} events in {elapsed:?}"
+        );
+        assert!(flood_events < u64::from(cfg.burst), "the flood took the whole burst ({flood_events})");
+        assert_eq!(from(real), 1, "no event for the real rejection ({flood_events} flood events)");
+        Ok(())
+    })
+}
+
+/// A spoofed flood, random reporters, types and codes, v4 and v6, on XDP
+/// and TC ingress: the counters never fill (MAP_FULL stays 0), every error
+/// is counted, codes beyond the known ones land in their type's "other"
+/// bucket, and the key space stays within its fixed size.
+#[test]
+fn a_spoofed_flood_never_fills_the_counters() -> Result<()> {
+    if !root_or_skip("a_spoofed_flood_never_fills_the_counters") {
+        return Ok(());
+    }
+    empty_netns(|| {
+        let cfg = Config { events_per_sec: 1000, burst: 200, ..big_config() };
+        let mut h = Harness::new(cfg)?;
+        let mut rng = Rng(0x51_00f3d);
+        let mut want: BTreeMap<(u8, u8, u8, u8), u64> = BTreeMap::new();
+        const N: usize = 3000;
+        for i in 0..N {
+            let code = rng.next() as u8;
+            let v6 = rng.below(2) == 1;
+            let (family, t, frame) = if v6 {
+                let t = [1u8, 2, 3, 4][rng.below(4)];
+                let r = Ipv6Addr::new(0x2001, 0xdb8, rng.next() as u16, 0, 0, 0, 0, rng.next() as u16);
+                (6, t, Frame::ipv6(r, C6).ttl(rng.below(255) as u8 + 1).icmp_error(t, code, &cut(&udp6(), 48)).bytes())
+            } else {
+                let t = [3u8, 4, 5, 11, 12][rng.below(5)];
+                let r = Ipv4Addr::new(198, 18, rng.next() as u8, rng.next() as u8);
+                (4, t, Frame::ipv4(r, C4).ttl(rng.below(255) as u8 + 1).icmp_error(t, code, &cut(&udp4(), 28)).bytes())
+            };
+            let prog = if i % 2 == 0 { Prog::Xdp } else { Prog::TcIngress };
+            let out = h.run(prog, &frame, None)?;
+            assert_eq!(out.icmp.values().sum::<u64>(), 1, "{i}: {out:?}");
+            let (_, _, c) = class_key(icmp_class(family, t, code));
+            *want.entry((prog.hook(), family, t, c)).or_default() += 1;
+        }
+        let total = counters::read(&h.ebpf)?;
+        assert_eq!(total.stat(stat::MAP_FULL), 0);
+        assert_eq!(total.stat(stat::ICMP_ERRORS), N as u64);
+        assert_eq!(total.icmp.values().sum::<u64>(), N as u64);
+        let got: BTreeMap<(u8, u8, u8, u8), u64> =
+            total.icmp.iter().map(|(k, &n)| ((k.hook, k.family, k.icmp_type, k.icmp_code), n)).collect();
+        assert_eq!(got, want);
+        assert!(total.icmp.keys().all(|k| k.ifindex == LO), "{:?}", total.icmp.keys());
+        assert!(total.icmp.keys().any(|k| k.icmp_code == counters::OTHER_CODE));
+        assert!(total.icmp.len() <= 2 * netobs_common::counters::ICMP_CLASSES);
         Ok(())
     })
 }

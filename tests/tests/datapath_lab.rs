@@ -279,3 +279,52 @@ fn gateway_df_blackhole_hides_frag_needed_from_tc_egress() -> Result<()> {
     }
     gateway("gateway-df-blackhole", "native")
 }
+
+/// Jumbo: on a gateway whose ingress veth runs MTU 9000, `watch` (auto
+/// mode) attaches native XDP (the program is multi-buffer), and a
+/// 9000-byte DF packet forwarded into a 1500-byte egress is reported as
+/// DF-oversized with its true length.
+#[test]
+fn jumbo_ingress_gets_native_xdp_and_full_length_df_reports() -> Result<()> {
+    if !root_or_skip("jumbo_ingress_gets_native_xdp_and_full_length_df_reports") {
+        return Ok(());
+    }
+    const JUMBO: u32 = 9000;
+    let s = lab::scenarios::build("gateway-df")?;
+    let gw = s.node("gw")?.clone();
+    let src = s.client.clone();
+    let dst4 = IpAddr::V4(s.server_v4);
+    let ingress = s.links.first().context("src-gw link")?;
+    let egress = s.links.get(1).context("gw-dst link")?;
+    for end in [&ingress.a, &ingress.b] {
+        end.node.ip(&["link", "set", &end.ifname, "mtu", &JUMBO.to_string()])?;
+    }
+    for end in [&egress.a, &egress.b] {
+        end.node.ip(&["link", "set", &end.ifname, "mtu", "1500"])?;
+    }
+    let gw_in = ingress.end("gw").context("gw end of the ingress link")?.ifname.clone();
+    let gw_out = egress.end("gw").context("gw end of the egress link")?.ifname.clone();
+
+    let watch = Watch::start(&gw, &["-i", &gw_in, "-i", &gw_out, "--no-metrics"])?;
+    let attach: Vec<Value> = watch.records().into_iter().filter(|r| r["type"] == "attach").collect();
+    let rec = attach.iter().find(|r| r["iface"] == gw_in.as_str()).with_context(|| format!("{attach:?}"))?;
+    assert_eq!(rec["ingress"], "xdp_native", "jumbo ingress not native XDP: {rec}");
+    assert!(rec["note"].is_null(), "fallback note on the jumbo link: {rec}");
+
+    // IP length 9000: 8972 bytes of UDP payload.
+    send_udp(&src, (dst4, DF_PORT).into(), JUMBO as usize - 28, DF_COUNT, true)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let out = watch.stop()?;
+    let ctx = format!("stderr: {}\n{}", out.stderr, s.describe());
+    assert!(out.status.success(), "{ctx}");
+    assert_eq!(df_rows(&out, &gw_in, &gw_out), DF_COUNT, "df_oversized rows; {ctx}");
+    let findings = out.findings();
+    let f = find(&findings, |f| f["kind"] == "df_oversized" && f["flow"]["protocol"] == "udp")
+        .with_context(|| format!("no df_oversized finding: {findings:#?}\n{ctx}"))?;
+    assert_eq!(f["packet_len"], JUMBO, "{f}");
+    assert_eq!(f["mtu"], 1500, "{f}");
+    assert_eq!(f["iface"], gw_in.as_str(), "{f}");
+    assert_eq!(f["egress_iface"], gw_out.as_str(), "{f}");
+    assert_eq!(f["flow"]["dst"], dst4.to_string(), "{f}");
+    Ok(())
+}

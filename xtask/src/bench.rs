@@ -14,19 +14,27 @@ pub enum Which {
     Watch,
     /// netobs trace/pmtu vs traceroute, mtr, tracepath, scamper.
     Probes,
+    /// `watch` through minutes of spoofed ICMP-error flood: memory, scrape
+    /// latency, drain lag, --duration/SIGTERM under load (not part of `all`).
+    Soak,
     All,
 }
 
-pub fn run(which: Which) -> Result<()> {
+/// `minutes`: length of the soak's flood (`--minutes N`, default 2).
+pub fn run(which: Which, minutes: Option<f64>) -> Result<()> {
     setup::ensure()?;
     let netobs = util::build_netobs(true)?;
     let which = match which {
         Which::Datapath => "datapath",
         Which::Watch => "watch",
         Which::Probes => "probes",
+        Which::Soak => "soak",
         Which::All => "all",
     };
     let mut c = util::cargo();
     c.args(["run", "--release", "-p", "netobs-bench", "--", which]).env("NETOBS_BIN", &netobs);
+    if let Some(m) = minutes {
+        c.args(["--minutes", &m.to_string()]);
+    }
     util::run_loud(&mut c)
 }

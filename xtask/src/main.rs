@@ -59,6 +59,9 @@ enum Task {
     Bench {
         #[arg(value_enum, default_value = "all")]
         which: bench::Which,
+        /// soak: minutes of flood (default 2).
+        #[arg(long)]
+        minutes: Option<f64>,
     },
     /// Install the release binary, the systemd unit, /etc/default/netobs,
     /// shell completions and man pages (`--prefix`, `--destdir`).
@@ -83,7 +86,7 @@ fn main() {
         Task::Build { release } => setup::ensure().and_then(|_| util::build_netobs(release).map(|_| ())),
         Task::Run { release, args } => run(release, args),
         Task::Test { args } => test::run(&args),
-        Task::Bench { which } => bench::run(which),
+        Task::Bench { which, minutes } => bench::run(which, minutes),
         Task::Install(args) => install::run(&args),
         Task::Lab { cmd } => lab::run(cmd),
         Task::LabTool { cmd } => labtool::run(cmd),

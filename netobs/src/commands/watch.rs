@@ -11,10 +11,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::WatchArgs,
-    explain::{Aggregator, Finding, HostContext, Ledger},
+    explain::{Aggregator, Finding, HostContext, Ledger, words},
     health::{self, Op},
     join::{self, Reporter},
-    kernel::{self, LoadOptions, Session, counters, events::EventStream, stage},
+    kernel::{self, LoadOptions, Session, counters, events::EventStream, hotplug, stage},
     net,
     output::{
         http, json, metrics,
@@ -40,6 +40,8 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
 }
 
 async fn watch(args: WatchArgs) -> Result<ExitCode> {
+    // Subscribed before listing, so an interface created in between is seen.
+    let mut hotplug = if args.all { hotplug::LinkEvents::subscribe()? } else { hotplug::LinkEvents::none() };
     let ifaces = if args.all { net::interfaces()? } else { args.ifaces.clone() };
     // Resolve names before loading anything: a typo is the most common error.
     for i in &ifaces {
@@ -59,8 +61,15 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         fib_cache_ms: args.route_cache_ms,
         ..Config::DEFAULT
     };
-    let ebpf = kernel::load(&LoadOptions { config, ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024) })?;
+    // One clear line on a kernel that is too old, before a confusing load error.
+    kernel::features::detect().require_minimum()?;
+    let ebpf = kernel::load(&LoadOptions {
+        config,
+        ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024),
+        ebpf_log_level: args.ebpf_log_level,
+    })?;
     let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
+    let _ebpf_logger = kernel::loader::start_ebpf_logger(&mut session.ebpf, args.ebpf_log_level)?;
     let mut events = EventStream::new(&mut session.ebpf)?;
     if let Err(e) = kernel::icmp_send::attach(&mut session.ebpf) {
         sink::note(&format!("netobs: note: {e:#}"));
@@ -71,12 +80,19 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     if let Some(l) = listener {
         http::spawn(l, metrics);
     }
+    for note in session.features.notes() {
+        sink::note(&format!("netobs: note: {note}"));
+    }
+    if !sink.json {
+        sink::note(&format!("netobs: {}", session.features.summary()));
+    }
     for a in &session.attached {
         rec.set_attached(a, true);
-        sink.record(&json::attach(a));
+        sink.record(&json::attach(a, &session.features));
         let egress = if a.egress { " + TC egress" } else { "" };
         if !sink.json {
-            sink::note(&format!("netobs: watching {} with {}{egress}", a.iface, a.ingress));
+            let via = a.tc.map(|t| format!(" (TC via {t})")).unwrap_or_default();
+            sink::note(&format!("netobs: watching {} with {}{egress}{via}", a.iface, a.ingress));
         }
         if let Some(note) = &a.note {
             sink::note(&format!("netobs: note: {note}"));
@@ -128,9 +144,15 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
                 for a in reporter.due(&mut agg, &mut ledger, &ctx, interval) {
                     sink.aggregate(&a);
                 }
+                emit_folds(&mut agg, &mut sink, false);
                 publish(&agg, &rec);
             }
             _ = sighup.recv() => sink.reopen(),
+            change = hotplug.next() => {
+                if let Some(done) = hotplug::apply(&mut session, change) {
+                    report_hotplug(&done, &session, &rec, &mut sink);
+                }
+            }
             a = reporter.joined() => sink.aggregate(&a),
             _ = events.next_batch(&mut batch, 4096) => {
                 ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut reporter, &mut sink);
@@ -157,6 +179,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     for a in reporter.finish(join::FINISH_GRACE).await {
         sink.aggregate(&a);
     }
+    emit_folds(&mut agg, &mut sink, true);
     let js = reporter.stats();
     if js.skipped + js.expired + js.abandoned > 0 {
         log::warn!(
@@ -169,7 +192,9 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     }
     match counters::read(&session.ebpf) {
         Ok(snapshot) => {
-            sink.record(&json::counters(&snapshot, |i: u32| ctx.ifname(i), agg.evicted));
+            let mut counters = json::counters(&snapshot, |i: u32| ctx.ifname(i), agg.evicted);
+            counters["findings_folded"] = agg.folded.into();
+            sink.record(&counters);
             if !sink.json {
                 sink::note(&summary(&snapshot));
             }
@@ -182,11 +207,32 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let detached: Vec<String> = session.attached.iter().map(|a| a.iface.clone()).collect();
     drop(events);
     drop(session);
-    sink.record(&serde_json::json!({ "schema": json::SCHEMA, "type": "detach", "ifaces": detached }));
+    sink.record(&json::detach(&detached, "exit"));
     if !sink.json {
         sink::note(&format!("netobs: detached from {}", detached.join(", ")));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An interface `--all` attached or forgot after start: JSON, stderr, metrics.
+fn report_hotplug(done: &hotplug::Applied, session: &Session, rec: &metrics::Recorder, sink: &mut Sink) {
+    let (a, on) = match done {
+        hotplug::Applied::Attached(a) => (a, true),
+        hotplug::Applied::Detached(a) => (a, false),
+    };
+    rec.set_attached(a, on);
+    if on {
+        sink.record(&json::attach(a, &session.features));
+        sink::note(&format!(
+            "netobs: {} appeared: watching it with {}{}",
+            a.iface,
+            a.ingress,
+            a.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+        ));
+    } else {
+        sink.record(&json::detach(std::slice::from_ref(&a.iface), "vanished"));
+        sink::note(&format!("netobs: {} vanished: forgotten", a.iface));
+    }
 }
 
 fn ingest(
@@ -212,6 +258,15 @@ fn ingest(
         for a in reporter.due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4)) {
             sink.aggregate(&a);
         }
+    }
+}
+
+/// Writes what the line budget folded (see `Aggregator::take_folds`);
+/// `last` flushes every open fold at exit.
+fn emit_folds(agg: &mut Aggregator, sink: &mut Sink, last: bool) {
+    for f in agg.take_folds(Instant::now(), last) {
+        sink.record(&json::folded(&f));
+        sink.text(&words::folded(&f));
     }
 }
 

@@ -1,8 +1,42 @@
 //! Aggregation: one entry per (flow, reporter, verdict), with counts and
 //! first/last seen, in a bounded LRU table so no traffic pattern can grow
-//! memory without limit.
+//! memory without limit; and the line budget that keeps a flood of spoofed
+//! ICMP errors from becoming a flood of lines.
+//!
+//! # Which lines are printed under a flood (the fold rule)
+//!
+//! ICMP errors are trivially spoofed: a flood with random reporters makes
+//! every event a new entry. Lines are budgeted per bucket, a bucket being
+//! (verdict, interface), so random codes or reporters cannot multiply the
+//! budget:
+//!
+//! - **First sightings**: at most [`LinePolicy::new_per_sec`] new entries
+//!   per second per bucket are printed at once. When more arrive, the ones
+//!   with more evidence go first (higher count, then a quote whose two hop
+//!   estimates agree, then the oldest); the rest are *folded*: remembered in
+//!   the table (so `/top`, the counters and a later repeat still see them),
+//!   counted in the bucket's fold, not printed.
+//! - **Repeats**: an entry whose count grew since it was printed or folded
+//!   is evidence that it is real. A spoofed random reporter almost never
+//!   sends the same (reporter, code, flow) twice, a real rejection does
+//!   (TCP retransmits the rejected SYN or SYN-ACK within a second). A folded
+//!   entry that repeats is printed by the next report (the drain reports
+//!   after every batch with news), from a second budget,
+//!   [`LinePolicy::repeat_per_sec`] per bucket, largest growth first. Updates
+//!   of printed entries (once per `--update-interval`) share that budget;
+//!   what does not fit waits for the next report, nothing is dropped.
+//! - **Fold records**: every [`LinePolicy::fold_window`] a bucket that folded
+//!   anything prints one line saying how many entries, events and reporters
+//!   it folded and which ICMP codes they carried; on exit the last ones are
+//!   flushed.
+//!
+//! The cost is flat: the table and the buckets are bounded ([`FOLD_CODES`],
+//! [`FOLD_REPORTERS`] cap what a fold remembers), `ingest` is O(1) (LRU
+//! lookup or push, which evicts the least recently seen entry in O(1)), and
+//! a report is one pass over the table.
 
 use std::{
+    collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
     num::NonZeroUsize,
     time::{Duration, Instant, SystemTime},
@@ -53,9 +87,168 @@ pub struct Aggregate {
     pub count: u64,
     pub first_seen: SystemTime,
     pub last_seen: SystemTime,
-    /// Count at the time it was last reported.
+    /// Count at the time it was last reported (or folded).
     pub reported_count: u64,
+    /// When it was last printed; `None` while it was never printed.
     pub last_reported: Option<Instant>,
+    /// Its first sighting did not fit the line budget and was folded.
+    pub folded: bool,
+}
+
+impl Aggregate {
+    /// Evidence that the entry is real, for choosing among first sightings:
+    /// repeats first, then a quote whose two hop estimates agree.
+    fn evidence(&self) -> (u64, bool) {
+        (self.count, self.finding.hops.as_ref().and_then(|h| h.agree) == Some(true))
+    }
+}
+
+/// How many lines a flood may cost; see the module docs.
+#[derive(Clone, Copy, Debug)]
+pub struct LinePolicy {
+    /// First sightings printed per second per (verdict, interface).
+    pub new_per_sec: u32,
+    /// Repeats and updates printed per second per (verdict, interface).
+    pub repeat_per_sec: u32,
+    /// How often a bucket that folded something says so.
+    pub fold_window: Duration,
+}
+
+impl Default for LinePolicy {
+    fn default() -> Self {
+        LinePolicy { new_per_sec: 5, repeat_per_sec: 20, fold_window: Duration::from_secs(10) }
+    }
+}
+
+/// At most this many distinct (family, type, code) are itemised per fold;
+/// the rest are summed as "other codes".
+pub const FOLD_CODES: usize = 16;
+/// Distinct reporters are counted exactly up to this many per fold.
+pub const FOLD_REPORTERS: usize = 4096;
+
+/// A line budget bucket: one verdict on one interface.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BucketKey {
+    pub verdict: Verdict,
+    pub iface: String,
+}
+
+impl BucketKey {
+    fn of(f: &Finding) -> BucketKey {
+        BucketKey { verdict: f.verdict, iface: f.iface.clone() }
+    }
+}
+
+/// What one bucket folded during one window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fold {
+    pub bucket: BucketKey,
+    /// Entries (distinct problems) whose first sighting was not printed.
+    pub findings: u64,
+    /// Events those entries held when they were folded.
+    pub events: u64,
+    /// Distinct reporters among them, counted up to [`FOLD_REPORTERS`].
+    pub reporters: u64,
+    /// `reporters` hit [`FOLD_REPORTERS`]: there were at least that many.
+    pub reporters_capped: bool,
+    /// Entries by (family, ICMP type, code), largest first, at most
+    /// [`FOLD_CODES`]; `other_codes` counts the entries of the rest.
+    pub codes: Vec<((u8, u8, u8), u64)>,
+    pub other_codes: u64,
+    pub since: SystemTime,
+    pub until: SystemTime,
+}
+
+/// Budget and fold state of one bucket. Bounded: a few counters, at most
+/// [`FOLD_CODES`] code rows and [`FOLD_REPORTERS`] addresses.
+#[derive(Debug)]
+struct Bucket {
+    new_tokens: f64,
+    repeat_tokens: f64,
+    refilled: Instant,
+    window_start: Instant,
+    since: SystemTime,
+    findings: u64,
+    events: u64,
+    reporters: HashSet<IpAddr>,
+    reporters_capped: bool,
+    codes: BTreeMap<(u8, u8, u8), u64>,
+    other_codes: u64,
+}
+
+impl Bucket {
+    fn new(p: &LinePolicy, now: Instant) -> Bucket {
+        Bucket {
+            new_tokens: f64::from(p.new_per_sec),
+            repeat_tokens: f64::from(p.repeat_per_sec),
+            refilled: now,
+            window_start: now,
+            since: SystemTime::now(),
+            findings: 0,
+            events: 0,
+            reporters: HashSet::new(),
+            reporters_capped: false,
+            codes: BTreeMap::new(),
+            other_codes: 0,
+        }
+    }
+
+    /// Token buckets: `per_sec` a second, at most one second's worth.
+    fn refill(&mut self, p: &LinePolicy, now: Instant) {
+        let dt = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.new_tokens = (self.new_tokens + dt * f64::from(p.new_per_sec)).min(f64::from(p.new_per_sec));
+        self.repeat_tokens = (self.repeat_tokens + dt * f64::from(p.repeat_per_sec)).min(f64::from(p.repeat_per_sec));
+    }
+
+    fn fold(&mut self, a: &Aggregate) {
+        if self.findings == 0 {
+            self.since = a.first_seen;
+        }
+        self.findings += 1;
+        self.events += a.count;
+        if self.reporters.len() < FOLD_REPORTERS {
+            self.reporters.insert(a.finding.reporter);
+        } else if !self.reporters.contains(&a.finding.reporter) {
+            self.reporters_capped = true;
+        }
+        let code = (a.finding.family, a.finding.icmp_type, a.finding.icmp_code);
+        let room = self.codes.len() < FOLD_CODES;
+        match self.codes.get_mut(&code) {
+            Some(n) => *n += 1,
+            None if room => {
+                self.codes.insert(code, 1);
+            }
+            None => self.other_codes += 1,
+        }
+    }
+
+    /// The fold of the window that ends now, and a fresh window.
+    fn take(&mut self, bucket: &BucketKey, now: Instant) -> Option<Fold> {
+        self.window_start = now;
+        if self.findings == 0 {
+            return None;
+        }
+        let mut codes: Vec<((u8, u8, u8), u64)> = std::mem::take(&mut self.codes).into_iter().collect();
+        codes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let fold = Fold {
+            bucket: bucket.clone(),
+            findings: self.findings,
+            events: self.events,
+            reporters: self.reporters.len() as u64,
+            reporters_capped: self.reporters_capped,
+            codes,
+            other_codes: self.other_codes,
+            since: self.since,
+            until: SystemTime::now(),
+        };
+        self.findings = 0;
+        self.events = 0;
+        self.reporters = HashSet::new();
+        self.reporters_capped = false;
+        self.other_codes = 0;
+        Some(fold)
+    }
 }
 
 /// The bounded table.
@@ -64,15 +257,24 @@ pub struct Aggregator {
     next_id: u64,
     /// Entries forgotten because the table was full.
     pub evicted: u64,
+    policy: LinePolicy,
+    buckets: HashMap<BucketKey, Bucket>,
+    /// First sightings folded since start (all buckets).
+    pub folded: u64,
 }
 
 impl Aggregator {
     pub fn new(capacity: usize) -> Aggregator {
-        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        Aggregator { table: LruCache::new(cap), next_id: 1, evicted: 0 }
+        Aggregator::with_policy(capacity, LinePolicy::default())
     }
 
-    /// Adds one finding. Returns true when it starts a new entry.
+    pub fn with_policy(capacity: usize, policy: LinePolicy) -> Aggregator {
+        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Aggregator { table: LruCache::new(cap), next_id: 1, evicted: 0, policy, buckets: HashMap::new(), folded: 0 }
+    }
+
+    /// Adds one finding. Returns true when it starts a new entry. O(1): an
+    /// LRU lookup, or a push that evicts the least recently seen entry.
     pub fn ingest(&mut self, finding: Finding, now: SystemTime) -> bool {
         let key = Key::of(&finding);
         if let Some(agg) = self.table.get_mut(&key) {
@@ -91,6 +293,7 @@ impl Aggregator {
             last_seen: now,
             reported_count: 0,
             last_reported: None,
+            folded: false,
         };
         if self.table.push(key, agg).is_some_and(|(_, old)| old.id != id) {
             self.evicted += 1;
@@ -98,30 +301,108 @@ impl Aggregator {
         true
     }
 
-    /// Entries that changed since they were last reported and were not
-    /// reported within `interval` (new entries are always due). Marks them
-    /// reported.
+    /// Entries to print now, within the line budget (module docs): first
+    /// sightings, folded entries that repeated, and printed entries that
+    /// changed and were not printed within `interval`. Marks them reported;
+    /// first sightings over the budget are folded. `Duration::ZERO` is the
+    /// last report on exit: every changed entry is due, and the budget still
+    /// holds (what does not fit is folded and flushed by
+    /// [`Aggregator::take_folds`]).
     pub fn due(&mut self, interval: Duration, now: Instant) -> Vec<Aggregate> {
-        let mut out = Vec::new();
-        for (_, agg) in self.table.iter_mut() {
-            let changed = agg.count > agg.reported_count;
-            let quiet_long_enough = agg.last_reported.is_none_or(|t| now.duration_since(t) >= interval);
-            if changed && quiet_long_enough {
-                agg.reported_count = agg.count;
-                agg.last_reported = Some(now);
-                out.push(agg.clone());
+        let last = interval.is_zero();
+        let policy = self.policy;
+        for b in self.buckets.values_mut() {
+            b.refill(&policy, now);
+        }
+        // Candidates by bucket: (growth, id) for repeats, first sightings
+        // by evidence. Only keys and ids are collected, clones come later.
+        let mut fresh: HashMap<BucketKey, Vec<(u64, bool, u64)>> = HashMap::new();
+        let mut repeats: HashMap<BucketKey, Vec<(u64, u64)>> = HashMap::new();
+        for (_, a) in self.table.iter() {
+            if a.count <= a.reported_count {
+                continue;
+            }
+            let bucket = BucketKey::of(&a.finding);
+            if a.reported_count == 0 && !a.folded {
+                let (count, agree) = a.evidence();
+                fresh.entry(bucket).or_default().push((count, agree, a.id));
+            } else if a.last_reported.is_none_or(|t| now.duration_since(t) >= interval) {
+                repeats.entry(bucket).or_default().push((a.count - a.reported_count, a.id));
             }
         }
+        let mut print: HashSet<u64> = HashSet::new();
+        let mut fold: HashSet<u64> = HashSet::new();
+        for (bucket, mut c) in fresh {
+            let b = self.buckets.entry(bucket).or_insert_with(|| Bucket::new(&policy, now));
+            c.sort_by(|x, y| y.0.cmp(&x.0).then(y.1.cmp(&x.1)).then(x.2.cmp(&y.2)));
+            let n = (b.new_tokens.max(0.0).floor() as usize).min(c.len());
+            b.new_tokens -= n as f64;
+            print.extend(c[..n].iter().map(|x| x.2));
+            fold.extend(c[n..].iter().map(|x| x.2));
+        }
+        for (bucket, mut c) in repeats {
+            let b = self.buckets.entry(bucket).or_insert_with(|| Bucket::new(&policy, now));
+            c.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
+            let n = (b.repeat_tokens.max(0.0).floor() as usize).min(c.len());
+            b.repeat_tokens -= n as f64;
+            print.extend(c[..n].iter().map(|x| x.1));
+            // Over the budget: wait for the next report; on exit, the
+            // never-printed ones are folded, printed ones keep their line.
+            if last {
+                fold.extend(c[n..].iter().map(|x| x.1));
+            }
+        }
+        let mut out = Vec::with_capacity(print.len());
+        let buckets = &mut self.buckets;
+        let mut folded = 0;
+        for (_, a) in self.table.iter_mut() {
+            if print.contains(&a.id) {
+                a.reported_count = a.count;
+                a.last_reported = Some(now);
+                out.push(a.clone());
+            } else if fold.contains(&a.id) && a.last_reported.is_none() {
+                // Each entry is folded (and counted) once; a folded entry
+                // that grew but did not fit the exit report stays as it was.
+                if !a.folded
+                    && let Some(b) = buckets.get_mut(&BucketKey::of(&a.finding))
+                {
+                    b.fold(a);
+                    folded += 1;
+                    a.folded = true;
+                }
+                a.reported_count = a.count;
+            }
+        }
+        self.folded += folded;
         out.sort_by_key(|a| a.id);
         out
     }
 
-    /// The `n` entries with the highest counts.
+    /// Folds whose window ended (all of them when `flush`, on exit), in
+    /// bucket order. A bucket with nothing folded says nothing.
+    pub fn take_folds(&mut self, now: Instant, flush: bool) -> Vec<Fold> {
+        let window = self.policy.fold_window;
+        let mut out: Vec<Fold> = self
+            .buckets
+            .iter_mut()
+            .filter(|(_, b)| flush || now.saturating_duration_since(b.window_start) >= window)
+            .filter_map(|(k, b)| b.take(k, now))
+            .collect();
+        out.sort_by(|a, b| a.bucket.cmp(&b.bucket));
+        out
+    }
+
+    /// The `n` entries with the highest counts (a partial sort: only `n`
+    /// are cloned).
     pub fn top(&self, n: usize) -> Vec<Aggregate> {
-        let mut all: Vec<Aggregate> = self.table.iter().map(|(_, a)| a.clone()).collect();
-        all.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id)));
-        all.truncate(n);
-        all
+        let mut all: Vec<&Aggregate> = self.table.iter().map(|(_, a)| a).collect();
+        let order = |a: &&Aggregate, b: &&Aggregate| b.count.cmp(&a.count).then(a.id.cmp(&b.id));
+        if n < all.len() {
+            all.select_nth_unstable_by(n, order);
+            all.truncate(n);
+        }
+        all.sort_by(order);
+        all.into_iter().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
@@ -180,6 +461,7 @@ mod tests {
             pmtu_cached: None,
             nat_original: None,
             unknown: Vec::new(),
+            ptb_suspect: None,
         }
     }
 
@@ -200,6 +482,185 @@ mod tests {
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].count, 3);
         assert!(agg.due(Duration::ZERO, t0 + Duration::from_secs(7)).is_empty());
+    }
+
+    /// A spoofed one-off: its own reporter and client port.
+    fn spoofed(i: u32) -> Finding {
+        let mut f = finding((i % 60000) as u16);
+        f.reporter = IpAddr::from([198, 19, (i >> 8) as u8, i as u8]);
+        f
+    }
+
+    #[test]
+    fn a_flood_of_first_sightings_is_budgeted_and_folded() {
+        let mut agg = Aggregator::new(4096);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..1000 {
+            agg.ingest(spoofed(i), now);
+        }
+        let printed = agg.due(Duration::from_secs(5), t0);
+        assert_eq!(printed.len(), 5, "one second's budget of first sightings");
+        assert_eq!(agg.folded, 995);
+        // Nothing more is printed for them, and the fold says so once its window ends.
+        assert!(agg.due(Duration::from_secs(5), t0 + Duration::from_millis(500)).is_empty());
+        assert!(agg.take_folds(t0 + Duration::from_secs(1), false).is_empty(), "window not over yet");
+        let folds = agg.take_folds(t0 + Duration::from_secs(10), false);
+        assert_eq!(folds.len(), 1);
+        assert_eq!(folds[0].findings, 995);
+        assert_eq!(folds[0].events, 995);
+        assert_eq!(folds[0].reporters, 995);
+        assert_eq!(folds[0].codes, vec![((4, 3, 10), 995)]);
+        assert_eq!(folds[0].bucket, BucketKey { verdict: Verdict::Rejected, iface: "eth0".into() });
+        assert!(agg.take_folds(t0 + Duration::from_secs(30), true).is_empty(), "nothing new folded");
+        // The budget refills: a second later, new problems print again.
+        agg.ingest(spoofed(5000), now);
+        assert_eq!(agg.due(Duration::from_secs(5), t0 + Duration::from_secs(2)).len(), 1);
+    }
+
+    #[test]
+    fn budgets_are_per_verdict_and_interface() {
+        let mut agg = Aggregator::new(4096);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..100 {
+            let mut f = spoofed(i);
+            if i % 2 == 0 {
+                f.verdict = Verdict::Unreachable;
+                f.icmp_code = 1;
+            }
+            agg.ingest(f, now);
+        }
+        let mut other_if = spoofed(7777);
+        other_if.iface = "eth1".into();
+        agg.ingest(other_if, now);
+        let printed = agg.due(Duration::from_secs(5), t0);
+        assert_eq!(printed.len(), 11, "5 + 5 on eth0, 1 on eth1");
+        assert!(printed.iter().any(|a| a.finding.iface == "eth1"));
+    }
+
+    #[test]
+    fn a_repeated_rejection_is_printed_during_a_flood() {
+        let mut agg = Aggregator::new(4096);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..200 {
+            agg.ingest(spoofed(i), now);
+        }
+        // The real one arrives after the budget is spent: folded at first...
+        let real = finding(56194);
+        agg.ingest(real.clone(), now);
+        let first = agg.due(Duration::from_secs(5), t0);
+        assert!(first.iter().all(|a| a.finding.reporter != real.reporter), "folded with the flood");
+        for i in 200..400 {
+            agg.ingest(spoofed(i), now);
+        }
+        // ... its retransmit is evidence: printed by the next report, ahead
+        // of the flood's new one-offs.
+        agg.ingest(real.clone(), now);
+        for i in 400..600 {
+            agg.ingest(spoofed(i), now);
+        }
+        let next = agg.due(Duration::from_secs(5), t0 + Duration::from_millis(100));
+        let line = next.iter().find(|a| a.finding.reporter == real.reporter).expect("the real rejection's line");
+        assert_eq!(line.count, 2);
+        assert!(next.len() <= 1 + 1, "spoofed first sightings still wait for tokens: {}", next.len());
+        // It keeps its usual update cadence afterwards.
+        agg.ingest(real.clone(), now);
+        assert!(agg.due(Duration::from_secs(5), t0 + Duration::from_secs(1)).iter().all(|a| a.id != line.id));
+        let later = agg.due(Duration::from_secs(5), t0 + Duration::from_secs(6));
+        assert!(later.iter().any(|a| a.id == line.id && a.count == 3));
+    }
+
+    #[test]
+    fn first_sightings_with_more_evidence_go_first() {
+        let mut agg = Aggregator::new(4096);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..50 {
+            agg.ingest(spoofed(i), now);
+        }
+        let real = finding(56194);
+        for _ in 0..3 {
+            agg.ingest(real.clone(), now);
+        }
+        let printed = agg.due(Duration::from_secs(5), t0);
+        assert_eq!(printed.len(), 5);
+        assert!(printed.iter().any(|a| a.finding.reporter == real.reporter && a.count == 3));
+    }
+
+    #[test]
+    fn exit_report_keeps_the_budget_and_folds_the_rest() {
+        let mut agg = Aggregator::new(4096);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..100 {
+            agg.ingest(spoofed(i), now);
+        }
+        assert_eq!(agg.due(Duration::ZERO, t0).len(), 5);
+        let folds = agg.take_folds(t0, true);
+        assert_eq!(folds.iter().map(|f| f.findings).sum::<u64>(), 95);
+    }
+
+    #[test]
+    fn an_entry_is_folded_once() {
+        let mut agg = Aggregator::new(4096);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..100 {
+            agg.ingest(spoofed(i), now);
+        }
+        agg.due(Duration::from_secs(5), t0);
+        // Every folded one repeats, more than the exit budget can print.
+        for i in 0..100 {
+            agg.ingest(spoofed(i), now);
+        }
+        assert_eq!(agg.due(Duration::ZERO, t0).len(), 20, "the repeat budget");
+        let folds = agg.take_folds(t0, true);
+        assert_eq!(folds.iter().map(|f| f.findings).sum::<u64>(), 95);
+        assert_eq!(agg.folded, 95);
+    }
+
+    #[test]
+    fn fold_memory_is_capped() {
+        let mut agg = Aggregator::new(100_000);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..(FOLD_REPORTERS as u32 + 500) {
+            let mut f = spoofed(i);
+            f.reporter = IpAddr::from(std::net::Ipv6Addr::from(u128::from(i) | (0x2001_0db8u128 << 96)));
+            f.icmp_code = (i % 256) as u8;
+            agg.ingest(f, now);
+        }
+        agg.due(Duration::from_secs(5), t0);
+        let folds = agg.take_folds(t0, true);
+        assert_eq!(folds.len(), 1);
+        let f = &folds[0];
+        assert_eq!(f.reporters, FOLD_REPORTERS as u64);
+        assert!(f.reporters_capped);
+        assert_eq!(f.codes.len(), FOLD_CODES);
+        assert_eq!(f.codes.iter().map(|c| c.1).sum::<u64>() + f.other_codes, f.findings);
+    }
+
+    #[test]
+    fn random_keys_stay_within_capacity() {
+        let mut agg = Aggregator::new(64);
+        let now = SystemTime::now();
+        let mut x = 0x1234_5678u32;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let mut f = spoofed(x);
+            f.icmp_code = (x >> 24) as u8;
+            agg.ingest(f, now);
+            assert!(agg.len() <= 64);
+        }
+        assert_eq!(agg.len(), 64);
+        assert!(agg.evicted >= 100_000 - 64 - 1000, "nearly every random key is new: {}", agg.evicted);
+        let top = agg.top(10);
+        assert_eq!(top.len(), 10);
+        assert!(top.windows(2).all(|w| w[0].count >= w[1].count));
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub struct Finding {
     /// Facts the joins could not establish.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown: Vec<Fact>,
+    /// Frag-needed / Packet Too Big that is not believed, and why (see
+    /// [`super::ptb`]): no MTU or MSS advice comes from it.
+    pub ptb_suspect: Option<super::ptb::PtbSuspect>,
 }
 
 /// Protocol name as `ip`/`ss` print it.
@@ -213,6 +216,7 @@ impl Finding {
                 pmtu_cached: None,
                 nat_original: None,
                 unknown: Vec::new(),
+                ptb_suspect: None,
             });
         }
         if ev.kind != kind::ICMP_ERROR && ev.kind != kind::ICMP_SENT {
@@ -243,6 +247,13 @@ impl Finding {
             // destination, someone else's packet to us was reported).
             Direction::Forwarded
         };
+        // Only the announced MTU can be judged here; whether the quoted
+        // flow is one this host sent is for the joins to say.
+        let mtu = (ev.flags & flags::HAS_MTU != 0).then_some(ev.mtu);
+        let ptb_suspect = match (verdict, mtu) {
+            (Verdict::FragNeeded, Some(m)) => super::ptb::judge_ptb(family, m, packet_len, None).first(),
+            _ => None,
+        };
         let hops = (ev.kind == kind::ICMP_ERROR).then(|| {
             let reporter_is_destination = has_ip && reporter == p.dst_ip();
             hops::estimate(ev, local_origin, ctx.initial_ttl(family), reporter_is_destination)
@@ -263,7 +274,7 @@ impl Finding {
             flow,
             tcp_flags,
             hops,
-            mtu: (ev.flags & flags::HAS_MTU != 0).then_some(ev.mtu),
+            mtu,
             packet_len,
             gateway: (ev.flags & flags::HAS_GATEWAY != 0).then(|| ev.gateway_ip()),
             pointer: (ev.flags & flags::HAS_POINTER != 0).then_some(ev.aux),
@@ -274,6 +285,7 @@ impl Finding {
             pmtu_cached: None,
             nat_original: None,
             unknown,
+            ptb_suspect,
         })
     }
 
@@ -325,6 +337,24 @@ mod tests {
         assert_eq!(ours.direction, Direction::SentByUs);
         assert_eq!(ours.kind, "icmp_sent");
         assert!(Finding::from_event(&sent_from([198, 18, 7, 7]), &ctx()).is_none(), "a routed error is not ours");
+    }
+
+    #[test]
+    fn a_frag_needed_announcing_more_than_the_packet_is_suspect() {
+        let mut ev = sent_from([198, 18, 2, 1]);
+        ev.kind = kind::ICMP_ERROR;
+        ev.flags = flags::HAS_MTU;
+        ev.mtu = 9000;
+        ev.inner.total_len = 1500;
+        let f = Finding::from_event(&ev, &ctx()).expect("finding");
+        assert_eq!(f.ptb_suspect, Some(super::super::ptb::PtbSuspect::MtuNotSmaller));
+        assert!(super::super::words::advice(&f).contains("NOT BELIEVED"), "{}", super::super::words::advice(&f));
+        assert!(!super::super::words::advice(&f).contains("TCP MSS"), "no MSS figure from a bogus PTB");
+        // MTU 0 (pre-RFC 1191 router) is legal.
+        ev.mtu = 0;
+        assert_eq!(Finding::from_event(&ev, &ctx()).expect("finding").ptb_suspect, None);
+        ev.mtu = 1400;
+        assert_eq!(Finding::from_event(&ev, &ctx()).expect("finding").ptb_suspect, None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod context;
 pub mod finding;
 pub mod hops;
 pub mod ledger;
+pub mod ptb;
 pub mod words;
 
 pub use aggregate::{Aggregate, Aggregator};

@@ -6,7 +6,7 @@ use netobs_common::icmp::Verdict;
 
 use super::{
     IcmpBack,
-    aggregate::Aggregate,
+    aggregate::{Aggregate, Fold},
     finding::{Direction, Fact, Finding, Flow},
 };
 
@@ -171,7 +171,12 @@ pub fn advice(f: &Finding) -> String {
         Verdict::FragNeeded => {
             let mtu = f.mtu.unwrap_or(0);
             let len = f.packet_len.map(|l| format!("{l}-byte ")).unwrap_or_default();
-            if mtu == 0 {
+            if let Some(why) = f.ptb_suspect {
+                format!(
+                    "NOT BELIEVED: {}; forged or broken, so no MTU or MSS advice comes from it (a forged frag-needed can force fragmentation)",
+                    why.words(f.family, mtu, f.packet_len)
+                )
+            } else if mtu == 0 {
                 format!(
                     "{reporter} cannot forward {len}packets with DF set and did not say its MTU (pre-RFC 1191 router)"
                 )
@@ -339,4 +344,83 @@ pub fn block(a: &Aggregate, color: bool) -> String {
         let _ = write!(s, "\n{pad}not known (host lookup failed or timed out): {}", facts.join(", "));
     }
     s
+}
+
+/// 13842 -> "13,842".
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The line for what a (verdict, interface) bucket folded: "… and 13,842
+/// more REJECTED findings on eth0 from 13,842 reporters in the last 10 s
+/// (ICMP 3/10 ×9,001, 3/13 ×4,841), folded; see /top or --json".
+pub fn folded(f: &Fold) -> String {
+    let secs = f.until.duration_since(f.since).map(|d| d.as_secs()).unwrap_or(0).max(1);
+    let reporters = format!("{}{}", thousands(f.reporters), if f.reporters_capped { "+" } else { "" });
+    let mut codes: Vec<String> = f
+        .codes
+        .iter()
+        .take(4)
+        .map(|((family, t, c), n)| {
+            let v6 = if *family == 6 { "v6 " } else { "" };
+            format!("{v6}{t}/{c} \u{d7}{}", thousands(*n))
+        })
+        .collect();
+    let rest = f.codes.len().saturating_sub(4) as u64 + u64::from(f.other_codes > 0);
+    if rest > 0 {
+        codes.push(format!("+{rest} other codes"));
+    }
+    format!(
+        "\u{2026} and {} more {} {} on {} from {reporters} {} in the last {secs} s (ICMP {}), folded; see /top or --json",
+        thousands(f.findings),
+        headline(f.bucket.verdict),
+        if f.findings == 1 { "finding" } else { "findings" },
+        f.bucket.iface,
+        if f.reporters == 1 { "reporter" } else { "reporters" },
+        codes.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explain::aggregate::BucketKey;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(13_842), "13,842");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn fold_line_names_count_codes_and_where_to_look() {
+        let since = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        let f = Fold {
+            bucket: BucketKey { verdict: Verdict::Unreachable, iface: "eth0".into() },
+            findings: 13_842,
+            events: 14_000,
+            reporters: 4096,
+            reporters_capped: true,
+            codes: vec![((4, 3, 1), 9000), ((4, 3, 3), 4000), ((4, 3, 0), 500), ((4, 3, 2), 300), ((6, 1, 3), 42)],
+            other_codes: 0,
+            since,
+            until: since + std::time::Duration::from_secs(10),
+        };
+        let s = folded(&f);
+        assert_eq!(
+            s,
+            "\u{2026} and 13,842 more UNREACHABLE findings on eth0 from 4,096+ reporters in the last 10 s (ICMP 3/1 \u{d7}9,000, 3/3 \u{d7}4,000, 3/0 \u{d7}500, 3/2 \u{d7}300, +1 other codes), folded; see /top or --json"
+        );
+    }
 }

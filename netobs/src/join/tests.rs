@@ -94,12 +94,22 @@ fn finding(verdict: Verdict, protocol: &str, src: &str, sport: u16) -> Finding {
         pmtu_cached: None,
         nat_original: None,
         unknown: Vec::new(),
+        ptb_suspect: None,
     }
 }
 
 fn aggregate(f: Finding, id: u64) -> Aggregate {
     let now = SystemTime::now();
-    Aggregate { id, finding: f, count: 1, first_seen: now, last_seen: now, reported_count: 1, last_reported: None }
+    Aggregate {
+        id,
+        finding: f,
+        count: 1,
+        first_seen: now,
+        last_seen: now,
+        reported_count: 1,
+        last_reported: None,
+        folded: false,
+    }
 }
 
 #[test]

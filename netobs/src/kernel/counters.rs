@@ -1,5 +1,12 @@
 //! Reading the per-CPU counters: summed over CPUs, one snapshot at a time.
 //!
+//! The programs count in fixed-size per-CPU arrays (interface slot x hook x
+//! ICMP class, see `netobs_common::counters`), which nothing a packet says
+//! can fill. This module gives interfaces their slots and turns the arrays
+//! back into the keyed maps of [`Counters`]: an interface without a slot
+//! reads as `OTHER_IFINDEX`, a code beyond the known ones of its type as
+//! `OTHER_CODE`.
+//!
 //! A [`CounterReader`] holds its own handles on the counter maps (duplicated
 //! file descriptors), so it can live beside the [`aya::Ebpf`] that owns the
 //! programs: a metrics collector reads at scrape time while the event loop
@@ -10,9 +17,22 @@ use std::{collections::BTreeMap, os::fd::AsFd as _};
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
-    maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Array, Map, MapData, PerCpuArray},
 };
-use netobs_common::event::{DfCounterKey, IcmpCounterKey, stat};
+use netobs_common::{
+    counters::{
+        DfSlotCounters, ICMP_CLASSES, IFACE_SLOTS, IcmpSlotCounters, IfaceTable, OTHER_IFINDEX, OTHER_SLOT, class_key,
+    },
+    event::{DfCounterKey, IcmpCounterKey, stat},
+};
+
+pub use netobs_common::counters::{OTHER_CODE, OTHER_IFINDEX as OTHER_IFACE};
+
+/// Map names in the eBPF object.
+const STATS: &str = "STATS";
+const ICMP_COUNTERS: &str = "ICMP_COUNTERS";
+const DF_COUNTERS: &str = "DF_COUNTERS";
+const IFACES: &str = "IFACES";
 
 /// One snapshot of everything the programs counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -35,8 +55,9 @@ impl Counters {
 /// scrape can read them from another task.
 pub struct CounterReader {
     stats: PerCpuArray<MapData, u64>,
-    icmp: PerCpuHashMap<MapData, IcmpCounterKey, u64>,
-    df: PerCpuHashMap<MapData, DfCounterKey, u64>,
+    icmp: PerCpuArray<MapData, IcmpSlotCounters>,
+    df: PerCpuArray<MapData, DfSlotCounters>,
+    ifaces: Array<MapData, IfaceTable>,
 }
 
 /// A second handle on the map `name` of `ebpf` (a duplicated descriptor).
@@ -56,9 +77,10 @@ impl CounterReader {
     /// Opens the counter maps of `ebpf` (which keeps its own handles).
     pub fn new(ebpf: &Ebpf) -> Result<CounterReader> {
         Ok(CounterReader {
-            stats: PerCpuArray::try_from(dup_map(ebpf, "STATS")?).context("STATS map type")?,
-            icmp: PerCpuHashMap::try_from(dup_map(ebpf, "ICMP_COUNTERS")?).context("ICMP_COUNTERS map type")?,
-            df: PerCpuHashMap::try_from(dup_map(ebpf, "DF_COUNTERS")?).context("DF_COUNTERS map type")?,
+            stats: PerCpuArray::try_from(dup_map(ebpf, STATS)?).context("STATS map type")?,
+            icmp: PerCpuArray::try_from(dup_map(ebpf, ICMP_COUNTERS)?).context("ICMP_COUNTERS map type")?,
+            df: PerCpuArray::try_from(dup_map(ebpf, DF_COUNTERS)?).context("DF_COUNTERS map type")?,
+            ifaces: Array::try_from(dup_map(ebpf, IFACES)?).context("IFACES map type")?,
         })
     }
 
@@ -69,19 +91,77 @@ impl CounterReader {
             let v = self.stats.get(&slot, 0).with_context(|| format!("reading STATS[{slot}]"))?;
             c.stats.insert(stat::NAMES[slot as usize], v.iter().sum());
         }
-        for item in self.icmp.iter() {
-            let (k, v) = item.context("iterating ICMP_COUNTERS")?;
-            c.icmp.insert(k, v.iter().sum());
+        let mut table = self.ifaces.get(&0, 0).context("reading the interface slots")?;
+        if table.ifindex_of[OTHER_SLOT as usize] != OTHER_IFINDEX {
+            table = IfaceTable::EMPTY; // never initialised: everything is "other"
         }
-        for item in self.df.iter() {
-            let (k, v) = item.context("iterating DF_COUNTERS")?;
-            c.df.insert(k, v.iter().sum());
+        // Only slots in use (and "other") can hold counts: one read each.
+        for slot in (0..IFACE_SLOTS).filter(|&s| s == OTHER_SLOT as usize || table.ifindex(s) != OTHER_IFINDEX) {
+            let ifindex = table.ifindex(slot);
+            let idx = slot as u32;
+            let per_cpu = self.icmp.get(&idx, 0).with_context(|| format!("reading ICMP_COUNTERS[{slot}]"))?;
+            for (i, n) in sum(per_cpu.iter().map(|b| &b.counts[..])).into_iter().enumerate() {
+                if n == 0 {
+                    continue;
+                }
+                let (family, icmp_type, icmp_code) = class_key((i % ICMP_CLASSES) as u32);
+                let hook = (i / ICMP_CLASSES) as u8 + 1;
+                *c.icmp.entry(IcmpCounterKey { ifindex, family, icmp_type, icmp_code, hook }).or_default() += n;
+            }
+            let per_cpu = self.df.get(&idx, 0).with_context(|| format!("reading DF_COUNTERS[{slot}]"))?;
+            for (egress, n) in sum(per_cpu.iter().map(|r| &r.counts[..])).into_iter().enumerate() {
+                if n != 0 {
+                    let key = DfCounterKey { ingress_ifindex: ifindex, egress_ifindex: table.ifindex(egress) };
+                    *c.df.entry(key).or_default() += n;
+                }
+            }
         }
         Ok(c)
     }
 }
 
+/// Element-wise sum of equally long per-CPU rows.
+fn sum<'a>(rows: impl Iterator<Item = &'a [u64]>) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::new();
+    for row in rows {
+        if out.is_empty() {
+            out = row.to_vec();
+        } else {
+            out.iter_mut().zip(row).for_each(|(a, b)| *a = a.wrapping_add(*b));
+        }
+    }
+    out
+}
+
 /// Reads all counter maps of a loaded object once.
 pub fn read(ebpf: &Ebpf) -> Result<Counters> {
     CounterReader::new(ebpf)?.read()
+}
+
+/// Gives each of `ifindexes` a counter slot (in order, keeping slots
+/// already given). Interfaces beyond the slots count as "other"
+/// (`OTHER_IFACE`); returns how many have a slot.
+pub fn assign_iface_slots(ebpf: &mut Ebpf, ifindexes: impl IntoIterator<Item = u32>) -> Result<usize> {
+    let mut map: Array<&mut MapData, IfaceTable> =
+        Array::try_from(ebpf.map_mut(IFACES).context("IFACES map missing from the eBPF object")?)
+            .context("IFACES map type")?;
+    let mut table = map.get(&0, 0).context("reading the interface slots")?;
+    // A fresh map is all zeroes, which would read as "every slot is
+    // ifindex 0": start from the empty table.
+    if table.ifindex_of[OTHER_SLOT as usize] != OTHER_IFINDEX {
+        table = IfaceTable::EMPTY;
+    }
+    let mut with_slot = 0;
+    let mut without = Vec::new();
+    for ifindex in ifindexes {
+        match table.assign(ifindex) {
+            Some(_) => with_slot += 1,
+            None => without.push(ifindex),
+        }
+    }
+    map.set(0, table, 0).context("writing the interface slots")?;
+    if !without.is_empty() {
+        log::debug!("no counter slot for ifindexes {without:?}: counted as interface \"other\"");
+    }
+    Ok(with_slot)
 }

@@ -7,31 +7,146 @@ use netobs_common::Config;
 /// The eBPF object built from `netobs-ebpf` by `build.rs`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netobs"));
 
+/// Kernel-side diagnostics (aya-log), fixed at load. Cold paths only (a
+/// malformed packet, at most one message per CPU per second); off by
+/// default, and then the verifier removes every call site.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum EbpfLogLevel {
+    #[default]
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl EbpfLogLevel {
+    /// `aya_log_common::Level` numbering (0: off).
+    fn as_u8(self) -> u8 {
+        match self {
+            EbpfLogLevel::Off => 0,
+            EbpfLogLevel::Error => 1,
+            EbpfLogLevel::Warn => 2,
+            EbpfLogLevel::Info => 3,
+            EbpfLogLevel::Debug => 4,
+        }
+    }
+}
+
 /// Load-time settings.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// Written into the object's `CONFIG` global before verification.
+    /// A `sample_seed` of 0 is replaced by a random one (tests fix one to
+    /// know which reporters share a bucket), `fib_skip_neigh` 1 by what
+    /// this kernel supports, `log_level` by `ebpf_log_level`.
     pub config: Config,
     /// Ring buffer size in bytes (a power of two multiple of the page size).
     pub ringbuf_bytes: u32,
+    /// Kernel-side diagnostics level.
+    pub ebpf_log_level: EbpfLogLevel,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { config: Config::DEFAULT, ringbuf_bytes: 1 << 20 }
+        LoadOptions { config: Config::DEFAULT, ringbuf_bytes: 1 << 20, ebpf_log_level: EbpfLogLevel::Off }
     }
 }
 
-/// Loads the object: creates the maps and relocates globals. Programs are
-/// verified later, when attached (or explicitly with [`load_program`]).
+/// Loads the object: creates the maps, relocates globals and gives every
+/// interface of this network namespace (and ifindex 0, the tracepoint's
+/// "no interface") a counter slot. Programs are verified later, when
+/// attached (or explicitly with [`load_program`]).
 pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     raise_memlock_limit();
     let bytes = opts.ringbuf_bytes.max(4096).next_power_of_two();
-    EbpfLoader::new()
-        .override_global("CONFIG", &opts.config, true)
+    let level = opts.ebpf_log_level.as_u8();
+    let config = Config {
+        sample_seed: if opts.config.sample_seed != 0 { opts.config.sample_seed } else { random_seed() },
+        fib_skip_neigh: u32::from(opts.config.fib_skip_neigh != 0 && fib_skip_neigh_supported()),
+        log_level: u32::from(level),
+        ..opts.config
+    };
+    let mut ebpf = EbpfLoader::new()
+        .override_global("CONFIG", &config, true)
+        .override_global(aya_log::LEVEL, &level, true)
         .map_max_entries("EVENTS", bytes)
         .load(OBJECT)
-        .context("loading the netobs eBPF object failed (netobs needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)")
+        .context(
+            "loading the netobs eBPF object failed (netobs needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)",
+        )?;
+    let mut ifindexes: Vec<u32> = crate::net::interface_names().into_keys().collect();
+    ifindexes.sort_unstable();
+    super::counters::assign_iface_slots(&mut ebpf, std::iter::once(0).chain(ifindexes))?;
+    Ok(ebpf)
+}
+
+/// Starts forwarding kernel-side log records to the `log` crate, on a
+/// tokio task, when `level` is not off (`None` then: nothing to read).
+/// Dropping the handle's task stops it.
+pub fn start_ebpf_logger(ebpf: &mut Ebpf, level: EbpfLogLevel) -> Result<Option<tokio::task::JoinHandle<()>>> {
+    if level == EbpfLogLevel::Off {
+        return Ok(None);
+    }
+    let logger = aya_log::EbpfLogger::init(ebpf).context("starting the kernel-side logger (aya-log)")?;
+    // SAFETY: the logger owns its ring buffer's fd, which stays open and
+    // the same for as long as the logger (now owned by the AsyncFd) lives.
+    let mut fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("registering the kernel-side logger with tokio: {e}"))?;
+    Ok(Some(tokio::spawn(async move {
+        loop {
+            match fd.readable_mut().await {
+                Ok(mut guard) => {
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+                Err(e) => {
+                    log::warn!("kernel-side logger stopped: {e}");
+                    return;
+                }
+            }
+        }
+    })))
+}
+
+/// Does this kernel accept `BPF_FIB_LOOKUP_SKIP_NEIGH` (Linux 6.3+)? Older
+/// kernels reject every lookup that passes it, which would silently turn
+/// the DF check off. A kernel-version probe: the datapath also retries a
+/// failed lookup without the flag, so a backport the version misses costs
+/// one failed call per lookup, never the check.
+pub fn fib_skip_neigh_supported() -> bool {
+    kernel_version().is_some_and(|v| v >= (6, 3))
+}
+
+/// (major, minor) of the running kernel, from uname(2).
+pub fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    let release: String = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
+    parse_version(&release)
+}
+
+fn parse_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// A seed for the fair-sampling hash, so a flooder cannot compute which
+/// reporters share a bucket. Falls back to the clock.
+fn random_seed() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: valid buffer of the given length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 4 && b != [0; 4] {
+        return u32::from_ne_bytes(b);
+    }
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0x5eed)
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones use
@@ -78,3 +193,23 @@ loadable!(aya::programs::Xdp);
 loadable!(aya::programs::SchedClassifier);
 loadable!(aya::programs::TracePoint);
 loadable!(aya::programs::RawTracePoint);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions_parse_from_uname_releases() {
+        assert_eq!(parse_version("6.18.0-1-amd64"), Some((6, 18)));
+        assert_eq!(parse_version("5.15.0"), Some((5, 15)));
+        assert_eq!(parse_version("6.2.16+rpt"), Some((6, 2)));
+        assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn log_levels_follow_aya_log_numbering() {
+        assert_eq!(EbpfLogLevel::Off.as_u8(), 0);
+        assert_eq!(EbpfLogLevel::Debug.as_u8(), 4);
+        assert!(EbpfLogLevel::Debug > EbpfLogLevel::Error);
+    }
+}

@@ -1,14 +1,19 @@
 //! The kernel side seen from user space: load the embedded eBPF object,
-//! attach it to interfaces, read its counters and drain its events.
+//! probe what the kernel offers, attach (beside other programs), follow
+//! interfaces as they come and go, read counters and drain events.
 
 pub mod attach;
 pub(crate) mod btf;
 pub mod counters;
 pub mod events;
+pub mod features;
+pub mod hotplug;
 pub mod icmp_send;
 pub mod loader;
+mod rtnl;
 pub mod stage;
 
-pub use attach::{AttachMode, Attached, Hook, Session};
+pub use attach::{AttachMode, Attached, ForeignProgram, Hook, Session};
 pub use counters::{CounterReader, Counters};
+pub use features::{Features, Support, TcPath};
 pub use loader::{LoadOptions, load};

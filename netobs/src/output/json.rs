@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::{
-    explain::{Aggregate, words},
-    kernel::{Attached, Counters},
+    explain::{Aggregate, aggregate::Fold, words},
+    kernel::{Attached, Counters, Features},
 };
 use netobs_common::{event::hook, icmp};
 
@@ -17,12 +17,22 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// `{"type":"attach", ...}`: one per interface.
-pub fn attach(a: &Attached) -> Value {
+/// `{"type":"attach", ...}`: one per interface, at start and whenever
+/// `--all` attaches one that appeared. Says which path each observer took
+/// (`tc`: "tcx" or "clsact"), the program holding XDP if netobs stayed
+/// beside one, and what the kernel offers.
+pub fn attach(a: &Attached, kernel: &Features) -> Value {
     json!({
         "schema": SCHEMA, "type": "attach",
         "iface": a.iface, "ifindex": a.ifindex, "ingress": a.ingress, "egress": a.egress, "note": a.note,
+        "tc": a.tc, "clsact_created": a.clsact_created, "xdp_holder": a.xdp_holder, "kernel": kernel,
     })
+}
+
+/// `{"type":"detach", ...}`: `reason` is "exit" for the final record, or
+/// "vanished" when `--all` forgets an interface that went away.
+pub fn detach(ifaces: &[String], reason: &str) -> Value {
+    json!({ "schema": SCHEMA, "type": "detach", "ifaces": ifaces, "reason": reason })
 }
 
 /// `{"type":"finding", ...}`: an aggregated explanation, re-emitted when
@@ -40,6 +50,26 @@ pub fn finding(a: &Aggregate) -> Value {
         m.insert("advice".into(), words::advice(&a.finding).into());
     }
     v
+}
+
+/// `{"type":"folded", ...}`: first sightings of one (verdict, interface)
+/// that did not fit the line budget during one window (see
+/// `explain::aggregate`); they stay in the table, `/top` and the counters.
+pub fn folded(f: &Fold) -> Value {
+    let codes: Vec<Value> = f
+        .codes
+        .iter()
+        .map(|((family, t, c), n)| json!({ "family": family, "type": t, "code": c, "findings": n }))
+        .collect();
+    json!({
+        "schema": SCHEMA, "type": "folded",
+        "verdict": f.bucket.verdict.as_str(), "iface": f.bucket.iface,
+        "findings": f.findings, "events": f.events,
+        "reporters": f.reporters, "reporters_capped": f.reporters_capped,
+        "codes": codes, "other_codes": f.other_codes,
+        "since": rfc3339(f.since), "until": rfc3339(f.until),
+        "text": words::folded(f),
+    })
 }
 
 /// "received", "sent" (TC egress) or "generated" (icmp_send tracepoint).

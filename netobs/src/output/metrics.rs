@@ -590,7 +590,16 @@ mod tests {
     fn every_family_has_help_a_type_and_one_prefix() {
         let (m, rec) = Metrics::new(Fixed(Some(snapshot())));
         rec.set_attached(
-            &Attached { iface: "eth0".into(), ifindex: 2, ingress: Hook::XdpNative, egress: true, note: None },
+            &Attached {
+                iface: "eth0".into(),
+                ifindex: 2,
+                ingress: Hook::XdpNative,
+                egress: true,
+                tc: None,
+                clsact_created: false,
+                xdp_holder: None,
+                note: None,
+            },
             true,
         );
         let text = m.encode(Format::PrometheusText);

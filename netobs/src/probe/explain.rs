@@ -13,20 +13,25 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use netobs_common::Config;
+use netobs_common::{
+    Config, Event,
+    event::{flags, have, hook, kind, stat},
+};
+use tokio::sync::watch;
 
 use super::{
     Progress,
-    packet::Proto,
+    packet::{Flow, Proto},
     pmtu::{self, PmtuOptions},
     socket::Prober,
     tcp::{self, TcpState},
     trace::{self, TraceOptions, TraceResult},
-    verdict::{self, Evidence, KernelView, RateTest, Verdict},
 };
 use crate::{
-    kernel::{self, AttachMode, LoadOptions, Session},
+    explain::{ptb::judge_ptb, words::endpoint},
+    kernel::{self, AttachMode, LoadOptions, Session, counters::Counters, events::EventStream},
     net,
+    verdict::{self, Diagnosis, Evidence, KernelView, PtbSeen, RateTest},
 };
 
 /// What `explain` was asked.
@@ -44,39 +49,147 @@ pub struct Request {
 /// The verdict and everything behind it.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
-    pub verdict: Verdict,
+    pub verdict: Diagnosis,
     pub evidence: Evidence,
     pub egress: Option<String>,
     pub probes_sent: u32,
     pub seconds: f64,
 }
 
+/// Sampling for `explain`'s own short run: generous, so the per-flow
+/// counts (which come from sampled events) are complete unless the
+/// interface is flooded; `not_sampled` says when they are not.
+const EXPLAIN_EVENTS_PER_SEC: u32 = 20_000;
+const EXPLAIN_BURST: u32 = 4_000;
+
 /// Loads the observer and attaches it to `iface` (ingress only: we want
-/// the ICMP that arrives).
-fn attach(iface: &str) -> Result<Session> {
-    let opts = LoadOptions { config: Config { min_mtu: 0, ..Config::DEFAULT }, ringbuf_bytes: 1 << 16 };
+/// the ICMP that arrives), with its event stream.
+fn attach(iface: &str) -> Result<(Session, EventStream)> {
+    let config = Config { min_mtu: 0, events_per_sec: EXPLAIN_EVENTS_PER_SEC, burst: EXPLAIN_BURST, ..Config::DEFAULT };
+    let opts = LoadOptions { config, ringbuf_bytes: 1 << 20, ..LoadOptions::default() };
     let ebpf = kernel::load(&opts)?;
-    Session::attach(ebpf, &[iface.to_string()], AttachMode::Auto, false, false)
+    let mut session = Session::attach(ebpf, &[iface.to_string()], AttachMode::Auto, false, false)?;
+    let events = EventStream::new(&mut session.ebpf)?;
+    Ok((session, events))
 }
 
-/// ICMP errors counted on `ifindex` so far: (all, time-exceeded,
-/// unreachable, too-big).
-fn icmp_counts(session: &Session, ifindex: u32) -> Result<(u64, u64, u64, u64)> {
-    let c = kernel::counters::read(&session.ebpf).context("reading the kernel counters")?;
-    let mut out = (0, 0, 0, 0);
+/// Exact counts of ICMP errors that arrived on one interface, and the
+/// events the kernel did not record.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    all: u64,
+    time_exceeded: u64,
+    unreachable: u64,
+    too_big: u64,
+    not_sampled: u64,
+}
+
+fn icmp_counts(c: &Counters, ifindex: u32) -> Counts {
+    let mut out = Counts { not_sampled: c.stat(stat::SAMPLED_OUT) + c.stat(stat::RINGBUF_FULL), ..Counts::default() };
     for (k, v) in &c.icmp {
-        if k.ifindex != ifindex || k.hook == netobs_common::event::hook::TC_EGRESS {
+        if k.ifindex != ifindex || k.hook == hook::TC_EGRESS {
             continue;
         }
-        out.0 += v;
+        out.all += v;
         match (k.family, k.icmp_type, k.icmp_code) {
-            (4, 11, _) | (6, 3, _) => out.1 += v,
-            (4, 3, 4) | (6, 2, _) => out.3 += v,
-            (4, 3, _) | (6, 1, _) => out.2 += v,
+            (4, 11, _) | (6, 3, _) => out.time_exceeded += v,
+            (4, 3, 4) | (6, 2, _) => out.too_big += v,
+            (4, 3, _) | (6, 1, _) => out.unreachable += v,
             _ => {}
         }
     }
-    Ok(out)
+    out
+}
+
+/// Whether the packet an ICMP error quotes belongs to one of our probe
+/// flows: same addresses, protocol, and ports (ICMP echo: identifier).
+/// A quote cut before the ports matches on addresses and protocol alone.
+fn quotes_our_flow(ev: &Event, flows: &[Flow]) -> bool {
+    let q = &ev.inner;
+    if q.have & have::IP == 0 {
+        return false;
+    }
+    flows.iter().any(|f| {
+        if q.src_ip() != f.src || q.dst_ip() != f.dst || q.protocol != f.proto.number(f.family()) {
+            return false;
+        }
+        if q.have & have::PORTS == 0 {
+            return true;
+        }
+        match f.proto {
+            Proto::Icmp => q.have & have::ECHO != 0 && q.src_port == f.icmp_id,
+            Proto::Udp | Proto::Tcp => q.src_port == f.src_port && q.dst_port == f.dst_port,
+        }
+    })
+}
+
+/// The quoted packet in words, "198.18.1.1:40404 -> 198.18.4.1:443 tcp".
+fn quoted_words(ev: &Event) -> String {
+    let q = &ev.inner;
+    if q.have & have::IP == 0 {
+        return "(quote too short to name the flow)".into();
+    }
+    let ports = q.have & have::PORTS != 0 && q.have & have::ECHO == 0;
+    format!(
+        "{} -> {} {}",
+        endpoint(q.src_ip(), ports.then_some(q.src_port)),
+        endpoint(q.dst_ip(), ports.then_some(q.dst_port)),
+        crate::explain::finding::protocol_name(q.protocol)
+    )
+}
+
+/// Sorts the sampled events of the run into ours / foreign, and judges
+/// every frag-needed / Packet Too Big among them.
+fn classify_events(events: &[Event], ifindex: u32, flows: &[Flow], view: &mut KernelView) {
+    for ev in events {
+        if ev.kind != kind::ICMP_ERROR || ev.ifindex != ifindex || ev.hook == hook::TC_EGRESS {
+            continue;
+        }
+        let ours = quotes_our_flow(ev, flows);
+        if ours {
+            view.ours += 1;
+        } else {
+            view.foreign += 1;
+        }
+        let fam = if ev.outer_family == 6 { 6 } else { 4 };
+        let too_big = (fam == 4 && ev.icmp_type == 3 && ev.icmp_code == 4) || (fam == 6 && ev.icmp_type == 2);
+        if !too_big || ev.flags & flags::HAS_MTU == 0 {
+            continue;
+        }
+        let quoted_len = (ev.inner.have & have::IP != 0).then_some(ev.inner.total_len);
+        let quoted = quoted_words(ev);
+        let from = ev.outer_src_ip();
+        if let Some(p) = view.ptbs.iter_mut().find(|p| p.from == from && p.mtu == ev.mtu && p.quoted == quoted) {
+            p.count += 1;
+        } else if view.ptbs.len() < KernelView::MAX_PTBS {
+            view.ptbs.push(PtbSeen {
+                from,
+                mtu: ev.mtu,
+                quoted_len,
+                quoted,
+                ours,
+                judgement: judge_ptb(fam, ev.mtu, quoted_len, Some(ours)),
+                count: 1,
+            });
+        }
+    }
+}
+
+/// Completes once `rx` says the evidence is decided, and not before
+/// `not_before`; never if the sender goes away without saying so.
+async fn decided(mut rx: watch::Receiver<bool>, not_before: Instant) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep_until(not_before.into()).await;
+}
+
+/// Shortest time a probe kind runs before an early stop: answers from a
+/// destination farther than the traces went still have this long.
+const EARLY_STOP_FLOOR: Duration = Duration::from_millis(250);
+
+fn evidence_tcp_stopped(t: &Option<tcp::TcpResult>) -> bool {
+    t.as_ref().is_some_and(|t| t.stopped_early)
 }
 
 /// ICMP errors a trace got.
@@ -154,7 +267,7 @@ pub async fn run(req: &Request) -> Result<Report> {
 
     // Kernel observer first, so it sees every answer.
     let mut kernel_note = None;
-    let session = match (&iface, req.kernel) {
+    let observer = match (&iface, req.kernel) {
         (Some(i), true) => match attach(i) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -168,9 +281,9 @@ pub async fn run(req: &Request) -> Result<Report> {
         }
         (None, true) => None,
     };
-    let ifindex = session.as_ref().and_then(|s| s.attached.first()).map(|a| a.ifindex);
-    let before = match (&session, ifindex) {
-        (Some(s), Some(i)) => icmp_counts(s, i).ok(),
+    let ifindex = observer.as_ref().and_then(|(s, _)| s.attached.first()).map(|a| a.ifindex);
+    let before = match (&observer, ifindex) {
+        (Some((s, _)), Some(i)) => kernel::counters::read(&s.ebpf).ok().map(|c| icmp_counts(&c, i)),
         _ => None,
     };
 
@@ -181,6 +294,9 @@ pub async fn run(req: &Request) -> Result<Report> {
     let mut pm = Prober::open(req.target, Proto::Icmp, 0, 4)?;
     // Observer attached, raw sockets open: no capability is needed any more.
     crate::privilege::drop_to_or_warn(&[]);
+    let mut flows = vec![svc.flow, pm.flow];
+    flows.extend(icmp.as_ref().map(|p| p.flow));
+    flows.extend(tcpp.as_ref().map(|p| p.flow));
 
     let topts = TraceOptions { max_ttl: req.max_ttl, max_wait: req.max_wait, initial_ttl, ..TraceOptions::default() };
     // The trace the rate-limit test builds on (ICMP echo, or the service
@@ -194,32 +310,74 @@ pub async fn run(req: &Request) -> Result<Report> {
         let n: u32 = sent.iter().map(Cell::get).sum();
         progress.show(&format!("explain {}: {n} probes sent, {:.1} s", req.target, start.elapsed().as_secs_f64()));
     };
+    // Early stops: once the service trace has carried the service's own
+    // packets past the last answering hop without an answer from the
+    // destination, the TCP check's further SYNs cannot change the verdict;
+    // once the ICMP echo trace ends before the destination, the PMTU
+    // search (ICMP echo too) cannot confirm any size. Both then stop.
+    let probes_start = Instant::now();
+    let (svc_silent_tx, svc_silent) = watch::channel(false);
+    let (echo_silent_tx, echo_silent) = watch::channel(false);
+    let echo_is_service = icmp.is_none();
     let (svc_trace, icmp_trace, tcp_res, pmtu_res) = tokio::join!(
-        trace::run(&mut svc, &svc_opts, |_, s| {
-            sent[0].set(s);
-            show()
-        }),
+        async {
+            let t = trace::run(&mut svc, &svc_opts, |_, s| {
+                sent[0].set(s);
+                show()
+            })
+            .await;
+            if let Ok(t) = &t
+                && t.reached_at.is_none()
+            {
+                let _ = svc_silent_tx.send(true);
+                if echo_is_service {
+                    let _ = echo_silent_tx.send(true);
+                }
+            }
+            t
+        },
         async {
             match icmp.as_mut() {
-                Some(p) => trace::run(p, &burst, |_, s| {
-                    sent[1].set(s);
-                    show()
-                })
-                .await
-                .map(Some),
+                Some(p) => {
+                    let t = trace::run(p, &burst, |_, s| {
+                        sent[1].set(s);
+                        show()
+                    })
+                    .await;
+                    if let Ok(t) = &t
+                        && t.reached_at.is_none()
+                    {
+                        let _ = echo_silent_tx.send(true);
+                    }
+                    t.map(Some)
+                }
                 None => Ok(None),
             }
         },
         async {
             match tcpp.as_mut() {
-                Some(p) => tcp::run(p, 2, req.max_wait.min(Duration::from_secs(1)), initial_ttl).await.map(Some),
+                Some(p) => tcp::run_until(
+                    p,
+                    2,
+                    req.max_wait.min(Duration::from_secs(1)),
+                    initial_ttl,
+                    decided(svc_silent.clone(), probes_start + EARLY_STOP_FLOOR),
+                )
+                .await
+                .map(Some),
                 None => Ok(None),
             }
         },
-        pmtu::run(&mut pm, local_mtu, &popts, |s| {
-            sent[2].set(s);
-            show()
-        }),
+        pmtu::run_until(
+            &mut pm,
+            local_mtu,
+            &popts,
+            |s| {
+                sent[2].set(s);
+                show()
+            },
+            decided(echo_silent.clone(), probes_start + EARLY_STOP_FLOOR),
+        ),
     );
     let svc_trace = svc_trace?;
     let icmp_trace = icmp_trace?;
@@ -253,11 +411,17 @@ pub async fn run(req: &Request) -> Result<Report> {
         None => None,
     };
 
-    let kernel_view = match (&session, ifindex, before, &iface) {
-        (Some(s), Some(i), Some(b), Some(name)) => {
-            // Answers still in flight when the last probe timed out.
+    let kernel_view = match (observer, ifindex, before, &iface) {
+        (Some((session, mut events)), Some(i), Some(b), Some(name)) => {
+            // Answers still in flight when the last probe timed out, and
+            // events a CPU still holds in its stage.
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let a = icmp_counts(s, i)?;
+            if let Err(e) = kernel::stage::flush(&session.ebpf, Duration::ZERO) {
+                log::debug!("flushing staged events: {e:#}");
+            }
+            let a = icmp_counts(&kernel::counters::read(&session.ebpf).context("reading the kernel counters")?, i);
+            let mut seen = Vec::new();
+            while events.drain_now(&mut seen, 4096) > 0 {}
             let matched = errors_in(&svc_trace)
                 + icmp_trace.as_ref().map_or(0, errors_in)
                 + tcp_res.as_ref().map_or(0, |t| u64::from(t.state == TcpState::Icmp))
@@ -271,24 +435,35 @@ pub async fn run(req: &Request) -> Result<Report> {
                     .as_ref()
                     .map_or(0, |b| b.locate.iter().map(|h| u64::from(h.big) + u64::from(h.small)).sum())
                 + rate.as_ref().map_or(0, |r| u64::from(r.burst_answered + r.spaced_answered));
-            Some(KernelView {
+            let mut view = KernelView {
                 iface: name.clone(),
-                icmp_errors: a.0.saturating_sub(b.0),
-                time_exceeded: a.1.saturating_sub(b.1),
-                unreachable: a.2.saturating_sub(b.2),
-                too_big: a.3.saturating_sub(b.3),
+                icmp_errors: a.all.saturating_sub(b.all),
+                time_exceeded: a.time_exceeded.saturating_sub(b.time_exceeded),
+                unreachable: a.unreachable.saturating_sub(b.unreachable),
+                too_big: a.too_big.saturating_sub(b.too_big),
                 matched_by_probes: matched,
-            })
+                not_sampled: a.not_sampled.saturating_sub(b.not_sampled),
+                ..KernelView::default()
+            };
+            classify_events(&seen, i, &flows, &mut view);
+            drop(session);
+            Some(view)
         }
         _ => None,
     };
-    drop(session);
     progress.clear();
 
     let probes_sent = svc.probes_sent
         + icmp.as_ref().map_or(0, |p| p.probes_sent)
         + tcpp.as_ref().map_or(0, |p| p.probes_sent)
         + pm.probes_sent;
+    let mut stopped_early = Vec::new();
+    if evidence_tcp_stopped(&tcp_res) {
+        stopped_early.push("tcp: the service trace ended before the destination, so no second SYN".to_string());
+    }
+    if pmtu_res.stopped_early {
+        stopped_early.push("pmtu: the ICMP echo trace ended before the destination".to_string());
+    }
     let evidence = Evidence {
         target: req.target,
         proto: req.proto,
@@ -300,6 +475,7 @@ pub async fn run(req: &Request) -> Result<Report> {
         rate,
         kernel: kernel_view,
         kernel_note,
+        stopped_early,
     };
     let mut v = verdict::decide(&evidence);
     let seconds = start.elapsed().as_secs_f64();
@@ -309,4 +485,91 @@ pub async fn run(req: &Request) -> Result<Report> {
         *last = last.replacen("evidence: ", &format!("evidence: {seconds:.1} s, "), 1);
     }
     Ok(Report { verdict: v, evidence, egress: iface, probes_sent, seconds })
+}
+
+#[cfg(test)]
+mod tests {
+    use netobs_common::PacketInfo;
+
+    use super::*;
+
+    fn v4(a: [u8; 4]) -> [u8; 16] {
+        let mut s = [0u8; 16];
+        s[..4].copy_from_slice(&a);
+        s
+    }
+
+    fn our_flow() -> Flow {
+        Flow {
+            src: "198.18.1.1".parse().unwrap(),
+            dst: "198.18.4.1".parse().unwrap(),
+            proto: Proto::Tcp,
+            src_port: 40000,
+            dst_port: 443,
+            icmp_id: 0,
+            seq_base: 0,
+        }
+    }
+
+    /// An ICMP error on ifindex 7 from 198.18.2.254 quoting a TCP packet
+    /// 198.18.1.1:`sport` -> 198.18.4.1:443.
+    fn error(t: u8, c: u8, sport: u16) -> Event {
+        Event {
+            kind: kind::ICMP_ERROR,
+            ifindex: 7,
+            outer_family: 4,
+            icmp_type: t,
+            icmp_code: c,
+            outer_src: v4([198, 18, 2, 254]),
+            outer_dst: v4([198, 18, 1, 1]),
+            inner: PacketInfo {
+                family: 4,
+                src: v4([198, 18, 1, 1]),
+                dst: v4([198, 18, 4, 1]),
+                protocol: 6,
+                src_port: sport,
+                dst_port: 443,
+                total_len: 1500,
+                have: have::IP | have::PORTS,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_errors_quoting_our_flows_are_ours() {
+        let flows = [our_flow()];
+        let mut view = KernelView::default();
+        let other_iface = Event { ifindex: 8, ..error(11, 0, 40000) };
+        let mut quote_cut = error(11, 0, 1);
+        quote_cut.inner.have = have::IP;
+        let events = [error(11, 0, 40000), error(3, 3, 40001), other_iface, quote_cut];
+        classify_events(&events, 7, &flows, &mut view);
+        // Ours: the matching flow, and the quote too short for ports.
+        assert_eq!((view.ours, view.foreign), (2, 1));
+        assert!(view.ptbs.is_empty());
+    }
+
+    #[test]
+    fn ptbs_are_judged_deduplicated_and_bounded() {
+        let flows = [our_flow()];
+        let mut view = KernelView::default();
+        let ptb = |mtu: u32, sport: u16| Event { flags: flags::HAS_MTU, mtu, ..error(3, 4, sport) };
+        let mut events = vec![ptb(1400, 40000), ptb(9000, 40404), ptb(9000, 40404)];
+        // A flood of distinct forged ones.
+        events.extend((0..100).map(|i| ptb(9000, 1000 + i)));
+        classify_events(&events, 7, &flows, &mut view);
+        assert_eq!(view.ptbs.len(), KernelView::MAX_PTBS);
+        let ours = &view.ptbs[0];
+        assert!(ours.ours && ours.judgement.believable(), "{ours:?}");
+        let forged = &view.ptbs[1];
+        assert_eq!(forged.count, 2);
+        assert!(!forged.ours);
+        assert_eq!(
+            forged.judgement.reasons,
+            vec![crate::explain::ptb::PtbSuspect::MtuNotSmaller, crate::explain::ptb::PtbSuspect::UnknownFlow]
+        );
+        assert_eq!(forged.quoted, "198.18.1.1:40404 -> 198.18.4.1:443 tcp");
+    }
 }

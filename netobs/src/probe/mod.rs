@@ -5,7 +5,8 @@
 //! - [`packet`]: probe bytes and reply parsing (pure, unit-tested);
 //! - [`socket`]: raw sockets, sending and matching answers to probes;
 //! - [`trace`], [`pmtu`], [`tcp`]: the three probe kinds;
-//! - [`verdict`]: the rules that turn evidence into one verdict (pure);
+//! - [`verdict`]: the rules that turn evidence into one verdict, now
+//!   [`crate::verdict`] (re-exported here for existing callers);
 //! - [`explain`]: runs everything at once next to the kernel observer.
 //!
 //! JSON output is documented in `docs/probes-json.md`; [`SCHEMA`] versions it.
@@ -17,14 +18,14 @@ pub mod pmtu;
 pub mod socket;
 pub mod tcp;
 pub mod trace;
-pub mod verdict;
+pub use crate::verdict;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 
 use anyhow::{Context as _, Result, bail};
 
 /// Schema id of every probe JSON document.
-pub const SCHEMA: &str = "netobs-probe/1";
+pub const SCHEMA: &str = "netobs-probe/2";
 
 /// Resolves HOST (an address, or a name via the system resolver) to one
 /// address; `family` 4 or 6 picks one when a name has both.

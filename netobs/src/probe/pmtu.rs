@@ -28,6 +28,7 @@ use super::{
     packet::{Proto, ReplyKind},
     socket::{Answer, Prober},
 };
+use crate::explain::ptb::{PtbJudgement, judge_ptb};
 
 /// Common link MTUs, largest first.
 pub const COMMON_MTUS: [u32; 16] =
@@ -45,6 +46,9 @@ pub enum Outcome {
     Ok,
     /// A router said "too big" and announced `mtu`.
     TooBig { mtu: u32, from: IpAddr },
+    /// A "too big" that cannot be right (see [`crate::explain::ptb`]): it
+    /// is recorded, not believed, and the search learns nothing from it.
+    BogusTooBig { mtu: u32, from: IpAddr },
     /// Some other ICMP error (e.g. a reject): the size says nothing.
     Error { from: IpAddr, icmp_type: u8, code: u8 },
     /// No answer.
@@ -158,6 +162,11 @@ pub struct Announcement {
     pub hop: Option<u8>,
     /// Probe sizes it answered with this value.
     pub probe_sizes: Vec<u32>,
+    /// Length of our probe as it quoted it.
+    pub quoted_len: Option<u16>,
+    /// Whether it is believed (`reasons` empty) and why not.
+    #[serde(flatten)]
+    pub judgement: PtbJudgement,
 }
 
 /// Where a blackhole is.
@@ -216,6 +225,9 @@ pub struct PmtuResult {
     pub steps: Vec<Step>,
     pub probes_sent: u32,
     pub seconds: f64,
+    /// The search ended early because other evidence showed the
+    /// destination does not answer (`explain`).
+    pub stopped_early: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -249,6 +261,20 @@ async fn burst(
     opts: &PmtuOptions,
     max_rtt: &mut Option<Duration>,
 ) -> Result<Vec<Option<Answer>>> {
+    let never = std::future::pending::<()>();
+    tokio::pin!(never);
+    Ok(burst_until(prober, probes, opts, max_rtt, &mut never).await?.0)
+}
+
+/// [`burst`] that stops waiting when `give_up` completes; the flag says it
+/// did (then `give_up` must not be polled again).
+async fn burst_until<F: std::future::Future<Output = ()>>(
+    prober: &mut Prober,
+    probes: &[(u8, u32)],
+    opts: &PmtuOptions,
+    max_rtt: &mut Option<Duration>,
+    give_up: &mut std::pin::Pin<&mut F>,
+) -> Result<(Vec<Option<Answer>>, bool)> {
     let mut tokens = Vec::with_capacity(probes.len());
     for &(ttl, size) in probes {
         tokens.push(prober.send(ttl, size as usize, true)?.token);
@@ -261,7 +287,11 @@ async fn burst(
             break;
         }
         let wait = max_rtt.map_or(opts.max_wait, |r| (r * 3).clamp(opts.min_wait, opts.max_wait));
-        let Some(a) = prober.recv(start + wait).await? else { break };
+        let got = tokio::select! {
+            got = prober.recv(start + wait) => got?,
+            () = give_up.as_mut() => return Ok((out, true)),
+        };
+        let Some(a) = got else { break };
         if let Some(i) = tokens.iter().position(|t| *t == a.reply.token)
             && out[i].is_none()
         {
@@ -269,7 +299,7 @@ async fn burst(
             out[i] = Some(a);
         }
     }
-    Ok(out)
+    Ok((out, false))
 }
 
 fn outcome(prober: &Prober, a: &Option<Answer>) -> Outcome {
@@ -280,7 +310,16 @@ fn outcome(prober: &Prober, a: &Option<Answer>) -> Outcome {
         return Outcome::Ok;
     }
     match r.kind {
-        ReplyKind::IcmpError { .. } if r.is_too_big(fam) => Outcome::TooBig { mtu: r.mtu.unwrap_or(0), from: r.from },
+        ReplyKind::IcmpError { .. } if r.is_too_big(fam) => {
+            let mtu = r.mtu.unwrap_or(0);
+            // It quotes our probe (the prober matched it), so only the MTU
+            // can be wrong.
+            if judge_ptb(fam, mtu, r.quoted_len, Some(true)).believable() {
+                Outcome::TooBig { mtu, from: r.from }
+            } else {
+                Outcome::BogusTooBig { mtu, from: r.from }
+            }
+        }
         ReplyKind::IcmpError { icmp_type, code } => Outcome::Error { from: r.from, icmp_type, code },
         _ => Outcome::Ok,
     }
@@ -292,8 +331,24 @@ pub async fn run(
     prober: &mut Prober,
     local_mtu: u32,
     opts: &PmtuOptions,
-    mut progress: impl FnMut(u32),
+    progress: impl FnMut(u32),
 ) -> Result<PmtuResult> {
+    run_until(prober, local_mtu, opts, progress, std::future::pending()).await
+}
+
+/// [`run`], but the search ends as soon as `give_up` completes: the caller
+/// knows the destination does not answer these probes (`explain`: its ICMP
+/// echo trace ended before the destination), so no size can be confirmed
+/// and waiting out the rounds would decide nothing.
+pub async fn run_until(
+    prober: &mut Prober,
+    local_mtu: u32,
+    opts: &PmtuOptions,
+    mut progress: impl FnMut(u32),
+    give_up: impl std::future::Future<Output = ()>,
+) -> Result<PmtuResult> {
+    tokio::pin!(give_up);
+    let mut stopped_early = false;
     let start = Instant::now();
     let min_size = prober.flow.min_size() as u32;
     let ttl = opts.initial_ttl;
@@ -307,7 +362,11 @@ pub async fn run(
     loop {
         rounds += 1;
         let probes: Vec<(u8, u32)> = sizes.iter().map(|&s| (ttl, s)).collect();
-        let answers = burst(prober, &probes, opts, &mut max_rtt).await?;
+        let (answers, gave_up) = burst_until(prober, &probes, opts, &mut max_rtt, &mut give_up).await?;
+        if gave_up {
+            stopped_early = true;
+            break;
+        }
         for (&size, a) in sizes.iter().zip(&answers) {
             let o = outcome(prober, a);
             if let (Outcome::Ok, Some(a)) = (o, a) {
@@ -317,11 +376,18 @@ pub async fn run(
                     dest_hops = a.reply.quoted_ttl.and_then(|q| ttl.checked_sub(q)).map(|d| d + 1);
                 }
             }
-            if let (Outcome::TooBig { mtu, from }, Some(a)) = (o, a) {
+            if let (Outcome::TooBig { mtu, from } | Outcome::BogusTooBig { mtu, from }, Some(a)) = (o, a) {
                 let hop = a.reply.quoted_ttl.and_then(|q| ttl.checked_sub(q)).map(|d| d + 1);
                 match announcements.iter_mut().find(|x| x.from == from && x.mtu == mtu) {
                     Some(x) => x.probe_sizes.push(size),
-                    None => announcements.push(Announcement { from, mtu, hop, probe_sizes: vec![size] }),
+                    None => announcements.push(Announcement {
+                        from,
+                        mtu,
+                        hop,
+                        probe_sizes: vec![size],
+                        quoted_len: a.reply.quoted_len,
+                        judgement: judge_ptb(prober.flow.family(), mtu, a.reply.quoted_len, Some(true)),
+                    }),
                 }
             }
             steps.push(Step { size, outcome: o, rtt_ms: a.as_ref().map(|a| a.rtt.as_secs_f64() * 1000.0) });
@@ -335,7 +401,8 @@ pub async fn run(
     }
     let pmtu = search.largest_ok();
     let mut blackhole = None;
-    if let (Some(lo), Some((hi, Outcome::Silent, lost))) = (pmtu, search.smallest_lost()) {
+    // A search cut short has not confirmed its boundary: no blackhole claim.
+    if let (false, Some(lo), Some((hi, Outcome::Silent, lost))) = (stopped_early, pmtu, search.smallest_lost()) {
         let too_big_seen =
             search.results.range(..=hi).filter(|(_, (o, _))| matches!(o, Outcome::TooBig { .. })).count() as u32;
         let mut bh = Blackhole {
@@ -370,6 +437,7 @@ pub async fn run(
         steps,
         probes_sent: prober.probes_sent,
         seconds: start.elapsed().as_secs_f64(),
+        stopped_early,
     })
 }
 
@@ -445,9 +513,17 @@ pub fn render(r: &PmtuResult) -> String {
     }
     for a in &r.announcements {
         let annotation = if r.target.is_ipv4() { "ICMP 3/4 fragmentation needed" } else { "ICMPv6 2 packet too big" };
+        let doubt = if a.judgement.believable() {
+            String::new()
+        } else {
+            format!(
+                ": NOT BELIEVED, {}",
+                a.judgement.words(if r.target.is_ipv4() { 4 } else { 6 }, a.mtu, a.quoted_len)
+            )
+        };
         let _ = writeln!(
             s,
-            "  {} announced MTU {} ({annotation}){} for {} probe(s)",
+            "  {} announced MTU {} ({annotation}){} for {} probe(s){doubt}",
             a.from,
             a.mtu,
             a.hop.map(|h| format!(", hop {h}")).unwrap_or_default(),

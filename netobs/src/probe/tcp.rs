@@ -68,18 +68,45 @@ pub struct TcpResult {
     pub return_hops: Option<u8>,
     pub syns_sent: u32,
     pub seconds: f64,
+    /// The check gave up before its last attempt because other evidence
+    /// already showed no answer was coming (`explain`).
+    pub stopped_early: bool,
 }
 
 /// Sends up to `attempts` SYNs, `wait` apart, and reports the first answer.
 pub async fn run(prober: &mut Prober, attempts: u32, wait: Duration, initial_ttl: u8) -> Result<TcpResult> {
+    run_until(prober, attempts, wait, initial_ttl, std::future::pending()).await
+}
+
+/// [`run`], but gives up (as silent) as soon as `give_up` completes: the
+/// caller knows from other evidence that no answer is coming (`explain`:
+/// the service trace already carried SYNs past the last answering hop and
+/// none was answered), so waiting out every attempt would decide nothing.
+pub async fn run_until(
+    prober: &mut Prober,
+    attempts: u32,
+    wait: Duration,
+    initial_ttl: u8,
+    give_up: impl std::future::Future<Output = ()>,
+) -> Result<TcpResult> {
     let start = Instant::now();
     let fam = prober.flow.family();
     let mut found = None;
+    let mut stopped_early = false;
+    tokio::pin!(give_up);
     for _ in 0..attempts.max(1) {
         let s = prober.send(initial_ttl, prober.flow.min_size(), true)?;
-        if let Some(a) = prober.recv(s.at + wait).await? {
-            found = Some(a);
-            break;
+        tokio::select! {
+            got = prober.recv(s.at + wait) => {
+                if let Some(a) = got? {
+                    found = Some(a);
+                    break;
+                }
+            }
+            () = &mut give_up => {
+                stopped_early = true;
+                break;
+            }
         }
     }
     let mut r = TcpResult {
@@ -93,6 +120,7 @@ pub async fn run(prober: &mut Prober, attempts: u32, wait: Duration, initial_ttl
         return_hops: None,
         syns_sent: prober.probes_sent,
         seconds: 0.0,
+        stopped_early,
     };
     if let Some(a) = found {
         let reply = a.reply;

@@ -1,0 +1,244 @@
+//! The few rtnetlink requests attaching needs, synchronous and bounded.
+//!
+//! Who holds an interface's XDP slot, removing that program for `--force`,
+//! and the clsact qdisc netobs creates on kernels without TCX. They are
+//! spoken here directly (netlink-packet-route over a netlink-sys socket)
+//! rather than by spawning `ip` or `tc`: the product never needs iproute2.
+//! Every request waits at most [`TIMEOUT`] for its answer, so a stuck
+//! netlink socket can delay an attach but never hang `watch`.
+
+use std::{io, os::fd::AsRawFd as _, time::Duration};
+
+use rtnetlink::{
+    packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload},
+    packet_route::{
+        RouteNetlinkMessage,
+        link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
+        tc::{TcAttribute, TcHandle, TcMessage},
+    },
+    sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE},
+};
+
+/// Longest wait for one netlink answer.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `XDP_FLAGS_SKB_MODE`, `XDP_FLAGS_DRV_MODE`, `XDP_FLAGS_HW_MODE` (if_link.h).
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
+
+/// The clsact qdisc's own handle, `ffff:0`.
+pub(crate) const CLSACT_HANDLE: TcHandle = TcHandle { major: 0xffff, minor: 0 };
+
+/// What is in an interface's XDP slot, as the kernel reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct XdpSlot {
+    /// Program attached in native (driver) mode.
+    pub(crate) driver: Option<u32>,
+    /// Program attached in generic (skb) mode.
+    pub(crate) skb: Option<u32>,
+    /// Program offloaded to the NIC.
+    pub(crate) hw: Option<u32>,
+}
+
+impl XdpSlot {
+    /// The program id to name in a note (native first: it is what runs first).
+    pub(crate) fn holder(&self) -> Option<u32> {
+        self.driver.or(self.skb).or(self.hw)
+    }
+
+    /// `(mode flag, program id)` of every occupied mode.
+    pub(crate) fn occupied(&self) -> impl Iterator<Item = (u32, u32)> {
+        [(XDP_FLAGS_DRV_MODE, self.driver), (XDP_FLAGS_SKB_MODE, self.skb), (XDP_FLAGS_HW_MODE, self.hw)]
+            .into_iter()
+            .filter_map(|(flag, id)| id.map(|id| (flag, id)))
+    }
+
+    fn from_attrs(attrs: &[LinkXdp]) -> XdpSlot {
+        let mut slot = XdpSlot::default();
+        let mut attached = XdpAttached::None;
+        let mut prog_id = None;
+        for a in attrs {
+            match a {
+                LinkXdp::Attached(m) => attached = *m,
+                LinkXdp::ProgId(id) if *id != 0 => prog_id = Some(*id),
+                LinkXdp::DrvProgId(id) if *id != 0 => slot.driver = Some(*id),
+                LinkXdp::SkbProgId(id) if *id != 0 => slot.skb = Some(*id),
+                LinkXdp::HwProgId(id) if *id != 0 => slot.hw = Some(*id),
+                _ => {}
+            }
+        }
+        // With a single program the kernel only sends IFLA_XDP_PROG_ID and
+        // the mode; the per-mode ids come with XDP_ATTACHED_MULTI.
+        if let Some(id) = prog_id {
+            match attached {
+                XdpAttached::Driver => slot.driver = slot.driver.or(Some(id)),
+                XdpAttached::SocketBuffer => slot.skb = slot.skb.or(Some(id)),
+                XdpAttached::Hardware => slot.hw = slot.hw.or(Some(id)),
+                _ => {}
+            }
+        }
+        slot
+    }
+}
+
+/// A synchronous rtnetlink socket with a receive timeout.
+pub(crate) struct Rtnl {
+    sock: Socket,
+    seq: u32,
+}
+
+impl Rtnl {
+    pub(crate) fn open() -> io::Result<Rtnl> {
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
+        let tv = libc::timeval { tv_sec: TIMEOUT.as_secs() as libc::time_t, tv_usec: 0 };
+        // SAFETY: valid fd, option and pointer to a timeval of the right size.
+        let rc = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Rtnl { sock, seq: 0 })
+    }
+
+    /// Sends one request and collects the answers until its ACK (or, for a
+    /// dump, its DONE). A NACK becomes the errno it carries.
+    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
+        req.finalize();
+        let mut buf = vec![0u8; req.buffer_len()];
+        req.serialize(&mut buf);
+        self.sock.send(&buf, 0)?;
+
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut out = Vec::new();
+        let mut rx: Vec<u8> = Vec::with_capacity(1 << 16);
+        loop {
+            rx.clear();
+            let n = self.sock.recv(&mut rx, 0)?;
+            let mut off = 0;
+            while off < n {
+                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "zero-length netlink message"));
+                }
+                off += (len + 3) & !3;
+                if msg.header.sequence_number != self.seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
+                    // An ACK ends a plain request; DONE ends a dump.
+                    NetlinkPayload::Error(_) if !dump => return Ok(out),
+                    NetlinkPayload::Done(_) => return Ok(out),
+                    NetlinkPayload::InnerMessage(m) => {
+                        out.push(m);
+                        if !dump && flags & NLM_F_ACK == 0 {
+                            return Ok(out);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The XDP programs attached to `ifindex` (`RTM_GETLINK`, `IFLA_XDP`).
+    pub(crate) fn xdp_slot(&mut self, ifindex: u32) -> io::Result<XdpSlot> {
+        let mut link = LinkMessage::default();
+        link.header.index = ifindex;
+        let answers = self.request(RouteNetlinkMessage::GetLink(link), 0)?;
+        let slot = answers
+            .iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(l) if l.header.index == ifindex => Some(l),
+                _ => None,
+            })
+            .flat_map(|l| l.attributes.iter())
+            .find_map(|a| match a {
+                LinkAttribute::Xdp(x) => Some(XdpSlot::from_attrs(x)),
+                _ => None,
+            });
+        Ok(slot.unwrap_or_default())
+    }
+
+    /// Removes the XDP program attached in `mode_flag` (`IFLA_XDP_FD` -1).
+    /// A program held by a bpf_link cannot be removed this way: the kernel
+    /// answers EBUSY, which is returned as is.
+    pub(crate) fn detach_xdp(&mut self, ifindex: u32, mode_flag: u32) -> io::Result<()> {
+        let mut link = LinkMessage::default();
+        link.header.index = ifindex;
+        link.attributes.push(LinkAttribute::Xdp(vec![LinkXdp::Fd(-1), LinkXdp::Flags(mode_flag)]));
+        self.request(RouteNetlinkMessage::SetLink(link), NLM_F_ACK).map(|_| ())
+    }
+
+    /// Deletes the clsact qdisc of `ifindex` (`RTM_DELQDISC`, kind "clsact",
+    /// so an `ingress` qdisc sharing the handle is never touched).
+    pub(crate) fn delete_clsact(&mut self, ifindex: u32) -> io::Result<()> {
+        let mut tc = TcMessage::with_index(ifindex as i32);
+        tc.header.parent = TcHandle::CLSACT;
+        tc.header.handle = CLSACT_HANDLE;
+        tc.attributes.push(TcAttribute::Kind("clsact".to_string()));
+        self.request(RouteNetlinkMessage::DelQueueDiscipline(tc), NLM_F_ACK).map(|_| ())
+    }
+
+    /// How many TC filters hang off the clsact qdisc of `ifindex` (ingress
+    /// and egress): a qdisc someone else has since used is not ours to delete.
+    pub(crate) fn clsact_filters(&mut self, ifindex: u32) -> io::Result<usize> {
+        let mut n = 0;
+        for minor in [TcHandle::MIN_INGRESS, TcHandle::MIN_EGRESS] {
+            let mut tc = TcMessage::with_index(ifindex as i32);
+            tc.header.parent = TcHandle { major: 0xffff, minor };
+            let answers = self.request(RouteNetlinkMessage::GetTrafficFilter(tc), NLM_F_DUMP)?;
+            n += answers.iter().filter(|m| matches!(m, RouteNetlinkMessage::NewTrafficFilter(_))).count();
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_program_is_placed_by_its_mode() {
+        let s = XdpSlot::from_attrs(&[LinkXdp::Attached(XdpAttached::SocketBuffer), LinkXdp::ProgId(42)]);
+        assert_eq!(s, XdpSlot { driver: None, skb: Some(42), hw: None });
+        assert_eq!(s.holder(), Some(42));
+        assert_eq!(s.occupied().collect::<Vec<_>>(), vec![(XDP_FLAGS_SKB_MODE, 42)]);
+    }
+
+    #[test]
+    fn multi_attach_lists_every_mode_and_names_native_first() {
+        let s = XdpSlot::from_attrs(&[
+            LinkXdp::Attached(XdpAttached::Multiple),
+            LinkXdp::ProgId(0),
+            LinkXdp::DrvProgId(7),
+            LinkXdp::HwProgId(9),
+        ]);
+        assert_eq!(s.holder(), Some(7));
+        assert_eq!(s.occupied().collect::<Vec<_>>(), vec![(XDP_FLAGS_DRV_MODE, 7), (XDP_FLAGS_HW_MODE, 9)]);
+    }
+
+    #[test]
+    fn empty_slot_has_no_holder() {
+        let s = XdpSlot::from_attrs(&[LinkXdp::Attached(XdpAttached::None)]);
+        assert_eq!(s.holder(), None);
+        assert_eq!(s.occupied().count(), 0);
+    }
+}

@@ -8,19 +8,21 @@
 //!
 //! What each needs and why:
 //! - CAP_BPF: create the maps and load the programs;
-//! - CAP_PERFMON: programs that read kernel memory (the `icmp_send` BTF
-//!   tracepoint) and pointer arithmetic in the packet programs;
+//! - CAP_PERFMON: tracing programs (the `icmp_send` raw tracepoint reads
+//!   kernel memory; the stage flush is a raw tracepoint program too);
 //! - CAP_NET_ADMIN: attach XDP / TC to interfaces, and conntrack (nfnetlink
 //!   refuses every request without it) for the NAT join;
 //! - CAP_NET_RAW: the probes' raw sockets.
 //!
 //! Once the kernel objects exist and the sockets are open, [`drop_to`]
-//! keeps only what the rest of the run still uses: maps, ring buffer, the
-//! stage flush (BPF_PROG_TEST_RUN) and links are used through descriptors
-//! already held, which needs no capability. The ambient and inheritable
-//! sets are cleared and `no_new_privs` is set, so nothing netobs runs
-//! inherits more; the bounding set is reduced too when the process may do
-//! that (CAP_SETPCAP, i.e. when started as root).
+//! keeps only what the rest of the run still uses (in every thread): maps,
+//! ring buffer, the stage flush (BPF_PROG_TEST_RUN) and links are used
+//! through descriptors already held, which needs no capability (checked:
+//! an unprivileged `watch` keeps reading, flushing and detaching with
+//! CAP_NET_ADMIN alone). The ambient and inheritable sets are cleared and
+//! `no_new_privs` is set, so nothing netobs runs inherits more; the
+//! bounding set is reduced too when the process may do that (CAP_SETPCAP,
+//! i.e. when started as root).
 
 use std::fmt;
 

@@ -302,8 +302,11 @@ pub async fn run(req: &Request) -> Result<Report> {
     let mut tcpp =
         if req.proto == Proto::Tcp { Some(Prober::open(req.target, Proto::Tcp, req.port, 3)?) } else { None };
     let mut pm = Prober::open(req.target, Proto::Icmp, 0, 4)?;
-    // Observer attached, raw sockets open: no capability is needed any more.
-    crate::privilege::drop_to_or_warn(&[]);
+    // Observer attached, raw sockets open: nothing is needed any more but
+    // CAP_NET_ADMIN while an observer is attached (a clsact filter of the
+    // pre-6.6 TC path is removed over netlink on the way out).
+    let keep = if observer.is_some() { vec![caps::Capability::CAP_NET_ADMIN] } else { Vec::new() };
+    crate::privilege::drop_to_or_warn(&keep);
     let mut flows = vec![svc.flow, pm.flow];
     flows.extend(icmp.as_ref().map(|p| p.flow));
     flows.extend(tcpp.as_ref().map(|p| p.flow));

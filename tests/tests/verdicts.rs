@@ -139,6 +139,7 @@ fn explain_on_a_busy_interface_does_not_suspect_the_return_path() -> Result<()> 
     // The interface was busy: the old rule (all errors > matched) would fire.
     assert!(icmp_errors > matched + 5, "not busy enough: {k}");
     assert!(k["foreign"].as_u64().unwrap_or(0) >= 5, "{k}");
+    assert_eq!(k["lost"], 0, "every answer to our probes reached the sockets: {k}");
     assert_eq!(d["kind"], "silently_dropped", "{}", show(&v));
     assert_eq!(d["hop"], 2, "{}", show(&v));
     assert!(d["return_path"][0].as_str().unwrap_or("").contains("rests partly"), "{}", show(&v));
@@ -266,6 +267,7 @@ fn explain_answers_dropped_by_our_own_firewall_are_the_return_path() -> Result<(
     assert_eq!(d["hop"], 2, "{}", show(&v));
     let k = &v["evidence"]["kernel"];
     assert!(k["ours"].as_u64().unwrap_or(0) > k["matched_by_probes"].as_u64().unwrap_or(u64::MAX), "{k}");
+    assert!(k["lost"].as_u64().unwrap_or(0) >= 1, "{k}");
     assert!(s.client.fw_packets(Chain::Input, "drop")? >= 1, "{}", s.describe());
     Ok(())
 }

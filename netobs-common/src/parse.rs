@@ -450,6 +450,29 @@ pub fn is_df_candidate(outer: &Outer, min_mtu: u32) -> bool {
     min_mtu != 0 && outer.dont_fragment && outer.total_len > min_mtu
 }
 
+/// The fast path: is this an untagged IPv4 frame that needs no more than
+/// counting (not ICMP, not a DF candidate above `df_threshold`)? Decided
+/// from four header bytes, before [`parse_outer`] builds an [`Outer`];
+/// exactly the frames for which the full classification would only count
+/// `packets` and `ipv4` (a later fragment changes nothing here: it is
+/// neither an ICMP error to us nor, once not a candidate, checked).
+#[inline(always)]
+pub fn is_ordinary_v4(c: &Cursor, df_threshold: u32) -> bool {
+    let Some(eth) = c.get::<EthHdr>(0) else {
+        return false;
+    };
+    if eth.ethertype() != ETH_P_IPV4 {
+        return false;
+    }
+    let Some(ip) = c.get::<Ipv4Hdr>(EthHdr::LEN) else {
+        return false;
+    };
+    if ip.version() != 4 || ip.header_len() < Ipv4Hdr::LEN || ip.protocol == IPPROTO_ICMP {
+        return false;
+    }
+    !(df_threshold != 0 && ip.dont_fragment() && ip.total_len() as u32 > df_threshold)
+}
+
 /// Is the IP length the header claims really in the frame? `frame_len` is
 /// the whole frame: every buffer of a multi-buffer XDP frame
 /// (`bpf_xdp_get_buff_len`), the skb's length at TC. The kernel drops a
@@ -532,6 +555,26 @@ mod tests {
         let mut arp = tcp_small.clone();
         arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
         assert!(!pull(&arp, 1500));
+    }
+
+    #[test]
+    fn the_fast_path_takes_only_frames_the_full_path_would_only_count() {
+        let fast = |f: &[u8], thr| is_ordinary_v4(&Cursor::from_slice(f), thr);
+        assert!(fast(&v4(IPPROTO_TCP, 60, 40), 1500));
+        assert!(fast(&v4(IPPROTO_TCP, 1500, 1480), 1500), "at the threshold: not a candidate");
+        assert!(!fast(&v4(IPPROTO_TCP, 1501, 1481), 1500), "a DF candidate");
+        assert!(fast(&v4(IPPROTO_TCP, 9000, 40), 0), "DF check off");
+        assert!(!fast(&v4(IPPROTO_ICMP, 56, 36), 1500), "ICMP may be an error");
+        let mut bad = v4(IPPROTO_TCP, 60, 40);
+        bad[14] = 0x44;
+        assert!(!fast(&bad, 1500), "malformed: counted as such by the full path");
+        let mut v6 = v4(IPPROTO_TCP, 60, 40);
+        v6[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+        assert!(!fast(&v6, 1500));
+        assert!(!fast(&v4(IPPROTO_TCP, 60, 40)[..30], 1500), "cut short");
+        let mut no_df = v4(IPPROTO_TCP, 1600, 1580);
+        no_df[20] = 0;
+        assert!(fast(&no_df, 1500), "may be fragmented: not a candidate");
     }
 
     #[test]

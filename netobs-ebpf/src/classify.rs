@@ -6,7 +6,8 @@ use netobs_common::{
     cursor::Cursor,
     event::{DfCounterKey, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
     parse::{
-        Outer, Skip, ip_len_in_frame, is_df_candidate, is_reported_icmp, parse_icmp_error, parse_ip_packet, parse_outer,
+        Outer, Skip, ip_len_in_frame, is_df_candidate, is_ordinary_v4, is_reported_icmp, parse_icmp_error,
+        parse_ip_packet, parse_outer,
     },
     sample::source_bucket,
     wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IcmpHdr},
@@ -31,6 +32,12 @@ pub trait Packet: EbpfContext {
 pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook: u8) {
     // SAFETY: the kernel guarantees [data, data_end) is the packet.
     let c = unsafe { Cursor::from_raw(start, end) };
+    let cfg = CONFIG.load();
+    // Most packets: counted from four header bytes, nothing else to do.
+    if is_ordinary_v4(&c, if hook == hook::TC_EGRESS { cfg.egress_path_mtu } else { cfg.min_mtu }) {
+        bump2(stat::PACKETS, stat::IPV4);
+        return;
+    }
     let outer = match parse_outer(&c) {
         Ok(outer) => outer,
         Err(Skip::NotIp) => {

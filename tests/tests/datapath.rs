@@ -1080,6 +1080,51 @@ fn a_spoofed_flood_never_fills_the_counters() -> Result<()> {
     })
 }
 
+/// Collects log records (the kernel-side logger's output).
+#[derive(Default, Clone)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<(log::Level, String)>>>);
+impl log::Log for Captured {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((r.level(), r.args().to_string()));
+    }
+    fn flush(&self) {}
+}
+
+/// aya-log for cold paths: at debug level a malformed frame is logged once
+/// (rate-limited per CPU, so the next one within the second is not), and
+/// with the default (off) nothing is written at all.
+#[test]
+fn malformed_frames_are_logged_at_debug_and_rate_limited() -> Result<()> {
+    if !root_or_skip("malformed_frames_are_logged_at_debug_and_rate_limited") {
+        return Ok(());
+    }
+    use netobs::kernel::loader::EbpfLogLevel;
+    empty_netns(|| {
+        let bad = Frame::ipv4(C4, S4).raw_version_ihl(0x44).udp(1, 2, 0).bytes();
+        for (level, want) in [(EbpfLogLevel::Debug, 1), (EbpfLogLevel::Off, 0)] {
+            let mut ebpf =
+                kernel::load(&LoadOptions { config: big_config(), ebpf_log_level: level, ..LoadOptions::default() })?;
+            let sink = Captured::default();
+            let mut logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, sink.clone())?;
+            let p: &mut Xdp = load_program(&mut ebpf, "netobs_xdp")?;
+            p.test_run(TestRunOptions { data_in: Some(&bad), repeat: 5, ..TestRunOptions::new() })?;
+            logger.flush();
+            let records = sink.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let malformed: Vec<_> = records.iter().filter(|(_, m)| m.contains("malformed")).collect();
+            assert_eq!(malformed.len(), want, "{level:?}: {records:?}");
+            if let Some((lvl, msg)) = malformed.first() {
+                assert_eq!(*lvl, log::Level::Debug);
+                assert!(msg.contains(&format!("ifindex {LO}")), "{msg}");
+            }
+            assert_eq!(counters::read(&ebpf)?.stat(stat::MALFORMED), 5);
+        }
+        Ok(())
+    })
+}
+
 /// Interface names and MTUs (the DF threshold, the names in every report)
 /// come from the namespace netobs runs in, also when it was entered with
 /// setns (`nsenter --net`), where /sys/class/net still shows the host's.

@@ -170,7 +170,7 @@ pub struct WatchArgs {
 
     /// Kernel-side diagnostics (cold paths only, rate-limited in the
     /// kernel), fixed at load; off costs nothing per packet.
-    #[arg(long, value_enum, default_value = "off")]
+    #[arg(long, value_enum, default_value = "off", env = "NETOBS_EBPF_LOG_LEVEL")]
     pub ebpf_log_level: crate::kernel::loader::EbpfLogLevel,
 
     /// Seconds between updated lines for a flow that keeps failing.

@@ -131,6 +131,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut batch: Vec<Event> = Vec::with_capacity(4096);
+    metrics::release_setup_memory();
 
     loop {
         tokio::select! {

@@ -18,7 +18,7 @@
 //! `docs/fleet.md` computes the series budget these labels allow.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fmt,
     net::IpAddr,
     num::NonZeroUsize,
@@ -47,7 +47,10 @@ use prometheus_client::{
 use crate::{
     explain::Finding,
     health::{self, Op},
-    kernel::{Attached, CounterReader, Counters, Hook},
+    kernel::{
+        Attached, CounterReader, Counters, Hook,
+        counters::{OTHER_CODE, OTHER_IFACE},
+    },
 };
 use netobs_common::{
     event::{DfCounterKey, IcmpCounterKey, stat},
@@ -86,7 +89,12 @@ const STAT_METRICS: &[(u32, &str, &str)] = &[
     (
         stat::MAP_FULL,
         "kernel_map_full",
-        "Per-key counter updates lost because ICMP_COUNTERS or DF_COUNTERS was full (the global counts still have them)",
+        "Counter updates the kernel could not make (the counters are fixed-size arrays now, so this stays 0)",
+    ),
+    (
+        stat::FIB_ERRORS,
+        "df_fib_errors",
+        "FIB lookups the kernel answered with an error: the DF packet was not checked against its egress MTU",
     ),
     (
         stat::EGRESS_FORWARDED,
@@ -100,7 +108,7 @@ const HELP_ICMP: &str = "ICMP/ICMPv6 errors counted by the kernel, by interface,
 type, code and verdict";
 const HELP_DF: &str = "DF packets too big for their egress MTU, by ingress (iface) and egress interface";
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct IcmpLabels {
     iface: String,
     family: &'static str,
@@ -110,7 +118,7 @@ struct IcmpLabels {
     verdict: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct DfLabels {
     iface: String,
     egress: String,
@@ -167,6 +175,11 @@ impl IfNames {
             if known.contains_key(&i) {
                 continue;
             }
+            if i == OTHER_IFACE {
+                // The kernel's slot for interfaces without one of their own.
+                known.insert(i, "other".to_string());
+                continue;
+            }
             let names = fresh.get_or_insert_with(crate::net::interface_names);
             known.insert(i, names.get(&i).cloned().unwrap_or_else(|| format!("if{i}")));
         }
@@ -205,15 +218,25 @@ impl<S: CounterSource> Collector for KernelCollector<S> {
         let names = self.names.resolve(ifindexes);
         let ifname = |i: u32| names.get(&i).cloned().unwrap_or_else(|| format!("if{i}"));
 
-        let mut m = enc.encode_descriptor("icmp_errors", HELP_ICMP, None, MetricType::Counter)?;
+        // Keys that share a label set are summed: XDP and TC ingress on one
+        // interface are both "received", and a renamed interface or the
+        // "other" slot can name two ifindexes alike. One label set must
+        // appear once in a scrape, or Prometheus rejects the whole scrape.
+        let mut icmp: BTreeMap<IcmpLabels, u64> = BTreeMap::new();
         for (k, n) in &c.icmp {
-            let labels = icmp_labels(k, &ifname);
-            ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+            *icmp.entry(icmp_labels(k, &ifname)).or_default() += n;
+        }
+        let mut df: BTreeMap<DfLabels, u64> = BTreeMap::new();
+        for (k, n) in &c.df {
+            *df.entry(df_labels(k, &ifname)).or_default() += n;
+        }
+        let mut m = enc.encode_descriptor("icmp_errors", HELP_ICMP, None, MetricType::Counter)?;
+        for (labels, n) in &icmp {
+            ConstCounter::new(*n).encode(m.encode_family(labels)?)?;
         }
         let mut m = enc.encode_descriptor("df_oversized_packets", HELP_DF, None, MetricType::Counter)?;
-        for (k, n) in &c.df {
-            let labels = df_labels(k, &ifname);
-            ConstCounter::new(*n).encode(m.encode_family(&labels)?)?;
+        for (labels, n) in &df {
+            ConstCounter::new(*n).encode(m.encode_family(labels)?)?;
         }
         for &(slot, name, help) in STAT_METRICS {
             let m = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
@@ -442,6 +465,18 @@ impl Metrics {
     }
 }
 
+/// Hands back to the kernel the heap that loading and attaching used and
+/// freed (parsing the eBPF object and the kernel's BTF): glibc keeps freed
+/// memory in its arenas otherwise, and an idle `watch` would stay at its
+/// start-up peak for months. Called once, before the event loop.
+pub(crate) fn release_setup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free pages; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn reporters_cap() -> NonZeroUsize {
     NonZeroUsize::new(REPORTERS_REMEMBERED).unwrap_or(NonZeroUsize::MIN)
 }
@@ -519,7 +554,9 @@ fn icmp_labels(k: &IcmpCounterKey, ifname: &impl Fn(u32) -> String) -> IcmpLabel
         family: if k.family == 6 { "ipv6" } else { "ipv4" },
         direction: crate::output::json::direction_name(k.hook),
         r#type: k.icmp_type.to_string(),
-        code: k.icmp_code.to_string(),
+        // The kernel folds codes no RFC defines for the type into one
+        // counter: a spoofed flood with random codes is one series.
+        code: if k.icmp_code == OTHER_CODE { "other".to_string() } else { k.icmp_code.to_string() },
         verdict: icmp::meaning(k.family, k.icmp_type, k.icmp_code).verdict.as_str(),
     }
 }
@@ -555,6 +592,13 @@ mod tests {
         let generated =
             IcmpCounterKey { ifindex: 0, family: 4, icmp_type: 3, icmp_code: 4, hook: hook::ICMP_SEND_TRACEPOINT };
         c.icmp.insert(generated, 3);
+        // TC ingress beside XDP on the same interface: the same labels.
+        let tc = IcmpCounterKey { ifindex: 1, family: 4, icmp_type: 3, icmp_code: 13, hook: hook::TC_INGRESS };
+        c.icmp.insert(tc, 1);
+        // A spoofed code on an interface without a slot.
+        let other =
+            IcmpCounterKey { ifindex: OTHER_IFACE, family: 4, icmp_type: 3, icmp_code: OTHER_CODE, hook: hook::XDP };
+        c.icmp.insert(other, 11);
         c.df.insert(DfCounterKey { ingress_ifindex: 1, egress_ifindex: 999_999 }, 5);
         c
     }
@@ -573,7 +617,13 @@ mod tests {
             .unwrap_or_else(|| panic!("{text}"));
         assert_eq!(
             line,
-            "netobs_icmp_errors_total{iface=\"lo\",family=\"ipv4\",direction=\"received\",type=\"3\",code=\"13\",verdict=\"rejected\"} 7"
+            "netobs_icmp_errors_total{iface=\"lo\",family=\"ipv4\",direction=\"received\",type=\"3\",code=\"13\",verdict=\"rejected\"} 8",
+            "XDP and TC ingress summed into one series"
+        );
+        assert_eq!(text.lines().filter(|l| l.contains("code=\"13\"")).count(), 1, "{text}");
+        assert!(
+            text.contains("{iface=\"other\",family=\"ipv4\",direction=\"received\",type=\"3\",code=\"other\",verdict=\"unreachable\"} 11"),
+            "{text}"
         );
         assert!(text.contains("direction=\"sent\",type=\"2\",code=\"0\",verdict=\"frag_needed\"} 2"), "{text}");
         assert!(text.contains("{iface=\"*\",family=\"ipv4\",direction=\"generated\",type=\"3\",code=\"4\""), "{text}");
@@ -623,6 +673,12 @@ mod tests {
             for ty in ["counter", "gauge", "histogram", "summary"] {
                 assert!(!name.contains(&format!("_{ty}_")), "{name} names its type");
             }
+        }
+        // No label set twice: Prometheus would reject the whole scrape.
+        let mut seen = std::collections::BTreeSet::new();
+        for l in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let series = l.rsplit_once(' ').map_or(l, |(s, _)| s);
+            assert!(seen.insert(series.to_string()), "duplicate series {series}");
         }
         // Every sample belongs to a described family.
         for l in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {

@@ -203,7 +203,7 @@ fn ingest(
         new_entries |= agg.ingest(f, now);
     }
     if new_entries {
-        // New problems are reported at once; repeats wait for the interval.
+        // New problems (and folded ones that repeat) are reported at once; other repeats wait for the interval.
         report_due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4), sink);
     }
 }

@@ -325,15 +325,17 @@ impl Aggregator {
         Aggregator { table: LruCache::new(cap), next_id: 1, evicted: 0, policy, buckets: Vec::new(), folded: 0 }
     }
 
-    /// Adds one finding. Returns true when it starts a new entry. O(1): an
-    /// LRU lookup, or a push that evicts the least recently seen entry.
+    /// Adds one finding. Returns true when it wants a report now: it starts
+    /// a new entry, or it is the first repeat of a folded one (evidence of
+    /// a real problem, see the module docs). O(1): an LRU lookup, or a push
+    /// that evicts the least recently seen entry.
     pub fn ingest(&mut self, finding: Finding, now: SystemTime) -> bool {
         let key = Key::of(&finding);
         if let Some(agg) = self.table.get_mut(&key) {
             agg.count += 1;
             agg.last_seen = now;
             agg.finding = finding;
-            return false;
+            return agg.folded && agg.last_reported.is_none() && agg.count == agg.reported_count + 1;
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -592,9 +594,10 @@ mod tests {
         for i in 200..400 {
             agg.ingest(spoofed(i), now);
         }
-        // ... its retransmit is evidence: printed by the next report, ahead
-        // of the flood's new one-offs.
-        agg.ingest(real.clone(), now);
+        // ... its retransmit is evidence: it asks for a report, and is
+        // printed by it, ahead of the flood's new one-offs.
+        assert!(agg.ingest(real.clone(), now), "a folded entry's first repeat wants a report");
+        assert!(!agg.ingest(spoofed(0), now), "a printed entry's repeat waits for the interval");
         for i in 400..600 {
             agg.ingest(spoofed(i), now);
         }

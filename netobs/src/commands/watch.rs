@@ -273,8 +273,8 @@ fn ingest(
         new_entries |= agg.ingest(f, now);
     }
     if new_entries {
-        // New problems are reported at once (after their joins); repeats
-        // wait for the interval.
+        // New problems (and folded ones that repeat) are reported at once,
+        // after their joins; other repeats wait for the interval.
         for a in reporter.due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4)) {
             sink.aggregate(&a);
         }

@@ -54,7 +54,12 @@ impl HostContext {
         if family == 4 { self.initial_ttl_v4 } else { self.initial_ttl_v6 }
     }
 
+    /// The interface's name; the kernel's "no counter slot" bucket
+    /// ([`netobs_common::counters::OTHER_IFINDEX`]) is `other`.
     pub fn ifname(&self, ifindex: u32) -> String {
+        if ifindex == netobs_common::counters::OTHER_IFINDEX {
+            return "other".to_string();
+        }
         self.ifnames.get(&ifindex).cloned().unwrap_or_else(|| format!("if{ifindex}"))
     }
 }

@@ -226,6 +226,10 @@ impl Session {
         if self.attached.iter().any(|a| a.ifindex == idx) {
             return Ok(None);
         }
+        // Interfaces listed at load have counter slots; one that appeared
+        // later gets the next free one (or counts as "other interface").
+        super::counters::assign_iface_slots(&mut self.ebpf, [idx])
+            .with_context(|| format!("giving {iface} a counter slot"))?;
         self.attach_resolved(iface, idx)?;
         Ok(self.attached.last())
     }

@@ -287,9 +287,18 @@ fn duration_and_sigterm_are_honoured_under_a_burst_of_new_findings() {
     let (exited, out) = w.wait_exit(Duration::from_secs(30));
     let ran = exited.duration_since(attached);
     let findings = out.records.iter().filter(|r| r["type"] == "finding").count();
-    eprintln!("--duration 3s under the burst: exited {ran:?} after attaching, {findings} finding lines");
+    // The line budget prints a few first sightings per second and folds
+    // the rest: the new entries are the printed plus the folded ones.
+    let folded: u64 = out.records.iter().filter(|r| r["type"] == "folded").filter_map(|r| r["findings"].as_u64()).sum();
+    eprintln!(
+        "--duration 3s under the burst: exited {ran:?} after attaching, {findings} finding lines, {folded} folded"
+    );
     assert!(out.status.success(), "{:?}: {}", out.status, out.stderr);
-    assert!(findings > 1000, "the burst made many new findings ({findings}): {}", out.stderr);
+    assert!(
+        findings as u64 + folded > 1000,
+        "the burst made many new findings ({findings} + {folded}): {}",
+        out.stderr
+    );
     assert!(ran < Duration::from_millis(4_200), "--duration 3s took {ran:?} under load");
     let counted = out.icmp_count("eth0", 3, 4);
     eprintln!("  {counted} frag-needed counted by the kernel");
@@ -302,10 +311,14 @@ fn duration_and_sigterm_are_honoured_under_a_burst_of_new_findings() {
     let flood = b.spawn(&["python3", "-c", &flood_script(REPORTERS, 10.0)]).expect("flood");
     let mut w = BareWatch::start(&a, &FLOOD_ARGS);
     let start = Instant::now();
-    while w.findings_seen() < 2000 {
+    // The line budget prints a handful of first sightings per second and
+    // folds the rest, so a few lines already mean the burst is being
+    // drained; signal it in the middle of that.
+    while w.findings_seen() < 10 {
         assert!(start.elapsed() < Duration::from_secs(8), "only {} findings under the burst", w.findings_seen());
         std::thread::sleep(Duration::from_millis(20));
     }
+    std::thread::sleep(Duration::from_millis(500));
     w.sigterm();
     let sent = Instant::now();
     let (exited, out) = w.wait_exit(Duration::from_secs(30));

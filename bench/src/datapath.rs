@@ -180,7 +180,7 @@ pub fn run() -> Result<()> {
     for case in cases() {
         let ctx = xdp_md(case.frame.len(), v0);
         let before = counters::read(&ebpf)?;
-        let (empty, _) = time_prog(&mut ebpf, "netobs_baseline", &case.frame, &ctx)?;
+        let (empty, empty_kernel_ns) = time_prog(&mut ebpf, "netobs_baseline", &case.frame, &ctx)?;
         let (ours, kernel_ns) = time_prog(&mut ebpf, "netobs_xdp", &case.frame, &ctx)?;
         let after = counters::read(&ebpf)?;
         let delta = |slot| after.stat(slot) - before.stat(slot);
@@ -192,7 +192,7 @@ pub fn run() -> Result<()> {
         };
         all_met &= met;
         println!(
-            "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {:<26} {}   (kernel avg {kernel_ns:.0} ns; events {}, ring full {}, fib lookups {}, df {})",
+            "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {:<26} {}   (kernel avg {kernel_ns:.0} ns, empty {empty_kernel_ns:.0}; events {}, ring full {}, fib lookups {}, df {})",
             case.name,
             empty,
             ours,
@@ -225,10 +225,10 @@ pub fn run() -> Result<()> {
         let _drainer = Drainer::start(RingBuf::try_from(other.take_map("EVENTS").context("EVENTS map")?)?);
         for case in cases().into_iter().skip(2) {
             let ctx = xdp_md(case.frame.len(), v0);
-            let (empty, _) = time_prog(&mut other, "netobs_baseline", &case.frame, &ctx)?;
-            let (ours, _) = time_prog(&mut other, "netobs_xdp", &case.frame, &ctx)?;
+            let (empty, empty_kernel_ns) = time_prog(&mut other, "netobs_baseline", &case.frame, &ctx)?;
+            let (ours, kernel_ns) = time_prog(&mut other, "netobs_xdp", &case.frame, &ctx)?;
             println!(
-                "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {label}",
+                "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {label} (kernel avg {kernel_ns:.0} ns, empty {empty_kernel_ns:.0})",
                 case.name,
                 empty,
                 ours,
@@ -250,7 +250,7 @@ fn tc_cases(ebpf: &mut Ebpf) -> Result<bool> {
     for case in cases().into_iter().take(2) {
         for (hook, prog) in [("TC ingress", "netobs_tc_ingress"), ("TC egress", "netobs_tc_egress")] {
             let before = counters::read(ebpf)?;
-            let (empty, _) = time_any(ebpf, "netobs_tc_baseline", &case.frame, None, true)?;
+            let (empty, empty_kernel_ns) = time_any(ebpf, "netobs_tc_baseline", &case.frame, None, true)?;
             let (ours, kernel_ns) = time_any(ebpf, prog, &case.frame, None, true)?;
             let after = counters::read(ebpf)?;
             let Target::Relative { ratio, extra_ns } = case.target else { continue };
@@ -258,7 +258,7 @@ fn tc_cases(ebpf: &mut Ebpf) -> Result<bool> {
             all_met &= met;
             let name = format!("{} {hook}", case.name.trim_end_matches(" (= MTU)"));
             println!(
-                "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {:<26} {}   (kernel avg {kernel_ns:.0} ns; packets {})",
+                "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {:<26} {}   (kernel avg {kernel_ns:.0} ns, empty {empty_kernel_ns:.0}; packets {})",
                 name,
                 empty,
                 ours,

@@ -18,7 +18,8 @@
 //! `netobs explain` runs on both paths too (task "verdict"): its wall time
 //! next to `trace`'s, and whether its verdict is the right one (tail:
 //! silently dropped after hop 7; gap: reachable with path MTU 1400).
-//! `NETOBS_BASELINE_BIN=<older netobs>` adds the same rows for another
+//! A `--no-kernel` row shows the probes' share: the rest is loading and
+//! verifying the XDP observer. `NETOBS_BASELINE_BIN=<older netobs>` adds the same rows for another
 //! binary, to compare before and after a change; `BENCH_TOOLS=netobs`
 //! (comma-separated substrings) keeps only the matching tools.
 
@@ -241,7 +242,12 @@ fn bench_path(netobs_bin: &Path, silent: &[usize], label: &'static str) -> Resul
     ];
     let mut rows = Vec::new();
     let baseline = std::env::var("NETOBS_BASELINE_BIN").ok();
-    let mut explains: Vec<(String, Vec<&str>)> = vec![("netobs explain".into(), vec![bin, "explain", &dst, "--json"])];
+    // `--no-kernel` shows what the probes cost without loading (verifying)
+    // the XDP observer, which dominates on a loaded machine.
+    let mut explains: Vec<(String, Vec<&str>)> = vec![
+        ("netobs explain".into(), vec![bin, "explain", &dst, "--json"]),
+        ("netobs explain --no-kernel".into(), vec![bin, "explain", &dst, "--json", "--no-kernel"]),
+    ];
     if let Some(b) = &baseline {
         explains.push(("netobs explain (baseline)".into(), vec![b.as_str(), "explain", &dst, "--json"]));
     }

@@ -228,6 +228,19 @@ pub mod stat {
     ];
 }
 
+/// The global statistics of one CPU: `counts[slot]` for each [`stat`]
+/// slot. One map entry, so a packet that bumps two slots pays for one map
+/// lookup, and user space reads them all in one call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatBlock {
+    pub counts: [u64; stat::COUNT as usize],
+}
+
+// SAFETY: a repr(C) array of plain integers.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for StatBlock {}
+
 /// Load-time settings, written into the program's `.rodata` by the loader so
 /// the verifier sees constants. 36 bytes.
 #[repr(C)]

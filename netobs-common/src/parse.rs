@@ -450,6 +450,29 @@ pub fn is_df_candidate(outer: &Outer, min_mtu: u32) -> bool {
     min_mtu != 0 && outer.dont_fragment && outer.total_len > min_mtu
 }
 
+/// The fast path: is this an untagged IPv4 frame that needs no more than
+/// counting (not ICMP, not a DF candidate above `df_threshold`)? Decided
+/// from four header bytes, before [`parse_outer`] builds an [`Outer`];
+/// exactly the frames for which the full classification would only count
+/// `packets` and `ipv4` (a later fragment changes nothing here: it is
+/// neither an ICMP error to us nor, once not a candidate, checked).
+#[inline(always)]
+pub fn is_ordinary_v4(c: &Cursor, df_threshold: u32) -> bool {
+    let Some(eth) = c.get::<EthHdr>(0) else {
+        return false;
+    };
+    if eth.ethertype() != ETH_P_IPV4 {
+        return false;
+    }
+    let Some(ip) = c.get::<Ipv4Hdr>(EthHdr::LEN) else {
+        return false;
+    };
+    if ip.version() != 4 || ip.header_len() < Ipv4Hdr::LEN || ip.protocol == IPPROTO_ICMP {
+        return false;
+    }
+    !(df_threshold != 0 && ip.dont_fragment() && ip.total_len() as u32 > df_threshold)
+}
+
 /// Is the IP length the header claims really in the frame? `frame_len` is
 /// the whole frame: every buffer of a multi-buffer XDP frame
 /// (`bpf_xdp_get_buff_len`), the skb's length at TC. The kernel drops a
@@ -497,4 +520,70 @@ fn put_v6(dst: &mut [u8; 16], src: &[u8; 16]) {
         ($($i:literal)*) => { $( dst[$i] = src[$i]; )* };
     }
     bytes!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ethernet + IPv4 header (no options), protocol `proto`, IP length
+    /// `total_len`, DF set; `extra` bytes of payload actually present.
+    fn v4(proto: u8, total_len: u16, extra: usize) -> std::vec::Vec<u8> {
+        let mut f = std::vec![0u8; 14 + 20 + extra];
+        f[12..14].copy_from_slice(&ETH_P_IPV4.to_be_bytes());
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&total_len.to_be_bytes());
+        f[20] = 0x40; // DF
+        f[22] = 64;
+        f[23] = proto;
+        f
+    }
+
+    #[test]
+    fn tc_pulls_only_icmp_df_candidates_and_unparsed_headers() {
+        let tcp_small = v4(IPPROTO_TCP, 60, 40);
+        let tcp_big = v4(IPPROTO_TCP, 1500, 40);
+        let icmp = v4(IPPROTO_ICMP, 56, 8);
+        let cut = &tcp_small[..20]; // IP header not linear yet
+        let pull = |f: &[u8], thr| tc_needs_pull(&parse_outer(&Cursor::from_slice(f)), thr);
+        assert!(!pull(&tcp_small, 1500), "ordinary TCP must not pay for a pull");
+        assert!(!pull(&tcp_big, 1500), "1500 is not above a 1500 threshold");
+        assert!(pull(&tcp_big, 1400), "a DF candidate needs its ports");
+        assert!(!pull(&tcp_big, 0), "threshold 0 disables the DF check");
+        assert!(pull(&icmp, 1500), "ICMP may be an error: its quote is needed");
+        assert!(pull(cut, 1500), "headers not linear yet");
+        let mut arp = tcp_small.clone();
+        arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+        assert!(!pull(&arp, 1500));
+    }
+
+    #[test]
+    fn the_fast_path_takes_only_frames_the_full_path_would_only_count() {
+        let fast = |f: &[u8], thr| is_ordinary_v4(&Cursor::from_slice(f), thr);
+        assert!(fast(&v4(IPPROTO_TCP, 60, 40), 1500));
+        assert!(fast(&v4(IPPROTO_TCP, 1500, 1480), 1500), "at the threshold: not a candidate");
+        assert!(!fast(&v4(IPPROTO_TCP, 1501, 1481), 1500), "a DF candidate");
+        assert!(fast(&v4(IPPROTO_TCP, 9000, 40), 0), "DF check off");
+        assert!(!fast(&v4(IPPROTO_ICMP, 56, 36), 1500), "ICMP may be an error");
+        let mut bad = v4(IPPROTO_TCP, 60, 40);
+        bad[14] = 0x44;
+        assert!(!fast(&bad, 1500), "malformed: counted as such by the full path");
+        let mut v6 = v4(IPPROTO_TCP, 60, 40);
+        v6[12..14].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+        assert!(!fast(&v6, 1500));
+        assert!(!fast(&v4(IPPROTO_TCP, 60, 40)[..30], 1500), "cut short");
+        let mut no_df = v4(IPPROTO_TCP, 1600, 1580);
+        no_df[20] = 0;
+        assert!(fast(&no_df, 1500), "may be fragmented: not a candidate");
+    }
+
+    #[test]
+    fn the_ip_length_must_be_in_the_frame() {
+        let f = v4(IPPROTO_TCP, 1500, 1480);
+        let outer = parse_outer(&Cursor::from_slice(&f[..64])).unwrap();
+        // Only the first buffer is linear; the whole frame counts.
+        assert!(ip_len_in_frame(&outer, f.len() as u32));
+        assert!(!ip_len_in_frame(&outer, f.len() as u32 - 1), "a truncated packet is dropped, never forwarded");
+        assert!(ip_len_in_frame(&outer, 9014), "padding beyond the IP length is fine");
+    }
 }

@@ -6,7 +6,8 @@ use netobs_common::{
     cursor::Cursor,
     event::{DfCounterKey, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
     parse::{
-        Outer, Skip, ip_len_in_frame, is_df_candidate, is_reported_icmp, parse_icmp_error, parse_ip_packet, parse_outer,
+        Outer, Skip, ip_len_in_frame, is_df_candidate, is_ordinary_v4, is_reported_icmp, parse_icmp_error,
+        parse_ip_packet, parse_outer,
     },
     sample::source_bucket,
     wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IcmpHdr},
@@ -14,7 +15,7 @@ use netobs_common::{
 
 use crate::{
     emit, fib,
-    maps::{CONFIG, DF_COUNTERS, ICMP_COUNTERS, bump, bump_key},
+    maps::{CONFIG, DF_COUNTERS, ICMP_COUNTERS, bump, bump_key, bump2},
 };
 
 /// A packet program's context: what `observe` needs beyond the linear data.
@@ -29,19 +30,27 @@ pub trait Packet: EbpfContext {
 /// seen on `ifindex` by `hook`.
 #[inline(always)]
 pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook: u8) {
-    bump(stat::PACKETS);
     // SAFETY: the kernel guarantees [data, data_end) is the packet.
     let c = unsafe { Cursor::from_raw(start, end) };
+    let cfg = CONFIG.load();
+    // Most packets: counted from four header bytes, nothing else to do.
+    if is_ordinary_v4(&c, if hook == hook::TC_EGRESS { cfg.egress_path_mtu } else { cfg.min_mtu }) {
+        bump2(stat::PACKETS, stat::IPV4);
+        return;
+    }
     let outer = match parse_outer(&c) {
         Ok(outer) => outer,
-        Err(Skip::NotIp) => return,
+        Err(Skip::NotIp) => {
+            bump(stat::PACKETS);
+            return;
+        }
         Err(Skip::Malformed) => {
-            bump(stat::MALFORMED);
+            bump2(stat::PACKETS, stat::MALFORMED);
             crate::log::malformed(ctx, ifindex, hook, end.wrapping_sub(start) as u32);
             return;
         }
     };
-    bump(if outer.family == 4 { stat::IPV4 } else { stat::IPV6 });
+    bump2(stat::PACKETS, if outer.family == 4 { stat::IPV4 } else { stat::IPV6 });
     let icmp_proto = if outer.family == 4 { IPPROTO_ICMP } else { IPPROTO_ICMPV6 };
     // ICMP errors stop here; other ICMP (a DF echo of a path-MTU test) is
     // checked for size like any other packet.

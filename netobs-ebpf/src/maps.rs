@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use netobs_common::{
     counters::{DfSlotCounters, IFACE_SLOTS, IcmpSlotCounters, IfaceTable, icmp_class, icmp_index, slot_in},
-    event::{Config, DfCounterKey, EventStage, IcmpCounterKey, stat},
+    event::{Config, DfCounterKey, EventStage, IcmpCounterKey, StatBlock, stat},
     sample::{FAIR_BUCKETS, TokenBucket, fair_burst, fair_rate},
 };
 
@@ -19,9 +19,9 @@ use netobs_common::{
 #[unsafe(no_mangle)]
 pub static CONFIG: Global<Config> = Global::new(Config::DEFAULT);
 
-/// Global per-CPU statistics, indexed by `netobs_common::event::stat`.
+/// Global per-CPU statistics (one entry; slots `netobs_common::event::stat`).
 #[map]
-pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(stat::COUNT, 0);
+pub static STATS: PerCpuArray<StatBlock> = PerCpuArray::with_max_entries(1, 0);
 
 /// ICMP errors: one entry per interface slot, `[hook][class]` inside.
 #[map]
@@ -54,6 +54,21 @@ pub static FAIR: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(FAIR_B
 #[inline(always)]
 pub fn bump(slot: u32) {
     bump_by(slot, 1);
+}
+
+/// Adds one to two statistics slots with one map lookup.
+#[inline(always)]
+pub fn bump2(a: u32, b: u32) {
+    if let Some(p) = STATS.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        let s = unsafe { &mut *p };
+        if let Some(c) = s.counts.get_mut(a as usize) {
+            *c += 1;
+        }
+        if let Some(c) = s.counts.get_mut(b as usize) {
+            *c += 1;
+        }
+    }
 }
 
 /// The interface slot of `ifindex` (`OTHER_SLOT` when it has none).
@@ -143,9 +158,11 @@ pub fn take_fair_token(now: u64, bucket: u32) -> bool {
 /// Adds `n` to a global statistics slot.
 #[inline(always)]
 pub fn bump_by(slot: u32, n: u64) {
-    if let Some(p) = STATS.get_ptr_mut(slot) {
+    if let Some(p) = STATS.get_ptr_mut(0) {
         // SAFETY: per-CPU slot, only this CPU writes it while we run.
-        unsafe { *p += n };
+        if let Some(c) = unsafe { &mut *p }.counts.get_mut(slot as usize) {
+            *c += n;
+        }
     }
 }
 
@@ -168,11 +185,11 @@ const WAKEUP_BYTES: u64 = 64 * 1024;
 #[inline(always)]
 pub fn submit_flags(n: u64, stage: &mut EventStage) -> u64 {
     use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_CONS_POS, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-    let Some(p) = STATS.get_ptr(stat::EVENTS) else {
+    let Some(p) = STATS.get_ptr(0) else {
         return BPF_RB_NO_WAKEUP as u64;
     };
     // SAFETY: per-CPU slot, only this CPU writes it.
-    let before = unsafe { *p };
+    let before = unsafe { (*p).counts[stat::EVENTS as usize] };
     if before / CHECK_EVERY == (before + n) / CHECK_EVERY || EVENTS.query(BPF_RB_AVAIL_DATA as u64) < WAKEUP_BYTES {
         return BPF_RB_NO_WAKEUP as u64;
     }

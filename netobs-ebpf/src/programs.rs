@@ -13,7 +13,7 @@ use netobs_common::{
     parse::{parse_outer, tc_needs_pull},
 };
 
-use crate::maps::{CONFIG, bump};
+use crate::maps::{CONFIG, bump2};
 
 use crate::classify::{Packet, observe};
 
@@ -48,6 +48,7 @@ impl Packet for TcContext {
 /// packet, is left. Headers and quotes are parsed from the first buffer;
 /// the DF check takes the frame's whole length.
 #[xdp(frags)]
+#[inline(always)] // into the macro's entry point: no BPF-to-BPF call per packet
 pub fn netobs_xdp(ctx: XdpContext) -> u32 {
     observe(&ctx, ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32, hook::XDP);
     xdp_action::XDP_PASS
@@ -67,6 +68,7 @@ pub fn netobs_tc_baseline(_ctx: TcContext) -> i32 {
 
 /// TC ingress: the same classification where XDP cannot attach.
 #[classifier]
+#[inline(always)] // into the macro's entry point: no BPF-to-BPF call per packet
 pub fn netobs_tc_ingress(ctx: TcContext) -> i32 {
     tc_observe(&ctx, hook::TC_INGRESS);
     TC_CONTINUE
@@ -75,6 +77,7 @@ pub fn netobs_tc_ingress(ctx: TcContext) -> i32 {
 /// TC egress: ICMP errors this host sends, and locally sent DF packets
 /// above the configured path MTU. Forwarded packets are only counted.
 #[classifier]
+#[inline(always)] // into the macro's entry point: no BPF-to-BPF call per packet
 pub fn netobs_tc_egress(ctx: TcContext) -> i32 {
     tc_observe(&ctx, hook::TC_EGRESS);
     TC_CONTINUE
@@ -90,8 +93,7 @@ fn tc_observe(ctx: &TcContext, hook: u8) {
     // traffic never pays for a pull.
     // SAFETY: reading the `sk` member of the context's union.
     if hook == hook::TC_EGRESS && unsafe { skb.__bindgen_anon_2.sk }.is_null() {
-        bump(stat::PACKETS);
-        bump(stat::EGRESS_FORWARDED);
+        bump2(stat::PACKETS, stat::EGRESS_FORWARDED);
         return;
     }
     let len = ctx.len();

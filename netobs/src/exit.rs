@@ -86,11 +86,35 @@ pub fn usage(e: anyhow::Error) -> anyhow::Error {
     anyhow::Error::new(Usage(e))
 }
 
-/// The exit code for an error: 2 for usage and permission errors, 3 for
-/// everything that failed while running.
+/// The exit code for an error: 2 for usage and permission errors (a
+/// kernel EPERM/EACCES the up-front check could not foresee counts too),
+/// 3 for everything that failed while running.
 pub fn for_error(e: &anyhow::Error) -> u8 {
-    let usage = e.chain().any(|c| c.is::<Usage>() || c.is::<crate::privilege::Missing>());
+    let usage = e.chain().any(|c| {
+        c.is::<Usage>()
+            || c.is::<crate::privilege::Missing>()
+            || c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+    });
     if usage { USAGE } else { RUNTIME }
+}
+
+/// The error on one line, outermost first, each cause once: library
+/// errors often repeat their source in their own message ("failed to
+/// create map X: failed to create map X: ..."), so a cause already
+/// contained in the text before it is left out.
+pub fn render(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for c in e.chain() {
+        let msg = c.to_string();
+        if out.contains(msg.as_str()) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&msg);
+    }
+    out
 }
 
 /// The "Exit status" section of a command's `--help`: what 0 and 1 mean
@@ -139,5 +163,28 @@ mod tests {
             needed: vec![caps::Capability::CAP_BPF],
         });
         assert_eq!(for_error(&missing), USAGE);
+        let eperm = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::EPERM)).context("loading");
+        assert_eq!(for_error(&eperm), USAGE, "a kernel EPERM is a permission error");
+    }
+
+    /// A cause repeated by the error above it, as aya's map errors do.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+    impl std::fmt::Display for Repeats {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "failed to create map `STATS`: {}", self.0)
+        }
+    }
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let e = anyhow::Error::new(Repeats(std::io::Error::from_raw_os_error(libc::EPERM))).context("loading netobs");
+        assert_eq!(render(&e), "loading netobs: failed to create map `STATS`: Operation not permitted (os error 1)");
+        assert_eq!(render(&anyhow::anyhow!("a").context("b")), "b: a");
     }
 }

@@ -8,9 +8,10 @@ fn main() -> std::process::ExitCode {
     match netobs::commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            // One line: the error and its causes, outermost first.
+            // One line: the error and its causes, outermost first, each once.
             let mut stderr = std::io::stderr().lock();
-            let _ = std::io::Write::write_fmt(&mut stderr, format_args!("netobs: error: {e:#}\n"));
+            let _ =
+                std::io::Write::write_fmt(&mut stderr, format_args!("netobs: error: {}\n", netobs::exit::render(&e)));
             std::process::ExitCode::from(netobs::exit::for_error(&e))
         }
     }

@@ -8,19 +8,21 @@
 //!
 //! What each needs and why:
 //! - CAP_BPF: create the maps and load the programs;
-//! - CAP_PERFMON: programs that read kernel memory (the `icmp_send` BTF
-//!   tracepoint) and pointer arithmetic in the packet programs;
+//! - CAP_PERFMON: tracing programs (the `icmp_send` raw tracepoint reads
+//!   kernel memory; the stage flush is a raw tracepoint program too);
 //! - CAP_NET_ADMIN: attach XDP / TC to interfaces, and conntrack (nfnetlink
 //!   refuses every request without it) for the NAT join;
 //! - CAP_NET_RAW: the probes' raw sockets.
 //!
 //! Once the kernel objects exist and the sockets are open, [`drop_to`]
-//! keeps only what the rest of the run still uses: maps, ring buffer, the
-//! stage flush (BPF_PROG_TEST_RUN) and links are used through descriptors
-//! already held, which needs no capability. The ambient and inheritable
-//! sets are cleared and `no_new_privs` is set, so nothing netobs runs
-//! inherits more; the bounding set is reduced too when the process may do
-//! that (CAP_SETPCAP, i.e. when started as root).
+//! keeps only what the rest of the run still uses (in every thread): maps,
+//! ring buffer, the stage flush (BPF_PROG_TEST_RUN) and links are used
+//! through descriptors already held, which needs no capability (checked:
+//! an unprivileged `watch` keeps reading, flushing and detaching with
+//! CAP_NET_ADMIN alone). The ambient and inheritable sets are cleared and
+//! `no_new_privs` is set, so nothing netobs runs inherits more; the
+//! bounding set is reduced too when the process may do that (CAP_SETPCAP,
+//! i.e. when started as root).
 
 use std::fmt;
 
@@ -74,10 +76,13 @@ pub(crate) fn needs(kernel: bool, raw: bool) -> Vec<Capability> {
 }
 
 /// What `watch` keeps once attached: CAP_NET_ADMIN for the conntrack join
-/// (nfnetlink) and, with `--all`, CAP_BPF too, to attach to interfaces
-/// that appear later. The rest of the run works through descriptors.
+/// (nfnetlink refuses every request without it). With `--all`, everything
+/// attaching needs, because an interface that appears later may need a
+/// program not verified yet (TC ingress where XDP fails), and loading one
+/// takes CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON. The rest of the run works
+/// through descriptors already held.
 pub(crate) fn after_attach(all: bool) -> Vec<Capability> {
-    if all { vec![Capability::CAP_NET_ADMIN, Capability::CAP_BPF] } else { vec![Capability::CAP_NET_ADMIN] }
+    if all { KERNEL.to_vec() } else { vec![Capability::CAP_NET_ADMIN] }
 }
 
 /// Which of `needed` are not in `effective`.
@@ -100,32 +105,150 @@ pub(crate) fn check(command: &'static str, needed: &[Capability]) -> Result<(), 
 }
 
 /// Keeps only `keep` (those of them the process has) in the effective and
-/// permitted sets, clears the ambient and inheritable sets, sets
-/// `no_new_privs`, and reduces the bounding set when allowed. Idempotent.
+/// permitted sets of **every thread**, clears the ambient and inheritable
+/// sets, sets `no_new_privs`, and reduces the bounding set where allowed
+/// (CAP_SETPCAP). Idempotent.
+///
+/// Capabilities are per thread in Linux, and by the time the kernel
+/// objects exist a runtime worker (the metrics server) and maybe pool
+/// threads are running with everything the process started with. So this
+/// thread applies the change, then every other thread is asked to apply
+/// it too with a signal whose handler makes only the raw syscalls (the
+/// way glibc broadcasts setuid), and the result is checked thread by
+/// thread in /proc/self/task.
 pub(crate) fn drop_to(keep: &[Capability]) -> Result<()> {
-    // The bounding set first: dropping from it needs CAP_SETPCAP, which
-    // goes away below. Only root normally holds it; without it the
-    // bounding set stays (no_new_privs still stops any gain on exec).
-    if caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false) {
-        let bounding = caps::read(None, CapSet::Bounding).context("reading the bounding capability set")?;
-        for c in bounding.iter().filter(|c| !keep.contains(c)) {
-            caps::drop(None, CapSet::Bounding, *c).with_context(|| format!("dropping {c} from the bounding set"))?;
-        }
-    }
-    caps::clear(None, CapSet::Ambient).context("clearing the ambient capabilities")?;
-    caps::clear(None, CapSet::Inheritable).context("clearing the inheritable capabilities")?;
     let permitted = caps::read(None, CapSet::Permitted).context("reading the permitted capabilities")?;
     let kept: caps::CapsHashSet = permitted.iter().copied().filter(|c| keep.contains(c)).collect();
-    // Effective must stay a subset of permitted: shrink it first.
-    caps::set(None, CapSet::Effective, &kept).context("reducing the effective capabilities")?;
-    caps::set(None, CapSet::Permitted, &kept).context("reducing the permitted capabilities")?;
-    // SAFETY: prctl with integer arguments only.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error()).context("setting no_new_privs");
-    }
+    let mask = kept.iter().fold(0u64, |m, c| m | c.bitmask());
+    allthreads::apply(mask)?;
     log::info!("capabilities after setup: {}", if kept.is_empty() { "none".into() } else { names(&sorted(&kept)) });
     Ok(())
+}
+
+/// The raw, async-signal-safe part of [`drop_to`] and its broadcast.
+mod allthreads {
+    use std::{
+        sync::atomic::{AtomicU64, Ordering},
+        time::{Duration, Instant},
+    };
+
+    use anyhow::{Context as _, Result, bail};
+
+    /// The effective/permitted set every thread is to keep.
+    static MASK: AtomicU64 = AtomicU64::new(0);
+
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: i32,
+    }
+
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+
+    const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    /// Beyond the last capability any kernel knows (40 in 6.x).
+    const LAST_CAP: u32 = 63;
+
+    /// Applies `mask` to the calling thread, with syscalls only (it runs
+    /// in a signal handler). Returns whether capset succeeded.
+    fn apply_here(mask: u64) -> bool {
+        // SAFETY: prctl/capset with plain integers and valid pointers.
+        unsafe {
+            // Bounding set first, while CAP_SETPCAP may still be held;
+            // EPERM without it and EINVAL past the kernel's last
+            // capability are expected and ignored.
+            for cap in 0..=LAST_CAP {
+                if mask & (1 << cap) == 0 {
+                    libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+                }
+            }
+            libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0);
+            let mut hdr = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+            let data = [
+                CapData { effective: mask as u32, permitted: mask as u32, inheritable: 0 },
+                CapData { effective: (mask >> 32) as u32, permitted: (mask >> 32) as u32, inheritable: 0 },
+            ];
+            let ok = libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) == 0;
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            ok
+        }
+    }
+
+    extern "C" fn on_signal(_: libc::c_int) {
+        apply_here(MASK.load(Ordering::SeqCst));
+    }
+
+    /// The signal used for the broadcast: one glibc leaves to applications
+    /// and nothing in netobs uses.
+    fn signal() -> libc::c_int {
+        libc::SIGRTMAX() - 3
+    }
+
+    /// (effective, permitted) of thread `tid` of this process.
+    fn thread_caps(tid: &str) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?;
+        let field = |name: &str| {
+            status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        };
+        Some((field("CapEff:")?, field("CapPrm:")?))
+    }
+
+    /// Threads holding more than `mask`.
+    fn over(mask: u64) -> Result<Vec<i32>> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc/self/task").context("listing /proc/self/task")? {
+            let name = entry.context("listing /proc/self/task")?.file_name();
+            let Some(tid) = name.to_str() else { continue };
+            if let Some((eff, prm)) = thread_caps(tid)
+                && (eff | prm) & !mask != 0
+                && let Ok(t) = tid.parse()
+            {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn apply(mask: u64) -> Result<()> {
+        MASK.store(mask, Ordering::SeqCst);
+        // SAFETY: installs a handler that only makes raw syscalls; it stays
+        // installed, so a late signal can never take the default action.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(signal(), &sa, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error()).context("installing the capability-drop handler");
+            }
+        }
+        if !apply_here(mask) {
+            return Err(std::io::Error::last_os_error()).context("reducing this thread's capabilities (capset)");
+        }
+        // SAFETY: plain syscalls.
+        let (pid, me) = unsafe { (libc::getpid(), libc::syscall(libc::SYS_gettid) as i32) };
+        let start = Instant::now();
+        loop {
+            let left = over(mask)?;
+            if left.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(2) {
+                bail!("threads {left:?} still hold capabilities after 2 s");
+            }
+            for tid in left.into_iter().filter(|t| *t != me) {
+                // SAFETY: tgkill to a thread of our own process.
+                unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, signal()) };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 fn sorted(set: &caps::CapsHashSet) -> Vec<Capability> {

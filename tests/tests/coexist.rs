@@ -69,16 +69,18 @@ impl Foreign {
         })
     }
 
-    /// `foreign_tc_drop` on TCX ingress of `iface`, attached the default way
-    /// (at the end of the chain, before netobs arrives).
+    /// `foreign_tc_drop` on TCX ingress and egress of `iface`, attached the
+    /// default way (at the end of the chain, before netobs arrives).
     fn tcx_drop(node: &Node, iface: &str) -> Result<Foreign> {
         in_netns(node, || {
             let mut ebpf = Foreign::load()?;
             let prog: &mut SchedClassifier =
                 ebpf.program_mut(FOREIGN_TC).context("no foreign TC program")?.try_into()?;
             prog.load()?;
-            prog.attach_with_options(iface, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::last()))
-                .context("attaching the foreign TCX program")?;
+            for at in [TcAttachType::Ingress, TcAttachType::Egress] {
+                prog.attach_with_options(iface, at, TcAttachOptions::TcxOrder(LinkOrder::last()))
+                    .context("attaching the foreign TCX program")?;
+            }
             Ok(Foreign { ebpf, name: FOREIGN_TC })
         })
     }
@@ -280,6 +282,13 @@ fn foreign_tcx_drop_runs_after_netobs_which_still_counts() {
 
     // TC ingress, so netobs and the foreign program share one TCX chain.
     let w = Watch::start(&s.server, &["-i", "eth0", "--no-metrics", "--xdp-mode", "tc"]).unwrap();
+    // netobs went ahead of the program that was there first, both ways.
+    let chains = net_show(&s.server, &["eth0"]);
+    for (dir, ours) in [("ingress", "netobs_tc_ingre"), ("egress", "netobs_tc_egres")] {
+        let order: Vec<&str> =
+            chains.iter().filter(|(k, _)| *k == format!("tcx/{dir}/eth0")).map(|(_, n)| n.as_str()).collect();
+        assert_eq!(order, vec![ours, FOREIGN_TC], "TCX {dir} chain order");
+    }
     provoke_acl_reject(&s);
     std::thread::sleep(Duration::from_millis(500));
     let out = w.stop().unwrap();
@@ -389,6 +398,15 @@ fn legacy_tc_creates_clsact_when_missing_and_removes_only_that() {
         1,
         "one netobs filter, not two: {ingress}"
     );
+    // A second netobs running beside it keeps its hands off the live one's.
+    let beside = Watch::start_env(&a, &["-i", "eth0", "--no-metrics", "--xdp-mode", "tc"], &[LEGACY_TC]).unwrap();
+    let ingress = tc_show(&a, &["filter", "show", "dev", "eth0", "ingress"]);
+    assert_eq!(ingress.lines().filter(|l| l.contains("netobs_tc_ingre")).count(), 2, "{ingress}");
+    let out = beside.stop().unwrap();
+    let note = attach_record(&out.records, "eth0")["note"].as_str().unwrap_or("").to_string();
+    assert!(note.contains("another running netobs"), "{note}");
+    let ingress = tc_show(&a, &["filter", "show", "dev", "eth0", "ingress"]);
+    assert_eq!(ingress.lines().filter(|l| l.contains("netobs_tc_ingre")).count(), 1, "{ingress}");
     let out = w.stop().unwrap();
     assert!(out.status.success(), "{}", out.stderr);
     let note = attach_record(&out.records, "eth0")["note"].as_str().unwrap_or("").to_string();

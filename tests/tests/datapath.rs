@@ -720,12 +720,31 @@ fn xdp_df_oversized_through_fib_lookup() -> Result<()> {
     if !root_or_skip("xdp_df_oversized_through_fib_lookup") {
         return Ok(());
     }
+    df_through_fib_lookup(1)
+}
+
+/// The same without `BPF_FIB_LOOKUP_SKIP_NEIGH`, as on kernels before 6.3
+/// (which reject the flag): an unresolved neighbour (NO_NEIGH) still names
+/// the egress, the length lookup finds the MTU, and no lookup fails.
+#[test]
+fn xdp_df_oversized_without_skip_neigh() -> Result<()> {
+    if !root_or_skip("xdp_df_oversized_without_skip_neigh") {
+        return Ok(());
+    }
+    df_through_fib_lookup(0)
+}
+
+fn df_through_fib_lookup(fib_skip_neigh: u32) -> Result<()> {
     let s = lab::scenarios::build("gateway-df")?;
     let gw = s.node("gw")?.clone();
+    if fib_skip_neigh == 0 {
+        // Unresolved neighbours: every lookup answers NO_NEIGH.
+        gw.ip(&["neigh", "flush", "all"])?;
+    }
     let eth0 = gw.ifindex("eth0")?;
     let eth1 = gw.ifindex("eth1")?;
     in_netns(&gw, || {
-        let cfg = Config { min_mtu: 1400, ..big_config() };
+        let cfg = Config { min_mtu: 1400, fib_skip_neigh, ..big_config() };
         let mut h = Harness::new(cfg)?;
         // A test run may only name a veth as its ingress once the veth has
         // registered its XDP receive queues: attach the empty program.
@@ -764,6 +783,7 @@ fn xdp_df_oversized_through_fib_lookup() -> Result<()> {
         assert_eq!(total.stat(stat::DF_OVERSIZED), 5 + echo, "{:?}", total.stats);
         assert_eq!(total.stat(stat::FIB_LOOKUPS), 6 + echo, "{:?}", total.stats);
         assert_eq!(total.df.get(&DfCounterKey { ingress_ifindex: eth0, egress_ifindex: eth1 }), Some(&(5 + echo)));
+        assert_eq!(total.stat(stat::FIB_ERRORS), 0, "{:?}", total.stats);
         Ok(())
     })
 }
@@ -1056,6 +1076,51 @@ fn a_spoofed_flood_never_fills_the_counters() -> Result<()> {
         assert!(total.icmp.keys().all(|k| k.ifindex == LO), "{:?}", total.icmp.keys());
         assert!(total.icmp.keys().any(|k| k.icmp_code == counters::OTHER_CODE));
         assert!(total.icmp.len() <= 2 * netobs_common::counters::ICMP_CLASSES);
+        Ok(())
+    })
+}
+
+/// Collects log records (the kernel-side logger's output).
+#[derive(Default, Clone)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<(log::Level, String)>>>);
+impl log::Log for Captured {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((r.level(), r.args().to_string()));
+    }
+    fn flush(&self) {}
+}
+
+/// aya-log for cold paths: at debug level a malformed frame is logged once
+/// (rate-limited per CPU, so the next one within the second is not), and
+/// with the default (off) nothing is written at all.
+#[test]
+fn malformed_frames_are_logged_at_debug_and_rate_limited() -> Result<()> {
+    if !root_or_skip("malformed_frames_are_logged_at_debug_and_rate_limited") {
+        return Ok(());
+    }
+    use netobs::kernel::loader::EbpfLogLevel;
+    empty_netns(|| {
+        let bad = Frame::ipv4(C4, S4).raw_version_ihl(0x44).udp(1, 2, 0).bytes();
+        for (level, want) in [(EbpfLogLevel::Debug, 1), (EbpfLogLevel::Off, 0)] {
+            let mut ebpf =
+                kernel::load(&LoadOptions { config: big_config(), ebpf_log_level: level, ..LoadOptions::default() })?;
+            let sink = Captured::default();
+            let mut logger = aya_log::EbpfLogger::init_with_logger(&mut ebpf, sink.clone())?;
+            let p: &mut Xdp = load_program(&mut ebpf, "netobs_xdp")?;
+            p.test_run(TestRunOptions { data_in: Some(&bad), repeat: 5, ..TestRunOptions::new() })?;
+            logger.flush();
+            let records = sink.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let malformed: Vec<_> = records.iter().filter(|(_, m)| m.contains("malformed")).collect();
+            assert_eq!(malformed.len(), want, "{level:?}: {records:?}");
+            if let Some((lvl, msg)) = malformed.first() {
+                assert_eq!(*lvl, log::Level::Debug);
+                assert!(msg.contains(&format!("ifindex {LO}")), "{msg}");
+            }
+            assert_eq!(counters::read(&ebpf)?.stat(stat::MALFORMED), 5);
+        }
         Ok(())
     })
 }

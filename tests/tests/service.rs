@@ -338,21 +338,31 @@ fn watch_json_into_head_ends_quietly_with_status_0() {
     a.route("default", "198.18.1.254").unwrap();
     b.route("default", "198.18.2.254").unwrap();
     r.fw_reject(Chain::Forward, "udp dport 7000", Reject::ADMIN_PROHIBITED).unwrap();
+    let pipeline = |err: &std::path::Path| {
+        format!(
+            "timeout 60 {} watch -i eth0 --json --no-metrics 2>{} | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
+            bin(),
+            err.display()
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("netobs-head-{}", lab.id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let err_path = dir.join("stderr");
+
+    // Quiet: no line follows the first, the closed pipe is noticed anyway.
+    let start = Instant::now();
+    let out = a.run(&["bash", "-c", &pipeline(&err_path)]).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.ends_with("status=0\n"), "{stdout}");
+    assert!(start.elapsed() < Duration::from_secs(30), "noticed without a write: {:?}", start.elapsed());
+
     // Errors flow the whole time: one every 10 ms for 20 s.
     let traffic = a
         .spawn(&["python3", "-c", "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nfor i in range(2000): s.sendto(b'x',('198.18.2.1',7000)); time.sleep(0.01)"])
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let dir = std::env::temp_dir().join(format!("netobs-head-{}", lab.id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let err_path = dir.join("stderr");
-    let script = format!(
-        "timeout 60 {} watch -i eth0 --json --no-metrics 2>{} | head -1; echo \"status=${{PIPESTATUS[0]}}\"",
-        bin(),
-        err_path.display()
-    );
     let start = Instant::now();
-    let out = a.run(&["bash", "-c", &script]).unwrap();
+    let out = a.run(&["bash", "-c", &pipeline(&err_path)]).unwrap();
     let took = start.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
@@ -434,6 +444,24 @@ fn exit_codes_say_what_was_found() {
         let (got, err) = code(&c, &args);
         assert_eq!(got, Some(2), "{args:?}: {err}");
     }
+    // The probes and explain as the service user: same answers, and
+    // explain still has its kernel view.
+    for (args, want) in [
+        (vec!["tcp", "198.18.2.1:8080", "--attempts", "2", "--wait", "300ms"], 0),
+        (vec!["tcp", "198.18.2.1:83", "--attempts", "2", "--wait", "300ms"], 1),
+        (vec!["trace", "198.18.2.1", "--proto", "tcp", "--port", "8080", "--wait", "500ms"], 0),
+        (vec!["pmtu", "198.18.2.1", "--proto", "icmp", "--wait", "500ms"], 0),
+    ] {
+        let out = run(&c, As::Service, &args).unwrap();
+        assert_eq!(out.status.code(), Some(want), "{args:?} as the service: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = run(&c, As::Service, &["explain", "198.18.2.1", "--port", "83", "--wait", "500ms", "-m", "6", "--json"])
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("explain JSON");
+    assert_eq!(report["verdict"]["kind"], "rejected", "{report}");
+    assert!(report["evidence"]["kernel"].is_object(), "kernel view as the service: {}", report["evidence"]);
+    assert!(report["evidence"]["kernel"]["icmp_errors"].as_u64().unwrap_or(0) >= 1, "{}", report["evidence"]);
     // --help documents them.
     let help = run_netobs(&c, &["tcp", "--help"]).unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
@@ -536,4 +564,127 @@ fn generated_icmp_is_counted_only_in_its_own_namespace() {
         .filter_map(|r| r["count"].as_u64())
         .sum();
     assert_eq!(received, 3);
+}
+
+/// Polls `pred` for up to `timeout`.
+fn eventually(timeout: Duration, pred: impl Fn() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if pred() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn sighup_reopens_the_json_file_for_logrotate() {
+    if !root_or_skip("sighup_reopens_the_json_file_for_logrotate") {
+        return;
+    }
+    let lab = Lab::new();
+    let a = lab.host("a").unwrap();
+    let b = lab.host("b").unwrap();
+    lab.link(&a, &b).v4("198.18.1.1/24", "198.18.1.2/24").names("eth0", "eth0").create().unwrap();
+    // A log directory the service user owns, as a unit's LogsDirectory= would.
+    let dir = std::env::temp_dir().join(format!("netobs-hup-{}", lab.id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    let path = dir.join("events.json");
+    let rotated = dir.join("events.json.1");
+    let w =
+        Live::start(&a, As::Service, &["-i", "eth0", "--no-metrics", "--json-file", path.to_str().unwrap()]).unwrap();
+    let send = |port: u16| {
+        py(
+            &a,
+            &format!(
+                "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.sendto(b'x',('198.18.1.2',{port}))"
+            ),
+        )
+    };
+    let has = |p: &std::path::Path, needle: &str| std::fs::read_to_string(p).is_ok_and(|t| t.contains(needle));
+    send(9001);
+    assert!(eventually(Duration::from_secs(10), || has(&path, "\"dst_port\":9001")), "first finding in the file");
+    // logrotate: move the file away, then SIGHUP.
+    std::fs::rename(&path, &rotated).unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(w.child.id() as i32, libc::SIGHUP) };
+    assert!(eventually(Duration::from_secs(10), || path.exists()), "SIGHUP reopened the file by name");
+    send(9002);
+    assert!(eventually(Duration::from_secs(10), || has(&path, "\"dst_port\":9002")), "new lines go to the new file");
+    let out = w.stop(libc::SIGTERM).unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(has(&rotated, "\"type\":\"attach\"") && has(&rotated, "\"dst_port\":9001"));
+    assert!(!has(&rotated, "\"dst_port\":9002"), "nothing new went to the rotated file");
+    assert!(has(&path, "\"type\":\"detach\""), "the last lines are in the new file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `Cap*:` and `NoNewPrivs:` of every thread of `pid`.
+fn thread_status(pid: u32) -> Vec<(String, u64, u64, u64, u64, u64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = t.unwrap().path();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let hex = |name: &str| {
+            status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        };
+        let nnp = status.lines().find_map(|l| l.strip_prefix("NoNewPrivs:")).map(|v| v.trim() == "1");
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default().trim().to_string();
+        out.push((
+            comm,
+            hex("CapEff:").unwrap_or(u64::MAX),
+            hex("CapPrm:").unwrap_or(u64::MAX),
+            hex("CapAmb:").unwrap_or(u64::MAX),
+            hex("CapBnd:").unwrap_or(u64::MAX),
+            u64::from(nnp == Some(true)),
+        ));
+    }
+    out
+}
+
+/// Once attached, `watch` keeps CAP_NET_ADMIN only (with --all: what
+/// attaching needs), in every thread
+/// (capabilities are per thread: the metrics server's runtime worker
+/// started before the drop and must lose them too).
+#[test]
+fn after_attach_every_thread_keeps_only_what_it_still_needs() {
+    if !root_or_skip("after_attach_every_thread_keeps_only_what_it_still_needs") {
+        return;
+    }
+    const NET_ADMIN: u64 = 1 << 12;
+    let lab = Lab::new();
+    let a = lab.host("a").unwrap();
+    let b = lab.host("b").unwrap();
+    lab.link(&a, &b).v4("198.18.1.1/24", "198.18.1.2/24").names("eth0", "eth0").create().unwrap();
+    // With --all it keeps what attaching a new interface needs.
+    const ATTACH: u64 = NET_ADMIN | 1 << 38 | 1 << 39;
+    for (who, iface, keep) in [
+        (As::Service, ["-i", "eth0"], NET_ADMIN),
+        (As::Root, ["-i", "eth0"], NET_ADMIN),
+        (As::Service, ["--all", "-v"], ATTACH),
+    ] {
+        let mut args = iface.to_vec();
+        args.extend(["--metrics-addr", "127.0.0.1:9464"]);
+        let w = Live::start(&a, who, &args).unwrap();
+        let threads = thread_status(w.child.id());
+        assert!(threads.len() >= 2, "{who:?}: the loop and the metrics worker at least: {threads:?}");
+        for (comm, eff, prm, amb, bnd, nnp) in &threads {
+            assert_eq!((*eff, *prm, *amb, *nnp), (keep, keep, 0, 1), "{who:?} {args:?} thread {comm}: {threads:?}");
+            if who == As::Root {
+                // Root may reduce the bounding set too: exec gains nothing.
+                assert_eq!(*bnd, keep, "{who:?} thread {comm} bounding set");
+            }
+        }
+        // Still serving metrics and still reading the kernel counters.
+        let metrics = py(
+            &a,
+            "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9464/metrics').read().decode())",
+        );
+        assert!(metrics.contains("netobs_"), "{who:?}: {metrics}");
+        let out = w.stop(libc::SIGTERM).unwrap();
+        assert!(out.status.success(), "{who:?}: {}", out.stderr);
+        assert!(out.counters().is_some(), "{who:?}: counters read after the drop");
+    }
 }

@@ -7,7 +7,9 @@
 //!   return-path verdict: only errors quoting netobs's own probes count;
 //! - a forged frag-needed (MTU 9000 for a 1500-byte packet this host never
 //!   sent) is flagged, not believed, and no MSS advice comes from it; `watch`
-//!   flags it too.
+//!   flags it too;
+//! - answers to our own probes dropped by this host's INPUT firewall still
+//!   make a return-path verdict.
 
 use std::{
     fs::File,
@@ -137,6 +139,7 @@ fn explain_on_a_busy_interface_does_not_suspect_the_return_path() -> Result<()> 
     // The interface was busy: the old rule (all errors > matched) would fire.
     assert!(icmp_errors > matched + 5, "not busy enough: {k}");
     assert!(k["foreign"].as_u64().unwrap_or(0) >= 5, "{k}");
+    assert_eq!(k["lost"], 0, "every answer to our probes reached the sockets: {k}");
     assert_eq!(d["kind"], "silently_dropped", "{}", show(&v));
     assert_eq!(d["hop"], 2, "{}", show(&v));
     assert!(d["return_path"][0].as_str().unwrap_or("").contains("rests partly"), "{}", show(&v));
@@ -243,5 +246,28 @@ fn forged_ptb_is_flagged_not_believed() -> Result<()> {
         Ok(())
     })?;
     w.stop()?;
+    Ok(())
+}
+
+/// The other side of (f): answers to our own probes that reach the
+/// interface and are dropped by this host's INPUT firewall still make a
+/// return-path verdict. The client drops everything from hop 3 and the
+/// server, so past hop 2 the sockets hear nothing while XDP sees the
+/// time-exceeded and the destination's answers quoting our probes.
+#[test]
+fn explain_answers_dropped_by_our_own_firewall_are_the_return_path() -> Result<()> {
+    if !root_or_skip("explain_answers_dropped_by_our_own_firewall_are_the_return_path") {
+        return Ok(());
+    }
+    let s = scenarios::linear("local-drop", &["client", "r1", "r2", "r3", "server"], &[])?;
+    s.client.fw_drop(Chain::Input, &format!("ip saddr {{ {}, {} }}", s.hop_v4(3)?, s.server_v4))?;
+    let v = json(&s.client, &["explain", &s.server_v4.to_string(), "--proto", "udp"])?;
+    let d = &v["verdict"];
+    assert_eq!(d["kind"], "return_path", "{}", show(&v));
+    assert_eq!(d["hop"], 2, "{}", show(&v));
+    let k = &v["evidence"]["kernel"];
+    assert!(k["ours"].as_u64().unwrap_or(0) > k["matched_by_probes"].as_u64().unwrap_or(u64::MAX), "{k}");
+    assert!(k["lost"].as_u64().unwrap_or(0) >= 1, "{k}");
+    assert!(s.client.fw_packets(Chain::Input, "drop")? >= 1, "{}", s.describe());
     Ok(())
 }

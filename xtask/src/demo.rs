@@ -27,9 +27,11 @@ pub fn run(netobs: &Path) -> Result<()> {
     let port = scenarios::ACL_PORT.to_string();
     let _listener = s.server.spawn(&[xtask, "lab-tool", "listen", "--port", &port, "--seconds", "30"])?;
 
+    // netobs writes straight to our stdout, so its own `--color auto`
+    // colours a terminal and leaves pipes and CI logs plain (NO_COLOR too).
     let mut watch = s.server.command(netobs.to_str().context("non-UTF-8 path")?);
     watch
-        .args(["watch", "-i", "eth0", "--no-metrics", "--update-interval", "2", "--color", "always"])
+        .args(["watch", "-i", "eth0", "--no-metrics", "--update-interval", "2"])
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
     let mut watch = watch.spawn().context("starting netobs watch")?;

@@ -102,7 +102,8 @@ pub fn leftovers(baseline: &Baseline) -> Result<Vec<String>> {
             other => other.to_string(),
         };
         if matches!(kind.as_str(), "xdp" | "tcx") && is_netobs(prog) {
-            out.push(format!("{kind} link {} of program {} still attached", l["id"], names[&prog]));
+            let name = names.get(&prog).map_or("?", String::as_str);
+            out.push(format!("{kind} link {} of program {name} still attached", l["id"]));
         }
     }
     // Netlink attachments (XDP without a link, clsact filters), per namespace.

@@ -25,8 +25,12 @@ use crate::{
 
 /// How often the host context (addresses, listeners, names) is re-read.
 const CONTEXT_REFRESH: Duration = Duration::from_secs(10);
-/// Longest the ring is drained after the loop ends (a flood never empties it).
-const FINAL_DRAIN: Duration = Duration::from_millis(200);
+/// Longest the ring is drained after the loop ends (a flood never empties
+/// it). With [`FINAL_REPORT`] and [`join::FINISH_GRACE`] this keeps the
+/// way out (a signal, the deadline) under a second at any load.
+const FINAL_DRAIN: Duration = Duration::from_millis(150);
+/// Longest the final lines are printed for.
+const FINAL_REPORT: Duration = Duration::from_millis(250);
 
 pub fn run(args: WatchArgs) -> Result<ExitCode> {
     // The event loop runs on this thread (block_on); the metrics server on
@@ -36,7 +40,11 @@ pub fn run(args: WatchArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    rt.block_on(watch(args))
+    let r = rt.block_on(watch(args));
+    // A host-context refresh may still be on a blocking thread; its netlink
+    // requests end by their own timeouts, but the way out does not wait.
+    rt.shutdown_timeout(Duration::from_millis(50));
+    r
 }
 
 async fn watch(args: WatchArgs) -> Result<ExitCode> {
@@ -48,7 +56,8 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         kernel::attach::ifindex(i).map_err(crate::exit::usage)?;
     }
     privilege::check("watch", &privilege::KERNEL)?;
-    let mut sink = Sink::new(args.json, sink::color_for_stdout(args.color), args.json_file.as_deref())?;
+    let mut sink = Sink::new(args.json, sink::color_for_stdout(args.color), args.json_file.as_deref())
+        .map_err(crate::exit::usage)?;
 
     let listener = if args.no_metrics { None } else { Some(http::bind(args.metrics_addr).await?) };
 
@@ -91,17 +100,17 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         let egress = if a.egress { " + TC egress" } else { "" };
         if !sink.json {
             let via = a.tc.map(|t| format!(" (TC via {t})")).unwrap_or_default();
-            eprintln!("netobs: watching {} with {}{egress}{via}", a.iface, a.ingress);
+            sink::note(&format!("netobs: watching {} with {}{egress}{via}", a.iface, a.ingress));
         }
         if let Some(note) = &a.note {
-            eprintln!("netobs: note: {note}");
+            sink::note(&format!("netobs: note: {note}"));
         }
     }
     if !sink.json {
-        eprintln!(
+        sink::note(&format!(
             "netobs: DF packets above {} bytes are checked against their egress MTU; Ctrl-C to stop",
             config.min_mtu
-        );
+        ));
     }
 
     let mut ctx = HostContext::discover()?;
@@ -172,9 +181,20 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     while last_drain.elapsed() < FINAL_DRAIN && events.drain_now(&mut batch, 4096) > 0 {
         ingest(&mut batch, &ctx, &mut agg, &mut ledger, &mut rec, &mut reporter, &mut sink);
     }
-    // A last look at what went back, so the final lines are complete.
+    // A last look at what went back, so the final lines are complete; under
+    // a flood, as many as fit in the time left (the counters below have
+    // every count).
+    let report_by = Instant::now() + FINAL_REPORT;
+    let mut not_reprinted = 0u64;
     for a in reporter.due(&mut agg, &mut ledger, &ctx, Duration::ZERO) {
-        sink.aggregate(&a);
+        if Instant::now() < report_by {
+            sink.aggregate(&a);
+        } else {
+            not_reprinted += 1;
+        }
+    }
+    if not_reprinted > 0 {
+        log::warn!("{not_reprinted} findings changed since their last line and were not printed again (out of time)");
     }
     for a in reporter.finish(join::FINISH_GRACE).await {
         sink.aggregate(&a);
@@ -209,7 +229,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     drop(session);
     sink.record(&json::detach(&detached, "exit"));
     if !sink.json {
-        eprintln!("netobs: detached from {}", detached.join(", "));
+        sink::note(&format!("netobs: detached from {}", detached.join(", ")));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -253,8 +273,8 @@ fn ingest(
         new_entries |= agg.ingest(f, now);
     }
     if new_entries {
-        // New problems are reported at once (after their joins); repeats
-        // wait for the interval.
+        // New problems (and folded ones that repeat) are reported at once,
+        // after their joins; other repeats wait for the interval.
         for a in reporter.due(agg, ledger, ctx, Duration::from_secs(u64::MAX / 4)) {
             sink.aggregate(&a);
         }

@@ -32,11 +32,13 @@
 //!
 //! The cost is flat: the table and the buckets are bounded ([`FOLD_CODES`],
 //! [`FOLD_REPORTERS`] cap what a fold remembers), `ingest` is O(1) (LRU
-//! lookup or push, which evicts the least recently seen entry in O(1)), and
-//! a report is one pass over the table.
+//! lookup or push, which evicts the least recently seen entry in O(1)), the
+//! drain's report after a batch visits only the entries `ingest` flagged
+//! (new ones, first repeats of folded ones), and the 1 s tick's report is
+//! one pass over the table.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashSet},
     net::IpAddr,
     num::NonZeroUsize,
     time::{Duration, Instant, SystemTime},
@@ -251,6 +253,57 @@ impl Bucket {
     }
 }
 
+/// Which budget a due entry draws on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Candidate {
+    /// Never printed nor folded.
+    Fresh,
+    /// Grew since it was printed (and `interval` passed) or folded.
+    Repeat,
+}
+
+/// Order within a bucket, smallest first: more evidence (count, or growth
+/// for repeats), then agreeing hop estimates, then the oldest entry.
+type Rank = (std::cmp::Reverse<u64>, std::cmp::Reverse<bool>, u64);
+
+fn candidate(a: &Aggregate, interval: Duration, now: Instant) -> Option<(Candidate, Rank)> {
+    use std::cmp::Reverse;
+    if a.count <= a.reported_count {
+        return None;
+    }
+    if a.reported_count == 0 && !a.folded {
+        let (count, agree) = a.evidence();
+        return Some((Candidate::Fresh, (Reverse(count), Reverse(agree), a.id)));
+    }
+    a.last_reported
+        .is_none_or(|t| now.saturating_duration_since(t) >= interval)
+        .then_some((Candidate::Repeat, (Reverse(a.count - a.reported_count), Reverse(false), a.id)))
+}
+
+/// Spends each bucket's tokens on its best candidates; returns, per
+/// bucket, the rank of the first candidate that does not fit (None: all fit).
+fn cutoffs(lists: &mut [Vec<Rank>], buckets: &mut [(BucketKey, Bucket)], kind: Candidate) -> Vec<Option<Rank>> {
+    lists
+        .iter_mut()
+        .zip(buckets.iter_mut())
+        .map(|(c, (_, b))| {
+            let tokens = if kind == Candidate::Fresh { &mut b.new_tokens } else { &mut b.repeat_tokens };
+            let n = (tokens.max(0.0).floor() as usize).min(c.len());
+            *tokens -= n as f64;
+            (n < c.len()).then(|| *c.select_nth_unstable(n).1)
+        })
+        .collect()
+}
+
+/// Index of `f`'s bucket, created on first use (no allocation otherwise).
+fn bucket_ix(buckets: &mut Vec<(BucketKey, Bucket)>, f: &Finding, policy: &LinePolicy, now: Instant) -> usize {
+    if let Some(i) = buckets.iter().position(|(k, _)| k.verdict == f.verdict && k.iface == f.iface) {
+        return i;
+    }
+    buckets.push((BucketKey::of(f), Bucket::new(policy, now)));
+    buckets.len() - 1
+}
+
 /// The bounded table.
 pub struct Aggregator {
     table: LruCache<Key, Aggregate>,
@@ -258,10 +311,20 @@ pub struct Aggregator {
     /// Entries forgotten because the table was full.
     pub evicted: u64,
     policy: LinePolicy,
-    buckets: HashMap<BucketKey, Bucket>,
+    /// A handful: verdicts times observed interfaces.
+    buckets: Vec<(BucketKey, Bucket)>,
     /// First sightings folded since start (all buckets).
     pub folded: u64,
+    /// Keys `ingest` flagged for the next report (new entries, first
+    /// repeats of folded ones); at most the table's capacity.
+    flagged: Vec<Key>,
+    /// More were flagged than that: the next report scans the table.
+    flagged_overflow: bool,
 }
+
+/// A report interval at least this long asks only for news (see
+/// [`Aggregator::due`]).
+pub const NEWS_ONLY: Duration = Duration::from_secs(86_400);
 
 impl Aggregator {
     pub fn new(capacity: usize) -> Aggregator {
@@ -270,18 +333,33 @@ impl Aggregator {
 
     pub fn with_policy(capacity: usize, policy: LinePolicy) -> Aggregator {
         let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
-        Aggregator { table: LruCache::new(cap), next_id: 1, evicted: 0, policy, buckets: HashMap::new(), folded: 0 }
+        Aggregator {
+            table: LruCache::new(cap),
+            next_id: 1,
+            evicted: 0,
+            policy,
+            buckets: Vec::new(),
+            folded: 0,
+            flagged: Vec::new(),
+            flagged_overflow: false,
+        }
     }
 
-    /// Adds one finding. Returns true when it starts a new entry. O(1): an
-    /// LRU lookup, or a push that evicts the least recently seen entry.
+    /// Adds one finding. Returns true when it wants a report now: it starts
+    /// a new entry, or it is the first repeat of a folded one (evidence of
+    /// a real problem, see the module docs). O(1): an LRU lookup, or a push
+    /// that evicts the least recently seen entry.
     pub fn ingest(&mut self, finding: Finding, now: SystemTime) -> bool {
         let key = Key::of(&finding);
         if let Some(agg) = self.table.get_mut(&key) {
             agg.count += 1;
             agg.last_seen = now;
             agg.finding = finding;
-            return false;
+            let wants = agg.folded && agg.last_reported.is_none() && agg.count == agg.reported_count + 1;
+            if wants {
+                self.flag(key);
+            }
+            return wants;
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -295,10 +373,19 @@ impl Aggregator {
             last_reported: None,
             folded: false,
         };
+        self.flag(key.clone());
         if self.table.push(key, agg).is_some_and(|(_, old)| old.id != id) {
             self.evicted += 1;
         }
         true
+    }
+
+    fn flag(&mut self, key: Key) {
+        if self.flagged.len() < self.table.cap().get() {
+            self.flagged.push(key);
+        } else {
+            self.flagged_overflow = true;
+        }
     }
 
     /// Entries to print now, within the line budget (module docs): first
@@ -307,73 +394,84 @@ impl Aggregator {
     /// first sightings over the budget are folded. `Duration::ZERO` is the
     /// last report on exit: every changed entry is due, and the budget still
     /// holds (what does not fit is folded and flushed by
-    /// [`Aggregator::take_folds`]).
+    /// [`Aggregator::take_folds`]). An `interval` of [`NEWS_ONLY`] or more
+    /// (the drain's call after a batch) can only find news, so it visits
+    /// just the entries `ingest` flagged: O(news), not O(table).
     pub fn due(&mut self, interval: Duration, now: Instant) -> Vec<Aggregate> {
         let last = interval.is_zero();
         let policy = self.policy;
-        for b in self.buckets.values_mut() {
+        for (_, b) in &mut self.buckets {
             b.refill(&policy, now);
         }
-        // Candidates by bucket: (growth, id) for repeats, first sightings
-        // by evidence. Only keys and ids are collected, clones come later.
-        let mut fresh: HashMap<BucketKey, Vec<(u64, bool, u64)>> = HashMap::new();
-        let mut repeats: HashMap<BucketKey, Vec<(u64, u64)>> = HashMap::new();
-        for (_, a) in self.table.iter() {
-            if a.count <= a.reported_count {
-                continue;
+        // The drain asks after every batch with news (an "infinite"
+        // interval): then only what `ingest` flagged can be due, and only
+        // that is visited. A finite interval (the 1 s tick) scans the table.
+        let news_only = !last && !self.flagged_overflow && interval >= NEWS_ONLY;
+        let flagged = std::mem::take(&mut self.flagged);
+        self.flagged_overflow = false;
+        let Aggregator { table, buckets, folded: total_folded, .. } = self;
+
+        // Pass 1: the rank of every candidate, per bucket and kind. Pass 2
+        // compares each entry with its bucket's cutoff (the rank of the
+        // first one that does not fit), so nothing is cloned or hashed but
+        // what is printed.
+        let mut fresh: Vec<Vec<Rank>> = Vec::new();
+        let mut repeats: Vec<Vec<Rank>> = Vec::new();
+        let mut rank = |a: &Aggregate| {
+            let Some((kind, rank)) = candidate(a, interval, now) else { return };
+            let ix = bucket_ix(buckets, &a.finding, &policy, now);
+            let lists = if kind == Candidate::Fresh { &mut fresh } else { &mut repeats };
+            if lists.len() <= ix {
+                lists.resize_with(ix + 1, Vec::new);
             }
-            let bucket = BucketKey::of(&a.finding);
-            if a.reported_count == 0 && !a.folded {
-                let (count, agree) = a.evidence();
-                fresh.entry(bucket).or_default().push((count, agree, a.id));
-            } else if a.last_reported.is_none_or(|t| now.duration_since(t) >= interval) {
-                repeats.entry(bucket).or_default().push((a.count - a.reported_count, a.id));
-            }
+            lists[ix].push(rank);
+        };
+        if news_only {
+            flagged.iter().filter_map(|k| table.peek(k)).for_each(&mut rank);
+        } else {
+            table.iter().for_each(|(_, a)| rank(a));
         }
-        let mut print: HashSet<u64> = HashSet::new();
-        let mut fold: HashSet<u64> = HashSet::new();
-        for (bucket, mut c) in fresh {
-            let b = self.buckets.entry(bucket).or_insert_with(|| Bucket::new(&policy, now));
-            c.sort_by(|x, y| y.0.cmp(&x.0).then(y.1.cmp(&x.1)).then(x.2.cmp(&y.2)));
-            let n = (b.new_tokens.max(0.0).floor() as usize).min(c.len());
-            b.new_tokens -= n as f64;
-            print.extend(c[..n].iter().map(|x| x.2));
-            fold.extend(c[n..].iter().map(|x| x.2));
-        }
-        for (bucket, mut c) in repeats {
-            let b = self.buckets.entry(bucket).or_insert_with(|| Bucket::new(&policy, now));
-            c.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
-            let n = (b.repeat_tokens.max(0.0).floor() as usize).min(c.len());
-            b.repeat_tokens -= n as f64;
-            print.extend(c[..n].iter().map(|x| x.1));
-            // Over the budget: wait for the next report; on exit, the
-            // never-printed ones are folded, printed ones keep their line.
-            if last {
-                fold.extend(c[n..].iter().map(|x| x.1));
-            }
-        }
-        let mut out = Vec::with_capacity(print.len());
-        let buckets = &mut self.buckets;
+        let fresh_cut = cutoffs(&mut fresh, buckets, Candidate::Fresh);
+        let repeat_cut = cutoffs(&mut repeats, buckets, Candidate::Repeat);
+        let fits =
+            |cuts: &[Option<Rank>], ix: usize, rank: &Rank| cuts.get(ix).is_none_or(|c| c.is_none_or(|c| *rank < c));
+
+        let mut out = Vec::new();
         let mut folded = 0;
-        for (_, a) in self.table.iter_mut() {
-            if print.contains(&a.id) {
+        let mut settle = |a: &mut Aggregate| {
+            let Some((kind, rank)) = candidate(a, interval, now) else { return };
+            let ix = bucket_ix(buckets, &a.finding, &policy, now);
+            let (cuts, fold_rest) = match kind {
+                Candidate::Fresh => (&fresh_cut, true),
+                // Over the budget: wait for the next report; on exit, the
+                // never-printed ones are folded, printed ones keep their line.
+                Candidate::Repeat => (&repeat_cut, last),
+            };
+            if fits(cuts, ix, &rank) {
                 a.reported_count = a.count;
                 a.last_reported = Some(now);
                 out.push(a.clone());
-            } else if fold.contains(&a.id) && a.last_reported.is_none() {
+            } else if fold_rest && a.last_reported.is_none() {
                 // Each entry is folded (and counted) once; a folded entry
                 // that grew but did not fit the exit report stays as it was.
-                if !a.folded
-                    && let Some(b) = buckets.get_mut(&BucketKey::of(&a.finding))
-                {
-                    b.fold(a);
+                if !a.folded {
+                    buckets[ix].1.fold(a);
                     folded += 1;
                     a.folded = true;
                 }
                 a.reported_count = a.count;
             }
+        };
+        if news_only {
+            for k in &flagged {
+                if let Some(a) = table.peek_mut(k) {
+                    settle(a);
+                }
+            }
+        } else {
+            table.iter_mut().for_each(|(_, a)| settle(a));
         }
-        self.folded += folded;
+        *total_folded += folded;
         out.sort_by_key(|a| a.id);
         out
     }
@@ -555,9 +653,10 @@ mod tests {
         for i in 200..400 {
             agg.ingest(spoofed(i), now);
         }
-        // ... its retransmit is evidence: printed by the next report, ahead
-        // of the flood's new one-offs.
-        agg.ingest(real.clone(), now);
+        // ... its retransmit is evidence: it asks for a report, and is
+        // printed by it, ahead of the flood's new one-offs.
+        assert!(agg.ingest(real.clone(), now), "a folded entry's first repeat wants a report");
+        assert!(!agg.ingest(spoofed(0), now), "a printed entry's repeat waits for the interval");
         for i in 400..600 {
             agg.ingest(spoofed(i), now);
         }
@@ -600,6 +699,39 @@ mod tests {
         assert_eq!(agg.due(Duration::ZERO, t0).len(), 5);
         let folds = agg.take_folds(t0, true);
         assert_eq!(folds.iter().map(|f| f.findings).sum::<u64>(), 95);
+    }
+
+    #[test]
+    fn the_drain_report_visits_only_news_and_agrees_with_a_scan() {
+        let mut agg = Aggregator::new(4096);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..100 {
+            agg.ingest(spoofed(i), now);
+        }
+        assert_eq!(agg.due(NEWS_ONLY, t0).len(), 5);
+        assert_eq!(agg.folded, 95);
+        // A printed entry's repeat is no news; a folded entry's first repeat is.
+        assert!(!agg.ingest(spoofed(0), now));
+        assert!(agg.ingest(spoofed(50), now));
+        let news = agg.due(NEWS_ONLY, t0 + Duration::from_millis(10));
+        assert_eq!(news.iter().map(|a| a.finding.reporter).collect::<Vec<_>>(), vec![spoofed(50).reporter]);
+        assert!(agg.due(NEWS_ONLY, t0 + Duration::from_millis(20)).is_empty(), "nothing flagged since");
+        // The tick's scan still finds the printed entry that grew.
+        let tick = agg.due(Duration::from_secs(5), t0 + Duration::from_secs(6));
+        assert_eq!(tick.iter().map(|a| a.finding.reporter).collect::<Vec<_>>(), vec![spoofed(0).reporter]);
+    }
+
+    #[test]
+    fn flagging_more_than_the_table_holds_falls_back_to_a_scan() {
+        let mut agg = Aggregator::new(16);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..1000 {
+            agg.ingest(spoofed(i), now);
+        }
+        assert_eq!(agg.due(NEWS_ONLY, t0).len(), 5);
+        assert_eq!(agg.folded, 11, "the 16 remembered entries, 5 printed");
     }
 
     #[test]

@@ -341,7 +341,8 @@ pub fn block(a: &Aggregate, color: bool) -> String {
     );
     if !f.unknown.is_empty() {
         let facts: Vec<&str> = f.unknown.iter().map(|u| u.words()).collect();
-        let _ = write!(s, "\n{pad}not known (host lookup failed or timed out): {}", facts.join(", "));
+        let _ =
+            write!(s, "\n{pad}not known (host lookup failed, timed out or skipped under load): {}", facts.join(", "));
     }
     s
 }

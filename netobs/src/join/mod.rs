@@ -21,7 +21,8 @@ use std::{net::IpAddr, time::Duration};
 
 use futures::FutureExt as _;
 
-pub(crate) use worker::Reporter;
+#[allow(unused_imports)] // `totals` is for the metrics collector
+pub(crate) use worker::{Reporter, totals};
 
 use crate::{
     explain::{Aggregator, Fact, Finding, Flow, HostContext, Ledger},
@@ -44,7 +45,7 @@ pub(crate) const QUEUE_CAPACITY: usize = 256;
 /// (plus one job's lookups).
 pub(crate) const MAX_WAIT: Duration = Duration::from_secs(1);
 /// At exit, how long outstanding joins may still finish.
-pub(crate) const FINISH_GRACE: Duration = Duration::from_millis(300);
+pub(crate) const FINISH_GRACE: Duration = Duration::from_millis(200);
 
 /// Re-reads the [`HostContext`] now and then on a blocking thread, so the
 /// netlink dumps behind it never run on the drain's thread.

@@ -11,7 +11,10 @@
 
 use std::{
     collections::HashMap,
-    sync::mpsc::{SyncSender, TrySendError},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc::{SyncSender, TrySendError},
+    },
     time::{Duration, Instant},
 };
 
@@ -34,6 +37,17 @@ pub(crate) struct Stats {
     pub abandoned: u64,
 }
 
+/// Process-wide totals of findings reported without their joins (skipped:
+/// queue full; expired: waited past the deadline), for the metrics.
+static SKIPPED: AtomicU64 = AtomicU64::new(0);
+static EXPIRED: AtomicU64 = AtomicU64::new(0);
+
+/// (skipped, expired) since start, over every reporter of this process.
+#[allow(dead_code)] // exported by the metrics collector
+pub(crate) fn totals() -> (u64, u64) {
+    (SKIPPED.load(Ordering::Relaxed), EXPIRED.load(Ordering::Relaxed))
+}
+
 struct Job {
     id: u64,
     needs: Needs,
@@ -50,8 +64,8 @@ struct Done {
 pub(crate) struct Reporter {
     jobs: Option<SyncSender<Job>>,
     done: UnboundedReceiver<Done>,
+    /// By aggregate id: at most one job per entry.
     pending: HashMap<u64, (Aggregate, Needs)>,
-    next_id: u64,
     max_wait: Duration,
     stats: Stats,
 }
@@ -76,7 +90,7 @@ impl Reporter {
                 }
             })
             .context("starting the join worker thread")?;
-        Ok(Reporter { jobs: Some(jobs), done, pending: HashMap::new(), next_id: 1, max_wait, stats: Stats::default() })
+        Ok(Reporter { jobs: Some(jobs), done, pending: HashMap::new(), max_wait, stats: Stats::default() })
     }
 
     /// The entries of `agg` that are due for a report: those that need no
@@ -100,12 +114,17 @@ impl Reporter {
         if n.is_empty() {
             return Some(a);
         }
+        // Already waiting for its joins (a repeat report of the same entry):
+        // the newer snapshot takes its place, so lines never go back in time.
+        if let Some(slot) = self.pending.get_mut(&a.id) {
+            slot.0 = a;
+            return None;
+        }
         let Some(jobs) = &self.jobs else {
             apply(&mut a.finding, &Joined::unknown(&n));
             return Some(a);
         };
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = a.id;
         match jobs.try_send(Job { id, needs: n, deadline: Instant::now() + self.max_wait }) {
             Ok(()) => {
                 self.stats.queued += 1;
@@ -117,6 +136,7 @@ impl Reporter {
                     log::warn!("host lookups cannot keep up; findings are reported without them (counted)");
                 }
                 self.stats.skipped += 1;
+                SKIPPED.fetch_add(1, Ordering::Relaxed);
                 apply(&mut a.finding, &Joined::unknown(&n));
                 Some(a)
             }
@@ -140,6 +160,7 @@ impl Reporter {
         let (mut a, _) = self.pending.remove(&d.id)?;
         if d.expired {
             self.stats.expired += 1;
+            EXPIRED.fetch_add(1, Ordering::Relaxed);
         }
         apply(&mut a.finding, &d.joined);
         Some(a)

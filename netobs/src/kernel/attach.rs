@@ -226,6 +226,10 @@ impl Session {
         if self.attached.iter().any(|a| a.ifindex == idx) {
             return Ok(None);
         }
+        // Interfaces listed at load have counter slots; one that appeared
+        // later gets the next free one (or counts as "other interface").
+        super::counters::assign_iface_slots(&mut self.ebpf, [idx])
+            .with_context(|| format!("giving {iface} a counter slot"))?;
         self.attach_resolved(iface, idx)?;
         Ok(self.attached.last())
     }
@@ -237,6 +241,7 @@ impl Session {
         if let Some(lpos) = self.links.iter().position(|l| l.ifindex == ifindex) {
             let mut links = self.links.remove(lpos);
             links.vanished = vanished;
+            drop(links);
         }
         Some(self.attached.remove(pos))
     }
@@ -435,14 +440,8 @@ fn attach_tc(
                     Err(e) => return Err(e).with_context(|| format!("creating a clsact qdisc on {iface}")),
                 }
             }
-            // cls_bpf filters outlive a killed process (they are not
-            // bpf_links): a restart replaces the ones netobs left.
             if !links.clsact_created {
-                match tc::qdisc_detach_program(iface, at, name) {
-                    Ok(()) => notes.push(format!("{iface}: removed a {name} filter left by an earlier netobs")),
-                    Err(tc::TcError::IoError(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => log::debug!("{iface}: looking for stale {name} filters: {e}"),
-                }
+                remove_stale_filters(iface, links.ifindex, at, name, notes);
             }
             let head = NlOptions { priority: CLSACT_PRIORITY, ..NlOptions::default() };
             match prog.attach_with_options(iface, at, TcAttachOptions::Netlink(head)) {
@@ -465,6 +464,54 @@ fn attach_tc(
     };
     links.tc.push(prog.take_link(id)?);
     Ok(())
+}
+
+/// cls_bpf filters outlive a killed process (they are not bpf_links), so
+/// a restart removes the `name` filters an earlier netobs left on `iface`.
+/// A filter whose program still shares its maps with a loaded
+/// `netobs_flush` belongs to a netobs that is running: it stays.
+fn remove_stale_filters(iface: &str, idx: u32, at: TcAttachType, name: &str, notes: &mut Vec<String>) {
+    use rtnetlink::packet_route::tc::TcHandle as NlHandle;
+    let minor = match at {
+        TcAttachType::Ingress => NlHandle::MIN_INGRESS,
+        TcAttachType::Egress => NlHandle::MIN_EGRESS,
+        TcAttachType::Custom(_) => return,
+    };
+    let filters = match Rtnl::open().and_then(|mut nl| nl.clsact_bpf_filters(idx, minor)) {
+        Ok(f) => f,
+        Err(e) => {
+            log::debug!("{iface}: listing clsact filters: {e}");
+            return;
+        }
+    };
+    let mut removed = 0;
+    for f in filters.iter().filter(|f| f.name == name) {
+        if belongs_to_live_netobs(f.prog_id) {
+            notes.push(format!("{iface}: another running netobs has {name} attached here too"));
+            continue;
+        }
+        match SchedClassifierLink::attached(iface, at, f.priority, tc::TcHandle::from(f.handle), None) {
+            // Dropping the link handle detaches the filter.
+            Ok(link) => {
+                drop(link);
+                removed += 1;
+            }
+            Err(e) => log::debug!("{iface}: removing a stale {name} filter: {e}"),
+        }
+    }
+    if removed > 0 {
+        notes.push(format!("{iface}: removed {removed} {name} filter(s) left by an earlier netobs"));
+    }
+}
+
+fn belongs_to_live_netobs(prog_id: u32) -> bool {
+    let progs: Vec<aya::programs::ProgramInfo> = aya::programs::loaded_programs().filter_map(Result::ok).collect();
+    let maps_of = |p: &aya::programs::ProgramInfo| p.map_ids().ok().flatten().unwrap_or_default();
+    let Some(filter_maps) = progs.iter().find(|p| p.id() == prog_id).map(maps_of) else { return false };
+    progs
+        .iter()
+        .filter(|p| p.name_as_str() == Some(super::stage::FLUSH_PROGRAM))
+        .any(|p| maps_of(p).iter().any(|m| filter_maps.contains(m)))
 }
 
 /// `--force`: removes the XDP program(s) in `iface`'s slot through netlink

@@ -23,7 +23,7 @@ use netobs_common::{
     counters::{
         DfSlotCounters, ICMP_CLASSES, IFACE_SLOTS, IcmpSlotCounters, IfaceTable, OTHER_IFINDEX, OTHER_SLOT, class_key,
     },
-    event::{DfCounterKey, IcmpCounterKey, stat},
+    event::{DfCounterKey, IcmpCounterKey, StatBlock, stat},
 };
 
 pub use netobs_common::counters::{OTHER_CODE, OTHER_IFINDEX as OTHER_IFACE};
@@ -54,7 +54,7 @@ impl Counters {
 /// Own handles on the counter maps of a loaded object; `Send + Sync`, so a
 /// scrape can read them from another task.
 pub struct CounterReader {
-    stats: PerCpuArray<MapData, u64>,
+    stats: PerCpuArray<MapData, StatBlock>,
     icmp: PerCpuArray<MapData, IcmpSlotCounters>,
     df: PerCpuArray<MapData, DfSlotCounters>,
     ifaces: Array<MapData, IfaceTable>,
@@ -87,9 +87,9 @@ impl CounterReader {
     /// One snapshot, summed over CPUs.
     pub fn read(&self) -> Result<Counters> {
         let mut c = Counters::default();
-        for slot in 0..stat::COUNT {
-            let v = self.stats.get(&slot, 0).with_context(|| format!("reading STATS[{slot}]"))?;
-            c.stats.insert(stat::NAMES[slot as usize], v.iter().sum());
+        let per_cpu = self.stats.get(&0, 0).context("reading STATS")?;
+        for (name, n) in stat::NAMES.iter().zip(sum(per_cpu.iter().map(|b| &b.counts[..]))) {
+            c.stats.insert(name, n);
         }
         let mut table = self.ifaces.get(&0, 0).context("reading the interface slots")?;
         if table.ifindex_of[OTHER_SLOT as usize] != OTHER_IFINDEX {

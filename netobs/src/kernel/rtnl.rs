@@ -14,7 +14,7 @@ use rtnetlink::{
     packet_route::{
         RouteNetlinkMessage,
         link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
-        tc::{TcAttribute, TcHandle, TcMessage},
+        tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcMessage, TcOption},
     },
     sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE},
 };
@@ -80,6 +80,16 @@ impl XdpSlot {
         }
         slot
     }
+}
+
+/// A cls_bpf filter on a clsact qdisc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct BpfFilter {
+    /// The name given at attach (`TCA_BPF_NAME`).
+    pub(crate) name: String,
+    pub(crate) prog_id: u32,
+    pub(crate) priority: u16,
+    pub(crate) handle: u32,
 }
 
 /// A synchronous rtnetlink socket with a receive timeout.
@@ -195,6 +205,34 @@ impl Rtnl {
         tc.header.handle = CLSACT_HANDLE;
         tc.attributes.push(TcAttribute::Kind("clsact".to_string()));
         self.request(RouteNetlinkMessage::DelQueueDiscipline(tc), NLM_F_ACK).map(|_| ())
+    }
+
+    /// The cls_bpf filters on `ifindex`'s clsact `minor` (ingress/egress).
+    pub(crate) fn clsact_bpf_filters(&mut self, ifindex: u32, minor: u16) -> io::Result<Vec<BpfFilter>> {
+        let mut tc = TcMessage::with_index(ifindex as i32);
+        tc.header.parent = TcHandle { major: 0xffff, minor };
+        let answers = self.request(RouteNetlinkMessage::GetTrafficFilter(tc), NLM_F_DUMP)?;
+        let mut out = Vec::new();
+        for m in answers {
+            let RouteNetlinkMessage::NewTrafficFilter(f) = m else { continue };
+            let (mut name, mut prog_id) = (None, None);
+            for a in &f.attributes {
+                if let TcAttribute::Options(opts) = a {
+                    for o in opts {
+                        match o {
+                            TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = Some(n.clone()),
+                            TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => prog_id = Some(*id),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            if let (Some(name), Some(prog_id)) = (name, prog_id) {
+                let handle = (u32::from(f.header.handle.major) << 16) | u32::from(f.header.handle.minor);
+                out.push(BpfFilter { name, prog_id, priority: (f.header.info >> 16) as u16, handle });
+            }
+        }
+        Ok(out)
     }
 
     /// How many TC filters hang off the clsact qdisc of `ifindex` (ingress

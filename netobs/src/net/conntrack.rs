@@ -127,6 +127,9 @@ pub fn original_of(sent: &Sent, timeout: Duration) -> Result<Option<Original>, N
     let answers = match nl::request(WHAT, NETLINK_NETFILTER, get_by_reply_request(sent), Kind::Get, timeout) {
         Ok(a) => a,
         Err(e) if e.is_not_found() => return Ok(None),
+        // No conntrack in this kernel or namespace: netfilter cannot have
+        // NATed anything, a known "no".
+        Err(NlError::Kernel { errno: libc::EOPNOTSUPP | libc::EPROTONOSUPPORT | libc::ENOSYS, .. }) => return Ok(None),
         Err(e) => return Err(e),
     };
     let orig = answers.iter().find_map(parse_original);

@@ -90,3 +90,6 @@ pub fn listening_tcp_ports() -> Result<HashSet<u16>> {
 pub fn cached_pmtu(dst: IpAddr, timeout: std::time::Duration) -> Result<Option<u32>, nl::NlError> {
     Ok(route::route_get(dst, timeout)?.mtu)
 }
+
+#[cfg(test)]
+mod tests;

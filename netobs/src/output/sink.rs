@@ -16,6 +16,7 @@ use std::{
     fs::File,
     io::{self, Write as _},
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
@@ -72,6 +73,15 @@ pub(crate) fn color_for_stdout(choice: Color) -> bool {
     use_color(choice, io::stdout().is_terminal(), std::env::var_os("NO_COLOR").as_deref())
 }
 
+/// Whether `fd` is a pipe or socket whose reader has gone: poll(2)
+/// reports POLLERR (pipe) or POLLHUP (socket) on the writing end.
+fn reader_gone(fd: i32) -> bool {
+    let mut p = libc::pollfd { fd, events: 0, revents: 0 };
+    // SAFETY: one valid pollfd, no waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n == 1 && p.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
 /// The JSON copy on disk.
 struct JsonFile {
     path: PathBuf,
@@ -93,6 +103,7 @@ pub(crate) struct Sink {
     color: bool,
     file: Option<JsonFile>,
     closed: bool,
+    last_check: Instant,
 }
 
 impl Sink {
@@ -102,11 +113,20 @@ impl Sink {
             Some(p) => Some(JsonFile { path: p.to_path_buf(), file: open_append(p)? }),
             None => None,
         };
-        Ok(Sink { json, color, file, closed: false })
+        Ok(Sink { json, color, file, closed: false, last_check: Instant::now() })
     }
 
-    /// stdout was closed by its reader: time to stop.
-    pub(crate) fn is_closed(&self) -> bool {
+    /// stdout was closed by its reader: time to stop. Noticed on the
+    /// next write, or by asking the kernel (at most every 100 ms), so a
+    /// quiet `watch | head -1` stops too, without waiting for a line.
+    pub(crate) fn is_closed(&mut self) -> bool {
+        if !self.closed && self.last_check.elapsed() >= Duration::from_millis(100) {
+            self.last_check = Instant::now();
+            if reader_gone(libc::STDOUT_FILENO) {
+                log::info!("stdout was closed by its reader; stopping");
+                self.closed = true;
+            }
+        }
         self.closed
     }
 
@@ -195,6 +215,18 @@ mod tests {
         let mut v = Vec::new();
         assert_eq!(write_to(&mut v, "a line\n"), Ok(()));
         assert_eq!(v, b"a line\n");
+    }
+
+    #[test]
+    fn a_pipe_without_reader_is_noticed_without_writing() {
+        let mut fds = [0; 2];
+        // SAFETY: a valid array for pipe(2).
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        assert!(!reader_gone(fds[1]), "the reader is still there");
+        // SAFETY: closing our own descriptors.
+        unsafe { libc::close(fds[0]) };
+        assert!(reader_gone(fds[1]));
+        unsafe { libc::close(fds[1]) };
     }
 
     #[test]

@@ -4,10 +4,21 @@
 //! Why the kernel view: a probe socket that hears nothing cannot tell "no
 //! answer came" from "the answer reached this host and our own firewall
 //! dropped it". The XDP observer sees every ICMP error on the wire before
-//! netfilter, so the two are told apart.
+//! netfilter, so the two are told apart. Only errors that quote one of
+//! netobs's own probe flows speak for that: on a busy interface most ICMP
+//! errors belong to other traffic. Those per-flow counts come from the
+//! observer's sampled events (its counters have no flows), so the text
+//! says when sampling held some back; frag-needed / Packet Too Big among
+//! them are judged (`explain::ptb`) and flagged when not believable.
+//!
+//! Early stops: the TCP check and the PMTU search run beside the traces,
+//! and stop as soon as a trace shows their destination does not answer
+//! (see `run`), so a silent path costs the trace's time, not every
+//! timeout of every probe kind.
 
 use std::{
     cell::Cell,
+    collections::HashSet,
     net::IpAddr,
     time::{Duration, Instant},
 };
@@ -101,26 +112,49 @@ fn icmp_counts(c: &Counters, ifindex: u32) -> Counts {
     out
 }
 
-/// Whether the packet an ICMP error quotes belongs to one of our probe
-/// flows: same addresses, protocol, and ports (ICMP echo: identifier).
-/// A quote cut before the ports matches on addresses and protocol alone.
-fn quotes_our_flow(ev: &Event, flows: &[Flow]) -> bool {
+/// One of our probe flows and the tokens of the probes whose answers its
+/// sockets received.
+struct OurFlow {
+    flow: Flow,
+    answered: HashSet<u16>,
+}
+
+/// Whether the packet an ICMP error quotes belongs to `f`: same addresses,
+/// protocol, and ports (ICMP echo: identifier). A quote cut before the
+/// ports matches on addresses and protocol alone.
+fn quotes_flow(ev: &Event, f: &Flow) -> bool {
     let q = &ev.inner;
     if q.have & have::IP == 0 {
         return false;
     }
-    flows.iter().any(|f| {
-        if q.src_ip() != f.src || q.dst_ip() != f.dst || q.protocol != f.proto.number(f.family()) {
-            return false;
-        }
-        if q.have & have::PORTS == 0 {
-            return true;
-        }
-        match f.proto {
-            Proto::Icmp => q.have & have::ECHO != 0 && q.src_port == f.icmp_id,
-            Proto::Udp | Proto::Tcp => q.src_port == f.src_port && q.dst_port == f.dst_port,
-        }
-    })
+    if q.src_ip() != f.src || q.dst_ip() != f.dst || q.protocol != f.proto.number(f.family()) {
+        return false;
+    }
+    if q.have & have::PORTS == 0 {
+        return true;
+    }
+    match f.proto {
+        Proto::Icmp => q.have & have::ECHO != 0 && q.src_port == f.icmp_id,
+        Proto::Udp | Proto::Tcp => q.src_port == f.src_port && q.dst_port == f.dst_port,
+    }
+}
+
+/// The probe token the quote carries (see `packet.rs`: the IPv4 id; for
+/// IPv6 the TCP sequence or the echo sequence). IPv6 UDP probes carry it in
+/// the payload, which the event does not keep: `None`.
+fn token_of(ev: &Event, f: &Flow) -> Option<u16> {
+    let q = &ev.inner;
+    if f.family() == 4 {
+        return Some(q.ip_id as u16);
+    }
+    if q.have & have::SEQ == 0 {
+        return None;
+    }
+    match f.proto {
+        Proto::Tcp => Some(q.seq.wrapping_sub(f.seq_base) as u16),
+        Proto::Icmp => Some(q.seq as u16),
+        Proto::Udp => None,
+    }
 }
 
 /// The quoted packet in words, "198.18.1.1:40404 -> 198.18.4.1:443 tcp".
@@ -138,16 +172,25 @@ fn quoted_words(ev: &Event) -> String {
     )
 }
 
-/// Sorts the sampled events of the run into ours / foreign, and judges
-/// every frag-needed / Packet Too Big among them.
-fn classify_events(events: &[Event], ifindex: u32, flows: &[Flow], view: &mut KernelView) {
+/// Sorts the sampled events of the run into ours / foreign, finds the
+/// ones whose probe no socket heard back from (lost on this host), and
+/// judges every frag-needed / Packet Too Big among them.
+fn classify_events(events: &[Event], ifindex: u32, flows: &[OurFlow], view: &mut KernelView) {
     for ev in events {
         if ev.kind != kind::ICMP_ERROR || ev.ifindex != ifindex || ev.hook == hook::TC_EGRESS {
             continue;
         }
-        let ours = quotes_our_flow(ev, flows);
+        let mine: Vec<&OurFlow> = flows.iter().filter(|o| quotes_flow(ev, &o.flow)).collect();
+        let ours = !mine.is_empty();
         if ours {
             view.ours += 1;
+            let tokens: Vec<(u16, &OurFlow)> =
+                mine.iter().filter_map(|o| token_of(ev, &o.flow).map(|t| (t, *o))).collect();
+            if tokens.is_empty() {
+                view.untracked += 1;
+            } else if !tokens.iter().any(|(t, o)| o.answered.contains(t)) {
+                view.lost += 1;
+            }
         } else {
             view.foreign += 1;
         }
@@ -292,11 +335,11 @@ pub async fn run(req: &Request) -> Result<Report> {
     let mut tcpp =
         if req.proto == Proto::Tcp { Some(Prober::open(req.target, Proto::Tcp, req.port, 3)?) } else { None };
     let mut pm = Prober::open(req.target, Proto::Icmp, 0, 4)?;
-    // Observer attached, raw sockets open: no capability is needed any more.
-    crate::privilege::drop_to_or_warn(&[]);
-    let mut flows = vec![svc.flow, pm.flow];
-    flows.extend(icmp.as_ref().map(|p| p.flow));
-    flows.extend(tcpp.as_ref().map(|p| p.flow));
+    // Observer attached, raw sockets open: nothing is needed any more but
+    // CAP_NET_ADMIN while an observer is attached (a clsact filter of the
+    // pre-6.6 TC path is removed over netlink on the way out).
+    let keep = if observer.is_some() { vec![caps::Capability::CAP_NET_ADMIN] } else { Vec::new() };
+    crate::privilege::drop_to_or_warn(&keep);
 
     let topts = TraceOptions { max_ttl: req.max_ttl, max_wait: req.max_wait, initial_ttl, ..TraceOptions::default() };
     // The trace the rate-limit test builds on (ICMP echo, or the service
@@ -413,9 +456,34 @@ pub async fn run(req: &Request) -> Result<Report> {
 
     let kernel_view = match (observer, ifindex, before, &iface) {
         (Some((session, mut events)), Some(i), Some(b), Some(name)) => {
-            // Answers still in flight when the last probe timed out, and
-            // events a CPU still holds in its stage.
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Answers still in flight when the last probe timed out (read
+            // now, so a late answer is not taken for one this host
+            // dropped), and events a CPU still holds in its stage.
+            let until = Instant::now() + Duration::from_millis(50);
+            let (d1, d2, d3, d4) = tokio::join!(
+                svc.drain_late(until),
+                async {
+                    match icmp.as_mut() {
+                        Some(p) => p.drain_late(until).await,
+                        None => Ok(()),
+                    }
+                },
+                async {
+                    match tcpp.as_mut() {
+                        Some(p) => p.drain_late(until).await,
+                        None => Ok(()),
+                    }
+                },
+                pm.drain_late(until),
+            );
+            d1.and(d2).and(d3).and(d4)?;
+            let mut flows = vec![
+                OurFlow { flow: svc.flow, answered: std::mem::take(&mut svc.answered) },
+                OurFlow { flow: pm.flow, answered: std::mem::take(&mut pm.answered) },
+            ];
+            for p in [icmp.as_mut(), tcpp.as_mut()].into_iter().flatten() {
+                flows.push(OurFlow { flow: p.flow, answered: std::mem::take(&mut p.answered) });
+            }
             if let Err(e) = kernel::stage::flush(&session.ebpf, Duration::ZERO) {
                 log::debug!("flushing staged events: {e:#}");
             }
@@ -537,9 +605,13 @@ mod tests {
         }
     }
 
+    fn ours(answered: &[u16]) -> [OurFlow; 1] {
+        [OurFlow { flow: our_flow(), answered: answered.iter().copied().collect() }]
+    }
+
     #[test]
     fn only_errors_quoting_our_flows_are_ours() {
-        let flows = [our_flow()];
+        let flows = ours(&[]);
         let mut view = KernelView::default();
         let other_iface = Event { ifindex: 8, ..error(11, 0, 40000) };
         let mut quote_cut = error(11, 0, 1);
@@ -552,8 +624,20 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_no_socket_received_is_lost_here() {
+        let with_id = |id: u32| {
+            let mut e = error(11, 0, 40000);
+            e.inner.ip_id = id;
+            e
+        };
+        let mut view = KernelView::default();
+        classify_events(&[with_id(5), with_id(6), with_id(7)], 7, &ours(&[5, 7]), &mut view);
+        assert_eq!((view.ours, view.lost, view.untracked), (3, 1, 0));
+    }
+
+    #[test]
     fn ptbs_are_judged_deduplicated_and_bounded() {
-        let flows = [our_flow()];
+        let flows = ours(&[]);
         let mut view = KernelView::default();
         let ptb = |mtu: u32, sport: u16| Event { flags: flags::HAS_MTU, mtu, ..error(3, 4, sport) };
         let mut events = vec![ptb(1400, 40000), ptb(9000, 40404), ptb(9000, 40404)];

@@ -92,31 +92,18 @@ pub fn parse_host_port(s: &str) -> Result<(String, u16)> {
 }
 
 /// The interface packets to `dst` leave through, and its MTU: asks the
-/// kernel with `ip route get` (the same FIB lookup the probes will use).
+/// kernel over rtnetlink (`RTM_GETROUTE`, the same FIB lookup the probes
+/// will use, and what `ip route get` prints).
 pub fn egress(dst: IpAddr) -> Result<(String, u32)> {
-    let out = std::process::Command::new("ip")
-        .args(["-o", "route", "get", &dst.to_string()])
-        .output()
-        .context("running `ip route get`")?;
-    if !out.status.success() {
-        bail!("no route to {dst}: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let dev =
-        parse_route_dev(&text).with_context(|| format!("no interface in `ip route get {dst}` output: {text:?}"))?;
-    let mtu = crate::net::mtu(&dev).unwrap_or(1500);
-    Ok((dev, mtu))
-}
-
-/// The word after `dev` in `ip route get` output.
-pub fn parse_route_dev(text: &str) -> Option<String> {
-    let mut words = text.split_whitespace();
-    while let Some(w) = words.next() {
-        if w == "dev" {
-            return words.next().map(str::to_string);
-        }
-    }
-    None
+    let timeout = crate::net::nl::TIMEOUT;
+    let route = crate::net::route::route_get(dst, timeout).with_context(|| format!("no route to {dst}"))?;
+    let oif = route.oif.with_context(|| format!("the route to {dst} names no egress interface"))?;
+    let link = crate::net::route::links(timeout)
+        .context("listing interfaces")?
+        .into_iter()
+        .find(|l| l.index == oif)
+        .with_context(|| format!("the route to {dst} leaves through interface {oif}, which is gone"))?;
+    Ok((link.name, link.mtu.unwrap_or(1500)))
 }
 
 /// A one-line progress indicator on stderr, only when it is a terminal.
@@ -183,12 +170,5 @@ mod tests {
         assert!(parse_host_port("198.18.1.1:0").is_err());
         assert!(parse_host_port("198.18.1.1:70000").is_err());
         assert!(parse_host_port("2001:db8::1:22").is_err());
-    }
-
-    #[test]
-    fn route_dev() {
-        let t = "198.18.4.1 via 198.18.1.254 dev eth0 src 198.18.1.1 uid 0 \\    cache ";
-        assert_eq!(parse_route_dev(t).as_deref(), Some("eth0"));
-        assert_eq!(parse_route_dev("unreachable"), None);
     }
 }

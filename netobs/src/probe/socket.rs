@@ -14,7 +14,7 @@
 //! cache is exactly what a PMTU search must not trust).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     io,
     mem::MaybeUninit,
     net::{IpAddr, SocketAddr, UdpSocket},
@@ -68,6 +68,9 @@ pub struct Prober {
     _reserved: Option<Socket>,
     next_token: u16,
     sent: HashMap<u16, Sent>,
+    /// Tokens of the probes whose answer reached this prober (whoever
+    /// asked for it): what `explain` compares with what the kernel saw.
+    pub answered: HashSet<u16>,
     /// Probes sent so far.
     pub probes_sent: u32,
     buf: Vec<MaybeUninit<u8>>,
@@ -185,6 +188,7 @@ impl Prober {
             _reserved: reserved,
             next_token: (u as u16) | 1,
             sent: HashMap::new(),
+            answered: HashSet::new(),
             probes_sent: 0,
             buf: vec![MaybeUninit::uninit(); 65536],
             tcp_buf: vec![MaybeUninit::uninit(); 65536],
@@ -248,9 +252,17 @@ impl Prober {
                 reply.token = t;
             }
             let Some(probe) = self.sent.get(&reply.token).copied() else { continue };
+            self.answered.insert(reply.token);
             let rtt = Instant::now().saturating_duration_since(probe.at);
             return Ok(Some(Answer { reply, probe, rtt }));
         }
+    }
+
+    /// Reads every answer that is already queued (late answers nobody
+    /// waited for any more), so [`Prober::answered`] knows them too.
+    pub async fn drain_late(&mut self, until: Instant) -> Result<()> {
+        while self.recv(until).await?.is_some() {}
+        Ok(())
     }
 
     /// Reads one packet from whichever socket is ready; `Some` if it

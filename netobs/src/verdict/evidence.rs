@@ -70,6 +70,14 @@ pub struct KernelView {
     /// ICMP errors (sampled events) quoting one of netobs's own probe
     /// flows: the only ones that speak for the return path of the probes.
     pub ours: u64,
+    /// Of `ours`: errors for probes whose answer no probe socket received,
+    /// late answers included: the answer reached the interface and this
+    /// host dropped it (matched per probe token).
+    pub lost: u64,
+    /// Of `ours`: errors whose probe token the event does not carry (IPv6
+    /// UDP probes keep it in the payload); for these only the counts
+    /// (`ours` against `matched_by_probes`) can speak.
+    pub untracked: u64,
     /// Sampled ICMP errors quoting other flows (unrelated traffic).
     pub foreign: u64,
     /// Events the kernel did not record (token bucket or full ring) during
@@ -143,8 +151,8 @@ pub struct Facts<'a> {
     pub rate_limit: Option<&'a RateTest>,
     /// The ICMP echo trace got further than the service trace.
     pub icmp_further: Option<&'a TraceResult>,
-    /// The kernel saw more ICMP errors quoting our probes than the probe
-    /// sockets got: answers reach the interface and are lost on this host.
+    /// The kernel saw ICMP errors answering our probes that no probe socket
+    /// received: answers reach the interface and are lost on this host.
     pub lost_locally: Option<&'a KernelView>,
     /// The evidence line (probes, kernel counts).
     pub evidence_line: String,
@@ -172,7 +180,7 @@ impl<'a> Facts<'a> {
                 .filter(|b| b.too_big_seen == 0 && b.lost_probes >= 2),
             rate_limit: e.rate.as_ref().filter(|r| r.confirms_rate_limit()),
             icmp_further,
-            lost_locally: e.kernel.as_ref().filter(|k| k.ours > k.matched_by_probes),
+            lost_locally: e.kernel.as_ref().filter(|k| k.lost > 0 || (k.untracked > 0 && k.ours > k.matched_by_probes)),
             evidence_line: super::words::evidence_line(e),
         }
     }

@@ -105,8 +105,9 @@ pub fn pmtu_blackhole(f: &Facts) -> Option<Diagnosis> {
 }
 
 /// The service dies, ICMP echo does not get further, and the kernel saw
-/// more ICMP errors quoting our own probes than our sockets received: the
-/// answers reach the interface and this host drops them. Only errors that
+/// ICMP errors answering our own probes that our sockets never received
+/// (matched per probe, late answers included): the answers reach the
+/// interface and this host drops them. Only errors that
 /// quote our probe flows count: on a busy interface, other traffic's
 /// errors say nothing about our probes.
 pub fn return_path(f: &Facts) -> Option<Diagnosis> {
@@ -123,9 +124,10 @@ pub fn return_path(f: &Facts) -> Option<Diagnosis> {
     v.hop = last;
     v.addr = last.and_then(|l| s.hop(l)).and_then(|h| h.addr());
     v.details.push(format!(
-        "the kernel saw {} ICMP errors quoting netobs's own probes arrive on {} while the probe sockets got {}: a local firewall (INPUT) drops them",
+        "the kernel saw {} ICMP errors quoting netobs's own probes arrive on {}, {} of them answering probes no probe socket ever heard back from (the sockets got {} answers in all): a local firewall (INPUT) drops them",
         k.sampled_count(k.ours),
         k.iface,
+        k.sampled_count(k.lost),
         k.matched_by_probes
     ));
     v.recommendation = "check this host's firewall (nft list ruleset / iptables -L INPUT) for ICMP drops".into();

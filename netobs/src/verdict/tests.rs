@@ -164,8 +164,14 @@ fn everything_silent_rests_on_return_path() {
     assert_eq!(v.kind, Kind::SilentlyDropped);
     assert!(v.return_path[0].contains("rests partly"));
     // With the kernel seeing answers the sockets did not get: local drop.
-    e.kernel =
-        Some(KernelView { iface: "eth0".into(), icmp_errors: 9, ours: 9, matched_by_probes: 2, ..Default::default() });
+    e.kernel = Some(KernelView {
+        iface: "eth0".into(),
+        icmp_errors: 9,
+        ours: 9,
+        lost: 7,
+        matched_by_probes: 2,
+        ..Default::default()
+    });
     assert_eq!(decide(&e).kind, Kind::ReturnPath);
 }
 

@@ -220,3 +220,29 @@ pub fn loaded_netobs_programs() -> Result<Vec<String>> {
         })
         .unwrap_or_default())
 }
+
+/// The two-hop lab most `watch` tests provoke known ICMP errors in:
+/// a (198.18.1.1) -- r -- b (198.18.2.1). r rejects UDP to port 7000 with
+/// ICMP 3/13 (communication administratively prohibited); b has nothing on
+/// UDP 9999, so it answers 3/3 (port unreachable).
+pub struct TwoHop {
+    pub lab: lab::Lab,
+    pub a: Node,
+    pub r: Node,
+    pub b: Node,
+}
+
+/// Builds [`TwoHop`]; panics (failing the test) when the lab cannot be built.
+pub fn two_hop_reject_lab() -> TwoHop {
+    use lab::{Chain, Reject};
+    let lab = lab::Lab::new();
+    let a = lab.host("a").expect("host a");
+    let r = lab.router("r").expect("router r");
+    let b = lab.host("b").expect("host b");
+    lab.link(&a, &r).v4("198.18.1.1/24", "198.18.1.254/24").names("eth0", "eth0").create().expect("link a-r");
+    lab.link(&r, &b).v4("198.18.2.254/24", "198.18.2.1/24").names("eth1", "eth0").create().expect("link r-b");
+    a.route("default", "198.18.1.254").expect("route on a");
+    b.route("default", "198.18.2.254").expect("route on b");
+    r.fw_reject(Chain::Forward, "udp dport 7000", Reject::ADMIN_PROHIBITED).expect("reject rule on r");
+    TwoHop { lab, a, r, b }
+}

@@ -15,9 +15,9 @@ use aya::{
     },
 };
 use netobs_e2e::{
-    Watch,
-    lab::{self, Chain, Lab, Node, Reject, scenarios},
-    root_or_skip, run_netobs,
+    TwoHop, Watch,
+    lab::{self, Chain, Lab, Node, scenarios},
+    root_or_skip, run_netobs, two_hop_reject_lab,
 };
 use serde_json::Value;
 
@@ -318,15 +318,7 @@ fn foreign_tcx_drop_runs_after_netobs_which_still_counts() {
 
 /// a -- r -- b; b has nothing on UDP 9999, so a gets port unreachables.
 fn two_hop_lab() -> (Lab, Node, Node) {
-    let lab = Lab::new();
-    let a = lab.host("a").unwrap();
-    let r = lab.router("r").unwrap();
-    let b = lab.host("b").unwrap();
-    lab.link(&a, &r).v4("198.18.1.1/24", "198.18.1.254/24").names("eth0", "eth0").create().unwrap();
-    lab.link(&r, &b).v4("198.18.2.254/24", "198.18.2.1/24").names("eth1", "eth0").create().unwrap();
-    a.route("default", "198.18.1.254").unwrap();
-    b.route("default", "198.18.2.254").unwrap();
-    r.fw_reject(Chain::Forward, "udp dport 7000", Reject::ADMIN_PROHIBITED).unwrap();
+    let TwoHop { lab, a, r: _r, b } = two_hop_reject_lab();
     (lab, a, b)
 }
 

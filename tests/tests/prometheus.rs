@@ -13,9 +13,9 @@ use std::{
 };
 
 use netobs_e2e::{
-    Watch,
-    lab::{Chain, Lab, Node, Reject},
-    root_or_skip,
+    TwoHop, Watch,
+    lab::{Chain, Node},
+    root_or_skip, two_hop_reject_lab,
 };
 use serde_json::Value;
 
@@ -142,15 +142,7 @@ fn a_real_prometheus_scrapes_exactly_what_the_lab_produced() {
         return;
     }
     // a -- r -- b: r rejects UDP to 7000 (3/13), b has nothing on 9999 (3/3).
-    let lab = Lab::new();
-    let a = lab.host("a").unwrap();
-    let r = lab.router("r").unwrap();
-    let b = lab.host("b").unwrap();
-    lab.link(&a, &r).v4("198.18.1.1/24", "198.18.1.254/24").names("eth0", "eth0").create().unwrap();
-    lab.link(&r, &b).v4("198.18.2.254/24", "198.18.2.1/24").names("eth1", "eth0").create().unwrap();
-    a.route("default", "198.18.1.254").unwrap();
-    b.route("default", "198.18.2.254").unwrap();
-    r.fw_reject(Chain::Forward, "udp dport 7000", Reject::ADMIN_PROHIBITED).unwrap();
+    let TwoHop { lab, a, r, b } = two_hop_reject_lab();
 
     let w = Watch::start(&a, &["-i", "eth0", "--metrics-addr", "127.0.0.1:9464"]).unwrap();
 

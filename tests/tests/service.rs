@@ -12,8 +12,9 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use netobs_e2e::{
+    TwoHop,
     lab::{Chain, Lab, Node, Reject, scenarios},
-    netobs_bin, root_or_skip, run_netobs,
+    netobs_bin, root_or_skip, run_netobs, two_hop_reject_lab,
 };
 use serde_json::Value;
 
@@ -329,15 +330,7 @@ fn watch_json_into_head_ends_quietly_with_status_0() {
     if !root_or_skip("watch_json_into_head_ends_quietly_with_status_0") {
         return;
     }
-    let lab = Lab::new();
-    let a = lab.host("a").unwrap();
-    let r = lab.router("r").unwrap();
-    let b = lab.host("b").unwrap();
-    lab.link(&a, &r).v4("198.18.1.1/24", "198.18.1.254/24").names("eth0", "eth0").create().unwrap();
-    lab.link(&r, &b).v4("198.18.2.254/24", "198.18.2.1/24").names("eth1", "eth0").create().unwrap();
-    a.route("default", "198.18.1.254").unwrap();
-    b.route("default", "198.18.2.254").unwrap();
-    r.fw_reject(Chain::Forward, "udp dport 7000", Reject::ADMIN_PROHIBITED).unwrap();
+    let TwoHop { lab, a, .. } = two_hop_reject_lab();
     let pipeline = |err: &std::path::Path| {
         format!(
             "timeout 60 {} watch -i eth0 --json --no-metrics 2>{} | head -1; echo \"status=${{PIPESTATUS[0]}}\"",

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use netobs_e2e::{Watch, lab::Chain, lab::Lab, lab::Reject, lab::scenarios, root_or_skip, run_netobs};
+use netobs_e2e::{
+    TwoHop, Watch, lab::Chain, lab::Lab, lab::Reject, lab::scenarios, root_or_skip, run_netobs, two_hop_reject_lab,
+};
 use serde_json::Value;
 
 /// A python3 one-liner run in a lab node (test traffic only).
@@ -23,16 +25,7 @@ fn icmp_errors_are_counted_by_type_and_code() {
     if !root_or_skip("icmp_errors_are_counted_by_type_and_code") {
         return;
     }
-    let lab = Lab::new();
-    let a = lab.host("a").unwrap();
-    let r = lab.router("r").unwrap();
-    let b = lab.host("b").unwrap();
-    lab.link(&a, &r).v4("198.18.1.1/24", "198.18.1.254/24").names("eth0", "eth0").create().unwrap();
-    lab.link(&r, &b).v4("198.18.2.254/24", "198.18.2.1/24").names("eth1", "eth0").create().unwrap();
-    a.route("default", "198.18.1.254").unwrap();
-    b.route("default", "198.18.2.254").unwrap();
-    // r rejects UDP to port 7000 with ICMP 3/13; b has nothing on 9999.
-    r.fw_reject(Chain::Forward, "udp dport 7000", Reject::ADMIN_PROHIBITED).unwrap();
+    let TwoHop { lab: _lab, a, .. } = two_hop_reject_lab();
 
     let w = Watch::start(&a, &["-i", "eth0", "--no-metrics"]).unwrap();
     py(

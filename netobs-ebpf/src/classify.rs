@@ -15,7 +15,7 @@ use netobs_common::{
 
 use crate::{
     emit, fib,
-    maps::{CONFIG, DF_COUNTERS, ICMP_COUNTERS, bump, bump_key, bump2},
+    maps::{CONFIG, DF_COUNTERS, ICMP_COUNTERS, Stats, bump, bump_key, bump2, take_fair_token},
 };
 
 /// A packet program's context: what `observe` needs beyond the linear data.
@@ -50,11 +50,16 @@ pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook:
             return;
         }
     };
-    bump2(stat::PACKETS, if outer.family == 4 { stat::IPV4 } else { stat::IPV6 });
+    // One lookup of the statistics for everything this packet counts.
+    let Some(st) = Stats::get() else {
+        return;
+    };
+    st.add(stat::PACKETS);
+    st.add(if outer.family == 4 { stat::IPV4 } else { stat::IPV6 });
     let icmp_proto = if outer.family == 4 { IPPROTO_ICMP } else { IPPROTO_ICMPV6 };
     // ICMP errors stop here; other ICMP (a DF echo of a path-MTU test) is
     // checked for size like any other packet.
-    if outer.protocol == icmp_proto && !outer.later_fragment && on_icmp(&c, &outer, ifindex, hook) {
+    if outer.protocol == icmp_proto && !outer.later_fragment && on_icmp(&c, &outer, ifindex, hook, st) {
         return;
     }
     if hook == hook::TC_EGRESS {
@@ -76,24 +81,35 @@ pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook:
 /// Counts and samples an ICMP error. Returns false for other ICMP (echo,
 /// neighbour discovery), which the caller treats as ordinary traffic.
 #[inline(always)]
-fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) -> bool {
+fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, st: Stats) -> bool {
     let Some(h) = c.get::<IcmpHdr>(outer.l4_off) else {
-        bump(stat::MALFORMED);
+        st.add(stat::MALFORMED);
         return true;
     };
     if !is_reported_icmp(outer.family, h.icmp_type) {
-        bump(stat::ICMP_OTHER);
+        st.add(stat::ICMP_OTHER);
         return false;
     }
-    bump(stat::ICMP_ERRORS);
+    st.add(stat::ICMP_ERRORS);
     let key = IcmpCounterKey { ifindex, family: outer.family, icmp_type: h.icmp_type, icmp_code: h.code, hook };
     bump_key(&ICMP_COUNTERS, &key);
 
+    let cfg = CONFIG.load();
+    // Sampling off (a load-time constant: the verifier drops the rest):
+    // no clock read, no hash, no bucket.
+    if cfg.events_per_sec == 0 {
+        st.add(stat::SAMPLED_OUT);
+        return true;
+    }
     // SAFETY: helper without preconditions. Coarse (jiffy) time is enough
     // for a token bucket and costs a fraction of the precise clock.
     let now = unsafe { now_ns() };
-    let bucket = source_bucket(c, outer, CONFIG.load().sample_seed);
-    if let Some((ev, pending)) = emit::begin_fair(now, bucket) {
+    let bucket = source_bucket(c, outer, cfg.sample_seed);
+    if !take_fair_token(now, bucket) {
+        st.add(stat::SAMPLED_OUT);
+        return true;
+    }
+    if let Some((ev, pending)) = emit::stage_event(now) {
         parse_icmp_error(c, outer, ev);
         ev.ifindex = ifindex;
         ev.hook = hook;
@@ -101,7 +117,7 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) -> bool {
             ev.kind = kind::ICMP_SENT;
         }
         if ev.flags & flags::QUOTE_TRUNCATED != 0 {
-            bump(stat::QUOTE_TRUNCATED);
+            st.add(stat::QUOTE_TRUNCATED);
         }
         emit::finish(pending);
     }

@@ -48,9 +48,10 @@ pub fn begin_fair(now: u64, bucket: u32) -> Option<(&'static mut Event, Pending)
     stage_event(now)
 }
 
-/// A zeroed, time-stamped slot of this CPU's stage (the token is taken).
+/// A zeroed, time-stamped slot of this CPU's stage, for a caller that has
+/// taken the token itself (and counted a refusal as sampled out).
 #[inline(always)]
-fn stage_event(now: u64) -> Option<(&'static mut Event, Pending)> {
+pub fn stage_event(now: u64) -> Option<(&'static mut Event, Pending)> {
     let Some(stage_ptr) = STAGE.get_ptr_mut(0) else {
         // Cannot happen (index 0 of a 1-entry array); counted if it does.
         bump(stat::RINGBUF_FULL);

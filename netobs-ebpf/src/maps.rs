@@ -51,6 +51,29 @@ pub static BUCKET: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(1, 0
 #[map]
 pub static FAIR: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(FAIR_BUCKETS, 0);
 
+/// This CPU's statistics block, looked up once per packet on the slow
+/// paths: every further [`bump`] there would be another map lookup.
+#[derive(Clone, Copy)]
+pub struct Stats(*mut StatBlock);
+
+impl Stats {
+    /// `None` cannot happen (index 0 of a 1-entry array).
+    #[inline(always)]
+    pub fn get() -> Option<Stats> {
+        STATS.get_ptr_mut(0).map(Stats)
+    }
+
+    /// Adds one to a statistics slot.
+    #[inline(always)]
+    pub fn add(self, slot: u32) {
+        // SAFETY: this CPU's value, valid while the program runs; only this
+        // CPU writes it, and no reference to it outlives this statement.
+        if let Some(c) = unsafe { &mut *self.0 }.counts.get_mut(slot as usize) {
+            *c += 1;
+        }
+    }
+}
+
 #[inline(always)]
 pub fn bump(slot: u32) {
     bump_by(slot, 1);

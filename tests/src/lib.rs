@@ -63,6 +63,13 @@ impl Watch {
     pub fn start_env(node: &Node, args: &[&str], envs: &[(&str, &str)]) -> Result<Watch> {
         let mut cmd = node.command(netobs_bin().to_str().context("non-UTF-8 binary path")?);
         cmd.envs(envs.iter().copied());
+        Watch::start_command(cmd, args, Duration::from_secs(30))
+    }
+
+    /// Runs `cmd` (netobs itself, or a wrapper such as `setpriv ... netobs`)
+    /// with `watch --json <args>` appended, and waits up to `attach_within`
+    /// until every interface reports attached (or the process dies).
+    pub fn start_command(mut cmd: Command, args: &[&str], attach_within: Duration) -> Result<Watch> {
         cmd.arg("watch").arg("--json").args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().context("spawning netobs watch")?;
         let stdout = child.stdout.take().context("no stdout")?;
@@ -88,8 +95,8 @@ impl Watch {
                 }
                 bail!("netobs watch exited early ({status}): {err}");
             }
-            if start.elapsed() > Duration::from_secs(30) {
-                bail!("netobs watch did not attach within 30 s");
+            if start.elapsed() > attach_within {
+                bail!("netobs watch did not attach within {attach_within:?}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -122,17 +129,23 @@ impl Watch {
     }
 
     /// Sends SIGTERM and collects everything it printed.
-    pub fn stop(mut self) -> Result<WatchOutput> {
+    pub fn stop(self) -> Result<WatchOutput> {
+        self.stop_with(libc::SIGTERM, Duration::from_secs(20))
+    }
+
+    /// Sends `sig` and collects everything it printed; fails when the
+    /// process has not exited `within` that long.
+    pub fn stop_with(mut self, sig: i32, within: Duration) -> Result<WatchOutput> {
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as i32, sig) };
         let start = Instant::now();
         let status = loop {
             if let Some(s) = self.child.try_wait()? {
                 break s;
             }
-            if start.elapsed() > Duration::from_secs(20) {
+            if start.elapsed() > within {
                 let _ = self.child.kill();
-                bail!("netobs watch did not exit within 20 s of SIGTERM");
+                bail!("netobs watch did not exit within {within:?} of signal {sig}");
             }
             std::thread::sleep(Duration::from_millis(50));
         };

@@ -4,15 +4,13 @@
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead as _, BufReader, Read as _},
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use netobs_e2e::{
-    TwoHop,
+    TwoHop, Watch, WatchOutput,
     lab::{Chain, Lab, Node, Reject, scenarios},
     netobs_bin, root_or_skip, run_netobs, two_hop_reject_lab,
 };
@@ -59,127 +57,15 @@ fn py(node: &Node, code: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A `netobs watch --json` in the background, as root or as the service.
-struct Live {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+/// A `netobs watch --json` in the background, as root or as the service,
+/// attached to every `-i` interface.
+fn live(node: &Node, who: As, args: &[&str]) -> Result<Watch> {
+    Watch::start_command(netobs(node, who), args, Duration::from_secs(60)).with_context(|| format!("watch as {who:?}"))
 }
 
-struct Stopped {
-    status: ExitStatus,
-    records: Vec<Value>,
-    stderr: String,
-}
-
-impl Live {
-    /// Starts watch and waits until every `-i` interface is attached.
-    fn start(node: &Node, who: As, args: &[&str]) -> Result<Live> {
-        let mut cmd = netobs(node, who);
-        cmd.args(["watch", "--json"]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().context("spawning netobs watch")?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-            }
-        });
-        let live = Live { child, lines, reader: Some(reader) };
-        let expected = args.iter().filter(|a| **a == "-i").count().max(1);
-        let start = Instant::now();
-        let mut live = live;
-        while live.records().iter().filter(|r| r["type"] == "attach").count() < expected {
-            if let Some(status) = live.child.try_wait()? {
-                let mut err = String::new();
-                if let Some(mut e) = live.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                bail!("netobs watch ({who:?}) exited early ({status}): {err}");
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!("netobs watch ({who:?}) did not attach within 60 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(live)
-    }
-
-    fn records(&self) -> Vec<Value> {
-        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
-    }
-
-    fn wait_for(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Some(r) = self.records().into_iter().find(|r| pred(r)) {
-                return Some(r);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    }
-
-    /// The BPF programs and links this process holds, from its fdinfo:
-    /// exactly ours, whatever else the machine runs.
-    fn bpf_objects(&self) -> Result<BTreeSet<(&'static str, u64)>> {
-        held_bpf_objects(self.child.id())
-    }
-
-    /// Sends `sig` and collects the output.
-    fn stop(mut self, sig: i32) -> Result<Stopped> {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = self.child.try_wait()? {
-                break s;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
-                bail!("netobs watch did not exit within 30 s of signal {sig}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
-        let mut stderr = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
-        }
-        Ok(Stopped { status, records: self.records(), stderr })
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Stopped {
-    /// The last version of each finding.
-    fn findings(&self) -> Vec<Value> {
-        let mut by_id: Vec<(u64, Value)> = Vec::new();
-        for r in self.records.iter().filter(|r| r["type"] == "finding") {
-            let id = r["id"].as_u64().unwrap_or(0);
-            match by_id.iter_mut().find(|(i, _)| *i == id) {
-                Some(slot) => slot.1 = r.clone(),
-                None => by_id.push((id, r.clone())),
-            }
-        }
-        by_id.into_iter().map(|(_, v)| v).collect()
-    }
-
-    fn counters(&self) -> Option<&Value> {
-        self.records.iter().rev().find(|r| r["type"] == "counters")
-    }
+/// Stops a [`live`] watch with `sig` and collects its output.
+fn stop(w: Watch, sig: i32) -> Result<WatchOutput> {
+    w.stop_with(sig, Duration::from_secs(30))
 }
 
 /// `("prog", id)` / `("link", id)` for every BPF object `pid` holds a
@@ -233,7 +119,7 @@ fn attached_in(node: &Node) -> String {
 
 /// Field notes 1 once, watched as `who`: the rejected finding, how many
 /// SYN-ACKs the customer router rejected, and the client's port.
-fn field_notes_1(who: As) -> (Value, u64, u64, Stopped) {
+fn field_notes_1(who: As) -> (Value, u64, u64, WatchOutput) {
     let s = scenarios::build("acl-reject").unwrap();
     let port = scenarios::ACL_PORT;
     let _listener = s
@@ -241,7 +127,7 @@ fn field_notes_1(who: As) -> (Value, u64, u64, Stopped) {
         .spawn(&["python3", "-c", &format!("import socket,time\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',{port}))\nl.listen(16)\ntime.sleep(60)")])
         .unwrap();
     wait_listening(&s.server, port);
-    let w = Live::start(&s.server, who, &["-i", "eth0", "--no-metrics", "--update-interval", "1"]).unwrap();
+    let w = live(&s.server, who, &["-i", "eth0", "--no-metrics", "--update-interval", "1"]).unwrap();
     let client_port: u64 = py(
         &s.client,
         &format!("import socket\ns=socket.socket()\ns.bind(('198.18.1.1',0))\nprint(s.getsockname()[1], flush=True)\ns.settimeout(3.5)\ntry: s.connect(('{}',{port}))\nexcept Exception: pass", s.server_v4),
@@ -250,7 +136,7 @@ fn field_notes_1(who: As) -> (Value, u64, u64, Stopped) {
     .next()
     .and_then(|l| l.trim().parse().ok())
     .expect("client port");
-    let out = w.stop(libc::SIGTERM).unwrap();
+    let out = stop(w, libc::SIGTERM).unwrap();
     assert!(out.status.success(), "{who:?}: {}", out.stderr);
     let rejected = s.node("rc").unwrap().fw_packets(Chain::Forward, "tcp sport 65000").unwrap();
     let f = out
@@ -485,20 +371,20 @@ fn after_sigkill_a_restart_attaches_cleanly_and_leaves_nothing() {
     lab.link(&a, &b).v4("198.18.1.1/24", "198.18.1.2/24").names("eth0", "eth0").create().unwrap();
     let args = ["-i", "eth0", "--no-metrics", "--xdp-mode", "native"];
 
-    let first = Live::start(&a, As::Service, &args).unwrap();
-    let held = first.bpf_objects().unwrap();
+    let first = live(&a, As::Service, &args).unwrap();
+    let held = held_bpf_objects(first.pid()).unwrap();
     let links = held.iter().filter(|(k, _)| *k == "link").count();
     // XDP + TC egress + the icmp_send raw tracepoint, all bpf_links, all
     // in place by the time the attach record is out.
     assert_eq!(links, 3, "expected XDP, TCX egress and tracepoint links: {held:?}");
-    let killed = first.stop(libc::SIGKILL).unwrap();
+    let killed = stop(first, libc::SIGKILL).unwrap();
     assert_eq!(killed.status.code(), None, "killed by the signal");
     assert_eq!(wait_gone(&held), vec![], "SIGKILL left objects behind");
     assert!(!attached_in(&a).contains("netobs"), "{}", attached_in(&a));
 
     // The restart attaches natively again (no leftover XDP program to
     // refuse) and works.
-    let second = Live::start(&a, As::Service, &args).unwrap();
+    let second = live(&a, As::Service, &args).unwrap();
     let attach = second.records().into_iter().find(|r| r["type"] == "attach").unwrap();
     assert_eq!(attach["ingress"], "xdp_native", "{attach}");
     assert_eq!(attach["egress"], true, "{attach}");
@@ -506,9 +392,9 @@ fn after_sigkill_a_restart_attaches_cleanly_and_leaves_nothing() {
     second
         .wait_for(Duration::from_secs(10), |r| r["type"] == "finding" && r["icmp_code"] == 3)
         .expect("the restarted watch sees the port unreachable");
-    let held2 = second.bpf_objects().unwrap();
+    let held2 = held_bpf_objects(second.pid()).unwrap();
     assert!(held2.is_disjoint(&held), "fresh objects, nothing reused from the killed run");
-    let out = second.stop(libc::SIGTERM).unwrap();
+    let out = stop(second, libc::SIGTERM).unwrap();
     assert!(out.status.success(), "{}", out.stderr);
     assert!(!out.stderr.contains("icmp_send"), "tracepoint attached both times: {}", out.stderr);
     assert_eq!(wait_gone(&held2), vec![], "the second exit left objects behind");
@@ -524,8 +410,8 @@ fn generated_icmp_is_counted_only_in_its_own_namespace() {
     }
     let s = scenarios::build("gateway-df").unwrap();
     let gw = s.node("gw").unwrap();
-    let on_gw = Live::start(gw, As::Service, &["-i", "eth0", "--no-metrics"]).unwrap();
-    let on_src = Live::start(&s.client, As::Service, &["-i", "eth0", "--no-metrics"]).unwrap();
+    let on_gw = live(gw, As::Service, &["-i", "eth0", "--no-metrics"]).unwrap();
+    let on_src = live(&s.client, As::Service, &["-i", "eth0", "--no-metrics"]).unwrap();
     py(
         &s.client,
         &format!(
@@ -534,9 +420,9 @@ fn generated_icmp_is_counted_only_in_its_own_namespace() {
         ),
     );
     std::thread::sleep(Duration::from_millis(500));
-    let gw_out = on_gw.stop(libc::SIGTERM).unwrap();
-    let src_out = on_src.stop(libc::SIGTERM).unwrap();
-    let generated = |o: &Stopped| -> u64 {
+    let gw_out = stop(on_gw, libc::SIGTERM).unwrap();
+    let src_out = stop(on_src, libc::SIGTERM).unwrap();
+    let generated = |o: &WatchOutput| -> u64 {
         o.counters()
             .and_then(|c| c["icmp"].as_array().cloned())
             .unwrap_or_default()
@@ -586,8 +472,7 @@ fn sighup_reopens_the_json_file_for_logrotate() {
     std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
     let path = dir.join("events.json");
     let rotated = dir.join("events.json.1");
-    let w =
-        Live::start(&a, As::Service, &["-i", "eth0", "--no-metrics", "--json-file", path.to_str().unwrap()]).unwrap();
+    let w = live(&a, As::Service, &["-i", "eth0", "--no-metrics", "--json-file", path.to_str().unwrap()]).unwrap();
     let send = |port: u16| {
         py(
             &a,
@@ -602,11 +487,11 @@ fn sighup_reopens_the_json_file_for_logrotate() {
     // logrotate: move the file away, then SIGHUP.
     std::fs::rename(&path, &rotated).unwrap();
     // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(w.child.id() as i32, libc::SIGHUP) };
+    unsafe { libc::kill(w.pid() as i32, libc::SIGHUP) };
     assert!(eventually(Duration::from_secs(10), || path.exists()), "SIGHUP reopened the file by name");
     send(9002);
     assert!(eventually(Duration::from_secs(10), || has(&path, "\"dst_port\":9002")), "new lines go to the new file");
-    let out = w.stop(libc::SIGTERM).unwrap();
+    let out = stop(w, libc::SIGTERM).unwrap();
     assert!(out.status.success(), "{}", out.stderr);
     assert!(has(&rotated, "\"type\":\"attach\"") && has(&rotated, "\"dst_port\":9001"));
     assert!(!has(&rotated, "\"dst_port\":9002"), "nothing new went to the rotated file");
@@ -660,8 +545,8 @@ fn after_attach_every_thread_keeps_only_what_it_still_needs() {
     ] {
         let mut args = iface.to_vec();
         args.extend(["--metrics-addr", "127.0.0.1:9464"]);
-        let w = Live::start(&a, who, &args).unwrap();
-        let threads = thread_status(w.child.id());
+        let w = live(&a, who, &args).unwrap();
+        let threads = thread_status(w.pid());
         assert!(threads.len() >= 2, "{who:?}: the loop and the metrics worker at least: {threads:?}");
         for (comm, eff, prm, amb, bnd, nnp) in &threads {
             assert_eq!((*eff, *prm, *amb, *nnp), (keep, keep, 0, 1), "{who:?} {args:?} thread {comm}: {threads:?}");
@@ -676,7 +561,7 @@ fn after_attach_every_thread_keeps_only_what_it_still_needs() {
             "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9464/metrics').read().decode())",
         );
         assert!(metrics.contains("netobs_"), "{who:?}: {metrics}");
-        let out = w.stop(libc::SIGTERM).unwrap();
+        let out = stop(w, libc::SIGTERM).unwrap();
         assert!(out.status.success(), "{who:?}: {}", out.stderr);
         assert!(out.counters().is_some(), "{who:?}: counters read after the drop");
     }

@@ -34,7 +34,7 @@ use aya::{
 use super::{
     features::{self, Features, TcPath},
     loader::load_program,
-    rtnl::Rtnl,
+    rtnl,
 };
 
 /// How to observe ingress traffic.
@@ -169,16 +169,16 @@ impl Drop for IfaceLinks {
 /// Deletes a clsact qdisc netobs created, unless filters it did not put
 /// there hang off it now (netobs's own are detached by then).
 fn remove_created_clsact(iface: &str, ifindex: u32) {
-    let r = Rtnl::open().and_then(|mut nl| {
-        let others = nl.clsact_filters(ifindex)?;
+    let r = (|| {
+        let others = rtnl::clsact_filters(ifindex)?;
         if others > 0 {
             log::warn!(
                 "{iface}: leaving the clsact qdisc netobs created: {others} filter(s) of other programs use it now"
             );
             return Ok(());
         }
-        nl.delete_clsact(ifindex)
-    });
+        rtnl::delete_clsact(ifindex)
+    })();
     match r {
         Ok(()) => log::debug!("{iface}: removed the clsact qdisc netobs created"),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENODEV) | Some(libc::ENOENT)) => {}
@@ -293,7 +293,7 @@ fn describe_program(id: u32) -> ForeignProgram {
 /// The program in `ifindex`'s XDP slot, if any. A failed query is logged
 /// and treated as "free": the attach itself then tells.
 fn xdp_holder(iface: &str, ifindex: u32) -> Option<(super::rtnl::XdpSlot, ForeignProgram)> {
-    match Rtnl::open().and_then(|mut nl| nl.xdp_slot(ifindex)) {
+    match rtnl::xdp_slot(ifindex) {
         Ok(slot) => slot.holder().map(|id| (slot, describe_program(id))),
         Err(e) => {
             log::debug!("{iface}: could not read the XDP slot over netlink: {e}");
@@ -477,7 +477,7 @@ fn remove_stale_filters(iface: &str, idx: u32, at: TcAttachType, name: &str, not
         TcAttachType::Egress => NlHandle::MIN_EGRESS,
         TcAttachType::Custom(_) => return,
     };
-    let filters = match Rtnl::open().and_then(|mut nl| nl.clsact_bpf_filters(idx, minor)) {
+    let filters = match rtnl::clsact_bpf_filters(idx, minor) {
         Ok(f) => f,
         Err(e) => {
             log::debug!("{iface}: listing clsact filters: {e}");
@@ -518,9 +518,8 @@ fn belongs_to_live_netobs(prog_id: u32) -> bool {
 /// (`IFLA_XDP` with fd -1, per mode). A program held by a bpf_link cannot
 /// be removed by anyone but its owner; that is an error naming it.
 fn force_detach_xdp(iface: &str, idx: u32, slot: &super::rtnl::XdpSlot, prog: &ForeignProgram) -> Result<()> {
-    let mut nl = Rtnl::open().context("opening rtnetlink for --force")?;
     for (flag, id) in slot.occupied() {
-        match nl.detach_xdp(idx, flag) {
+        match rtnl::detach_xdp(idx, flag) {
             Ok(()) => log::warn!("--force: detached XDP program id {id} from {iface}"),
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => bail!(
                 "--force cannot detach {prog} from {iface}: it is attached through a bpf_link, which only its owner can release"

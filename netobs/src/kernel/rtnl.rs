@@ -2,22 +2,22 @@
 //!
 //! Who holds an interface's XDP slot, removing that program for `--force`,
 //! and the clsact qdisc netobs creates on kernels without TCX. They are
-//! spoken here directly (netlink-packet-route over a netlink-sys socket)
-//! rather than by spawning `ip` or `tc`: the product never needs iproute2.
-//! Every request waits at most [`TIMEOUT`] for its answer, so a stuck
-//! netlink socket can delay an attach but never hang `watch`.
+//! spoken here directly (netlink-packet-route messages, sent through the
+//! one request helper [`crate::net::nl::request`]) rather than by spawning
+//! `ip` or `tc`: the product never needs iproute2. Every request waits at
+//! most [`TIMEOUT`] for its answer, so a stuck netlink socket can delay an
+//! attach but never hang `watch`.
 
-use std::{io, os::fd::AsRawFd as _, time::Duration};
+use std::{io, time::Duration};
 
-use rtnetlink::{
-    packet_core::{NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload},
-    packet_route::{
-        RouteNetlinkMessage,
-        link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
-        tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcMessage, TcOption},
-    },
-    sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE},
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached},
+    tc::{TcAttribute, TcFilterBpfOption, TcHandle, TcMessage, TcOption},
 };
+use netlink_sys::protocols::NETLINK_ROUTE;
+
+use crate::net::nl::{self, Kind, NlError};
 
 /// Longest wait for one netlink answer.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(3);
@@ -92,161 +92,95 @@ pub(crate) struct BpfFilter {
     pub(crate) handle: u32,
 }
 
-/// A synchronous rtnetlink socket with a receive timeout.
-pub(crate) struct Rtnl {
-    sock: Socket,
-    seq: u32,
+/// One rtnetlink request; failures keep the errno callers branch on
+/// (EBUSY for a bpf_link holder, ENOENT/ENODEV for a qdisc already gone).
+fn request(what: &'static str, msg: RouteNetlinkMessage, kind: Kind) -> io::Result<Vec<RouteNetlinkMessage>> {
+    nl::request(what, NETLINK_ROUTE, msg, kind, TIMEOUT).map_err(|e| match e {
+        NlError::Kernel { errno, .. } => io::Error::from_raw_os_error(errno),
+        NlError::Io { source, .. } => source,
+        NlError::Timeout { .. } => io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
+        NlError::Decode { .. } => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+    })
 }
 
-impl Rtnl {
-    pub(crate) fn open() -> io::Result<Rtnl> {
-        let mut sock = Socket::new(NETLINK_ROUTE)?;
-        sock.bind_auto()?;
-        sock.connect(&SocketAddr::new(0, 0))?;
-        let tv = libc::timeval { tv_sec: TIMEOUT.as_secs() as libc::time_t, tv_usec: 0 };
-        // SAFETY: valid fd, option and pointer to a timeval of the right size.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&tv as *const libc::timeval).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Rtnl { sock, seq: 0 })
-    }
+/// The XDP programs attached to `ifindex` (`RTM_GETLINK`, `IFLA_XDP`).
+pub(crate) fn xdp_slot(ifindex: u32) -> io::Result<XdpSlot> {
+    let mut link = LinkMessage::default();
+    link.header.index = ifindex;
+    let answers = request("reading the XDP slot", RouteNetlinkMessage::GetLink(link), Kind::Get)?;
+    let slot = answers
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) if l.header.index == ifindex => Some(l),
+            _ => None,
+        })
+        .flat_map(|l| l.attributes.iter())
+        .find_map(|a| match a {
+            LinkAttribute::Xdp(x) => Some(XdpSlot::from_attrs(x)),
+            _ => None,
+        });
+    Ok(slot.unwrap_or_default())
+}
 
-    /// Sends one request and collects the answers until its ACK (or, for a
-    /// dump, its DONE). A NACK becomes the errno it carries.
-    fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.seq;
-        let mut req = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));
-        req.finalize();
-        let mut buf = vec![0u8; req.buffer_len()];
-        req.serialize(&mut buf);
-        self.sock.send(&buf, 0)?;
+/// Removes the XDP program attached in `mode_flag` (`IFLA_XDP_FD` -1).
+/// A program held by a bpf_link cannot be removed this way: the kernel
+/// answers EBUSY, which is returned as is.
+pub(crate) fn detach_xdp(ifindex: u32, mode_flag: u32) -> io::Result<()> {
+    let mut link = LinkMessage::default();
+    link.header.index = ifindex;
+    link.attributes.push(LinkAttribute::Xdp(vec![LinkXdp::Fd(-1), LinkXdp::Flags(mode_flag)]));
+    request("detaching an XDP program", RouteNetlinkMessage::SetLink(link), Kind::Ack).map(|_| ())
+}
 
-        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut out = Vec::new();
-        let mut rx: Vec<u8> = Vec::with_capacity(1 << 16);
-        loop {
-            rx.clear();
-            let n = self.sock.recv(&mut rx, 0)?;
-            let mut off = 0;
-            while off < n {
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rx[off..n])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = msg.header.length as usize;
-                if len == 0 {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "zero-length netlink message"));
-                }
-                off += (len + 3) & !3;
-                if msg.header.sequence_number != self.seq {
-                    continue;
-                }
-                match msg.payload {
-                    NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-                    // An ACK ends a plain request; DONE ends a dump.
-                    NetlinkPayload::Error(_) if !dump => return Ok(out),
-                    NetlinkPayload::Done(_) => return Ok(out),
-                    NetlinkPayload::InnerMessage(m) => {
-                        out.push(m);
-                        if !dump && flags & NLM_F_ACK == 0 {
-                            return Ok(out);
-                        }
+/// Deletes the clsact qdisc of `ifindex` (`RTM_DELQDISC`, kind "clsact",
+/// so an `ingress` qdisc sharing the handle is never touched).
+pub(crate) fn delete_clsact(ifindex: u32) -> io::Result<()> {
+    let mut tc = TcMessage::with_index(ifindex as i32);
+    tc.header.parent = TcHandle::CLSACT;
+    tc.header.handle = CLSACT_HANDLE;
+    tc.attributes.push(TcAttribute::Kind("clsact".to_string()));
+    request("deleting the clsact qdisc", RouteNetlinkMessage::DelQueueDiscipline(tc), Kind::Ack).map(|_| ())
+}
+
+/// The cls_bpf filters on `ifindex`'s clsact `minor` (ingress/egress).
+pub(crate) fn clsact_bpf_filters(ifindex: u32, minor: u16) -> io::Result<Vec<BpfFilter>> {
+    let mut tc = TcMessage::with_index(ifindex as i32);
+    tc.header.parent = TcHandle { major: 0xffff, minor };
+    let answers = request("listing clsact filters", RouteNetlinkMessage::GetTrafficFilter(tc), Kind::Dump)?;
+    let mut out = Vec::new();
+    for m in answers {
+        let RouteNetlinkMessage::NewTrafficFilter(f) = m else { continue };
+        let (mut name, mut prog_id) = (None, None);
+        for a in &f.attributes {
+            if let TcAttribute::Options(opts) = a {
+                for o in opts {
+                    match o {
+                        TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = Some(n.clone()),
+                        TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => prog_id = Some(*id),
+                        _ => {}
                     }
-                    _ => {}
                 }
             }
         }
+        if let (Some(name), Some(prog_id)) = (name, prog_id) {
+            let handle = (u32::from(f.header.handle.major) << 16) | u32::from(f.header.handle.minor);
+            out.push(BpfFilter { name, prog_id, priority: (f.header.info >> 16) as u16, handle });
+        }
     }
+    Ok(out)
+}
 
-    /// The XDP programs attached to `ifindex` (`RTM_GETLINK`, `IFLA_XDP`).
-    pub(crate) fn xdp_slot(&mut self, ifindex: u32) -> io::Result<XdpSlot> {
-        let mut link = LinkMessage::default();
-        link.header.index = ifindex;
-        let answers = self.request(RouteNetlinkMessage::GetLink(link), 0)?;
-        let slot = answers
-            .iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) if l.header.index == ifindex => Some(l),
-                _ => None,
-            })
-            .flat_map(|l| l.attributes.iter())
-            .find_map(|a| match a {
-                LinkAttribute::Xdp(x) => Some(XdpSlot::from_attrs(x)),
-                _ => None,
-            });
-        Ok(slot.unwrap_or_default())
-    }
-
-    /// Removes the XDP program attached in `mode_flag` (`IFLA_XDP_FD` -1).
-    /// A program held by a bpf_link cannot be removed this way: the kernel
-    /// answers EBUSY, which is returned as is.
-    pub(crate) fn detach_xdp(&mut self, ifindex: u32, mode_flag: u32) -> io::Result<()> {
-        let mut link = LinkMessage::default();
-        link.header.index = ifindex;
-        link.attributes.push(LinkAttribute::Xdp(vec![LinkXdp::Fd(-1), LinkXdp::Flags(mode_flag)]));
-        self.request(RouteNetlinkMessage::SetLink(link), NLM_F_ACK).map(|_| ())
-    }
-
-    /// Deletes the clsact qdisc of `ifindex` (`RTM_DELQDISC`, kind "clsact",
-    /// so an `ingress` qdisc sharing the handle is never touched).
-    pub(crate) fn delete_clsact(&mut self, ifindex: u32) -> io::Result<()> {
-        let mut tc = TcMessage::with_index(ifindex as i32);
-        tc.header.parent = TcHandle::CLSACT;
-        tc.header.handle = CLSACT_HANDLE;
-        tc.attributes.push(TcAttribute::Kind("clsact".to_string()));
-        self.request(RouteNetlinkMessage::DelQueueDiscipline(tc), NLM_F_ACK).map(|_| ())
-    }
-
-    /// The cls_bpf filters on `ifindex`'s clsact `minor` (ingress/egress).
-    pub(crate) fn clsact_bpf_filters(&mut self, ifindex: u32, minor: u16) -> io::Result<Vec<BpfFilter>> {
+/// How many TC filters hang off the clsact qdisc of `ifindex` (ingress
+/// and egress): a qdisc someone else has since used is not ours to delete.
+pub(crate) fn clsact_filters(ifindex: u32) -> io::Result<usize> {
+    let mut n = 0;
+    for minor in [TcHandle::MIN_INGRESS, TcHandle::MIN_EGRESS] {
         let mut tc = TcMessage::with_index(ifindex as i32);
         tc.header.parent = TcHandle { major: 0xffff, minor };
-        let answers = self.request(RouteNetlinkMessage::GetTrafficFilter(tc), NLM_F_DUMP)?;
-        let mut out = Vec::new();
-        for m in answers {
-            let RouteNetlinkMessage::NewTrafficFilter(f) = m else { continue };
-            let (mut name, mut prog_id) = (None, None);
-            for a in &f.attributes {
-                if let TcAttribute::Options(opts) = a {
-                    for o in opts {
-                        match o {
-                            TcOption::Bpf(TcFilterBpfOption::ProgName(n)) => name = Some(n.clone()),
-                            TcOption::Bpf(TcFilterBpfOption::ProgId(id)) => prog_id = Some(*id),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            if let (Some(name), Some(prog_id)) = (name, prog_id) {
-                let handle = (u32::from(f.header.handle.major) << 16) | u32::from(f.header.handle.minor);
-                out.push(BpfFilter { name, prog_id, priority: (f.header.info >> 16) as u16, handle });
-            }
-        }
-        Ok(out)
+        let answers = request("listing clsact filters", RouteNetlinkMessage::GetTrafficFilter(tc), Kind::Dump)?;
+        n += answers.iter().filter(|m| matches!(m, RouteNetlinkMessage::NewTrafficFilter(_))).count();
     }
-
-    /// How many TC filters hang off the clsact qdisc of `ifindex` (ingress
-    /// and egress): a qdisc someone else has since used is not ours to delete.
-    pub(crate) fn clsact_filters(&mut self, ifindex: u32) -> io::Result<usize> {
-        let mut n = 0;
-        for minor in [TcHandle::MIN_INGRESS, TcHandle::MIN_EGRESS] {
-            let mut tc = TcMessage::with_index(ifindex as i32);
-            tc.header.parent = TcHandle { major: 0xffff, minor };
-            let answers = self.request(RouteNetlinkMessage::GetTrafficFilter(tc), NLM_F_DUMP)?;
-            n += answers.iter().filter(|m| matches!(m, RouteNetlinkMessage::NewTrafficFilter(_))).count();
-        }
-        Ok(n)
-    }
+    Ok(n)
 }
 
 #[cfg(test)]

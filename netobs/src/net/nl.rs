@@ -17,7 +17,7 @@ use std::{
 };
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage, NetlinkPayload,
     NetlinkSerializable,
 };
 use netlink_sys::{Socket, SocketAddr};
@@ -56,13 +56,16 @@ impl NlError {
     }
 }
 
-/// Single request (`NLM_F_REQUEST`) or dump (`NLM_F_REQUEST | NLM_F_DUMP`).
+/// Single request (`NLM_F_REQUEST`), dump (`| NLM_F_DUMP`) or change
+/// (`| NLM_F_ACK`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// One object by key: one answer message or an error.
     Get,
     /// Every object matching the request: messages until `NLMSG_DONE`.
     Dump,
+    /// A change (set, delete): answered by an ACK or an error.
+    Ack,
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(1);
@@ -74,6 +77,7 @@ pub fn encode<T: NetlinkSerializable + Debug>(msg: T, kind: Kind, seq: u32) -> V
     header.flags = match kind {
         Kind::Get => NLM_F_REQUEST,
         Kind::Dump => NLM_F_REQUEST | NLM_F_DUMP,
+        Kind::Ack => NLM_F_REQUEST | NLM_F_ACK,
     };
     header.sequence_number = seq;
     let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(msg));

@@ -63,7 +63,11 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     let level = opts.ebpf_log_level.as_u8();
     let config = Config {
         sample_seed: if opts.config.sample_seed != 0 { opts.config.sample_seed } else { random_seed() },
-        fib_skip_neigh: u32::from(opts.config.fib_skip_neigh != 0 && fib_skip_neigh_supported()),
+        // Asked of the kernel itself (a test-run lookup with the flag), not read
+        // off the version: distributions backport. When the probe cannot
+        // tell, the flag stays on; the datapath retries a lookup that fails
+        // with it, so a wrong guess costs one call, never the DF check.
+        fib_skip_neigh: u32::from(opts.config.fib_skip_neigh != 0 && !super::features::detect().fib_skip_neigh.is_no()),
         log_level: u32::from(level),
         ..opts.config
     };
@@ -107,34 +111,6 @@ pub fn start_ebpf_logger(ebpf: &mut Ebpf, level: EbpfLogLevel) -> Result<Option<
             }
         }
     })))
-}
-
-/// Does this kernel accept `BPF_FIB_LOOKUP_SKIP_NEIGH` (Linux 6.3+)? Older
-/// kernels reject every lookup that passes it, which would silently turn
-/// the DF check off. A kernel-version probe: the datapath also retries a
-/// failed lookup without the flag, so a backport the version misses costs
-/// one failed call per lookup, never the check.
-pub fn fib_skip_neigh_supported() -> bool {
-    kernel_version().is_some_and(|v| v >= (6, 3))
-}
-
-/// (major, minor) of the running kernel, from uname(2).
-pub fn kernel_version() -> Option<(u32, u32)> {
-    // SAFETY: utsname is plain data; uname fills it.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return None;
-    }
-    let release: String = u.release.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
-    parse_version(&release)
-}
-
-fn parse_version(release: &str) -> Option<(u32, u32)> {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
 }
 
 /// A seed for the fair-sampling hash, so a flooder cannot compute which
@@ -197,14 +173,6 @@ loadable!(aya::programs::RawTracePoint);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kernel_versions_parse_from_uname_releases() {
-        assert_eq!(parse_version("6.18.0-1-amd64"), Some((6, 18)));
-        assert_eq!(parse_version("5.15.0"), Some((5, 15)));
-        assert_eq!(parse_version("6.2.16+rpt"), Some((6, 2)));
-        assert_eq!(parse_version("garbage"), None);
-    }
 
     #[test]
     fn log_levels_follow_aya_log_numbering() {

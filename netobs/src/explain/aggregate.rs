@@ -522,45 +522,13 @@ impl Aggregator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::explain::finding::Flow;
 
     fn finding(port: u16) -> Finding {
-        Finding {
-            kind: "icmp_error",
-            verdict: Verdict::Rejected,
-            family: 4,
-            icmp_type: 3,
-            icmp_code: 10,
-            icmp_name: "host administratively prohibited",
-            hint: "",
-            annotation: "!X",
-            reporter: "198.18.2.1".parse().unwrap(),
-            to: "198.18.3.1".parse().unwrap(),
-            iface: "eth0".into(),
-            direction: Direction::Return,
-            flow: Some(Flow {
-                protocol: "tcp".into(),
-                src: "198.18.3.1".parse().unwrap(),
-                dst: "198.18.1.1".parse().unwrap(),
-                src_port: Some(65000),
-                dst_port: Some(port),
-                echo_id: None,
-            }),
-            tcp_flags: Some("SYN-ACK".into()),
-            hops: None,
-            mtu: None,
-            packet_len: None,
-            gateway: None,
-            pointer: None,
-            egress_iface: None,
-            quote_truncated: false,
-            socket_state: None,
-            icmp_back: None,
-            pmtu_cached: None,
-            nat_original: None,
-            unknown: Vec::new(),
-            ptb_suspect: None,
+        let mut f = Finding::example();
+        if let Some(fl) = &mut f.flow {
+            fl.dst_port = Some(port);
         }
+        f
     }
 
     #[test]

@@ -303,6 +303,51 @@ impl Finding {
 }
 
 #[cfg(test)]
+impl Finding {
+    /// The fixture unit tests start from (and vary with struct update
+    /// syntax): a received ICMP 3/10 rejecting our SYN-ACK
+    /// 198.18.3.1:65000 -> 198.18.1.1:40000, no join done yet.
+    pub(crate) fn example() -> Finding {
+        Finding {
+            kind: "icmp_error",
+            verdict: Verdict::Rejected,
+            family: 4,
+            icmp_type: 3,
+            icmp_code: 10,
+            icmp_name: "host administratively prohibited",
+            hint: "",
+            annotation: "!X",
+            reporter: "198.18.2.1".parse().unwrap(),
+            to: "198.18.3.1".parse().unwrap(),
+            iface: "eth0".into(),
+            direction: Direction::Return,
+            flow: Some(Flow {
+                protocol: "tcp".into(),
+                src: "198.18.3.1".parse().unwrap(),
+                dst: "198.18.1.1".parse().unwrap(),
+                src_port: Some(65000),
+                dst_port: Some(40000),
+                echo_id: None,
+            }),
+            tcp_flags: Some("SYN-ACK".into()),
+            hops: None,
+            mtu: None,
+            packet_len: None,
+            gateway: None,
+            pointer: None,
+            egress_iface: None,
+            quote_truncated: false,
+            socket_state: None,
+            icmp_back: None,
+            pmtu_cached: None,
+            nat_original: None,
+            unknown: Vec::new(),
+            ptb_suspect: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use netobs_common::PacketInfo;

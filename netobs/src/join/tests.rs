@@ -61,15 +61,10 @@ fn ctx() -> HostContext {
 
 fn finding(verdict: Verdict, protocol: &str, src: &str, sport: u16) -> Finding {
     Finding {
-        kind: "icmp_error",
         verdict,
-        family: 4,
-        icmp_type: 3,
         icmp_code: if verdict == Verdict::FragNeeded { 4 } else { 13 },
         icmp_name: "",
-        hint: "",
         annotation: "",
-        reporter: ip("198.18.2.1"),
         to: ip(src),
         iface: "eth1".into(),
         direction: Direction::Outgoing,
@@ -82,19 +77,9 @@ fn finding(verdict: Verdict, protocol: &str, src: &str, sport: u16) -> Finding {
             echo_id: None,
         }),
         tcp_flags: None,
-        hops: None,
         mtu: Some(1400),
         packet_len: Some(1500),
-        gateway: None,
-        pointer: None,
-        egress_iface: None,
-        quote_truncated: false,
-        socket_state: None,
-        icmp_back: None,
-        pmtu_cached: None,
-        nat_original: None,
-        unknown: Vec::new(),
-        ptb_suspect: None,
+        ..Finding::example()
     }
 }
 

@@ -88,6 +88,18 @@ pub struct TraceArgs {
     #[arg(short, long, default_value = "3s", value_parser = wait)]
     pub wait: std::time::Duration,
 
+    /// Multipath: trace N flow identities at once (source port; ICMP id;
+    /// also the flow label on IPv6), Paris-style within each, and show per
+    /// hop the distinct responders (ECMP branches) and which flows took them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(2..=32), conflicts_with = "mtu")]
+    pub flows: Option<u8>,
+
+    /// Per-hop MTU: after the trace, probe every hop with DF at the full
+    /// interface MTU and print `F=<size>` where it drops, with the router
+    /// that announced it (as traceroute --mtu).
+    #[arg(long)]
+    pub mtu: bool,
+
     #[command(flatten)]
     pub family: FamilyArgs,
 

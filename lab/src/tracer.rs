@@ -82,7 +82,7 @@ pub fn ecmp_diamond() -> Result<Diamond> {
     // The two equal-cost next hops (addresses checked above by `link`).
     r1.ip_batch(&[
         "route add 198.18.6.0/24 nexthop via 198.18.2.254 nexthop via 198.18.3.254",
-        "-6 route add 2001:db8:6::/64 nexthop via 2001:db8:2::fe nexthop via 2001:db8:3::fe",
+        "route add 2001:db8:6::/64 nexthop via 2001:db8:2::fe nexthop via 2001:db8:3::fe",
     ])
     .context("adding r1's multipath routes")?;
     r1.sysctl(&["net.ipv4.fib_multipath_hash_policy=1", "net.ipv6.fib_multipath_hash_policy=1"])?;
@@ -139,13 +139,13 @@ pub fn stateless_snat(s: &ScenarioLab, hop: usize, public: Ipv4Addr) -> Result<(
     let client = s.client_v4;
     r.nft(&format!(
         "add table ip nobs_snat\n\
-         add chain ip nobs_snat raw {{ type filter hook prerouting priority -300; policy accept; }}\n\
-         add chain ip nobs_snat rawout {{ type filter hook output priority -300; policy accept; }}\n\
-         add chain ip nobs_snat post {{ type filter hook postrouting priority 100; policy accept; }}\n\
-         add rule ip nobs_snat raw notrack\n\
-         add rule ip nobs_snat rawout notrack\n\
-         add rule ip nobs_snat raw ip daddr {public} counter ip daddr set {client}\n\
-         add rule ip nobs_snat post ip saddr {client} counter ip saddr set {public}"
+         add chain ip nobs_snat prerouting {{ type filter hook prerouting priority -300; policy accept; }}\n\
+         add chain ip nobs_snat output {{ type filter hook output priority -300; policy accept; }}\n\
+         add chain ip nobs_snat postrouting {{ type filter hook postrouting priority 100; policy accept; }}\n\
+         add rule ip nobs_snat prerouting notrack\n\
+         add rule ip nobs_snat output notrack\n\
+         add rule ip nobs_snat prerouting ip daddr {public} counter ip daddr set {client}\n\
+         add rule ip nobs_snat postrouting ip saddr {client} counter ip saddr set {public}"
     ))?;
     for k in hop + 1..s.nodes.len() - 1 {
         let back = s.links[k - 1].a.v4_or_err()?;
@@ -162,8 +162,8 @@ pub fn masquerade(s: &ScenarioLab, hop: usize) -> Result<()> {
     let out = &s.links[hop].a.ifname;
     r.nft(&format!(
         "add table ip nobs_masq\n\
-         add chain ip nobs_masq post {{ type nat hook postrouting priority 100; policy accept; }}\n\
-         add rule ip nobs_masq post oifname \"{out}\" counter masquerade"
+         add chain ip nobs_masq postrouting {{ type nat hook postrouting priority 100; policy accept; }}\n\
+         add rule ip nobs_masq postrouting oifname \"{out}\" counter masquerade"
     ))
 }
 
@@ -175,9 +175,9 @@ pub fn rewrite_dscp(node: &Node, dscp: &str) -> Result<()> {
     }
     node.nft(&format!(
         "add table inet nobs_dscp\n\
-         add chain inet nobs_dscp fwd {{ type filter hook forward priority 0; policy accept; }}\n\
-         add rule inet nobs_dscp fwd meta nfproto ipv4 counter ip dscp set {dscp}\n\
-         add rule inet nobs_dscp fwd meta nfproto ipv6 counter ip6 dscp set {dscp}"
+         add chain inet nobs_dscp forwarded {{ type filter hook forward priority 0; policy accept; }}\n\
+         add rule inet nobs_dscp forwarded meta nfproto ipv4 counter ip dscp set {dscp}\n\
+         add rule inet nobs_dscp forwarded meta nfproto ipv6 counter ip6 dscp set {dscp}"
     ))
 }
 
@@ -185,8 +185,8 @@ pub fn rewrite_dscp(node: &Node, dscp: &str) -> Result<()> {
 pub fn clamp_mss(node: &Node, mss: u16) -> Result<()> {
     node.nft(&format!(
         "add table inet nobs_mss\n\
-         add chain inet nobs_mss fwd {{ type filter hook forward priority 0; policy accept; }}\n\
-         add rule inet nobs_mss fwd tcp flags syn counter tcp option maxseg size set {mss}"
+         add chain inet nobs_mss forwarded {{ type filter hook forward priority 0; policy accept; }}\n\
+         add rule inet nobs_mss forwarded tcp flags syn counter tcp option maxseg size set {mss}"
     ))
 }
 

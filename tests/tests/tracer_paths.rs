@@ -206,6 +206,29 @@ fn dscp_rewrite_reported_at_the_right_hop() -> Result<()> {
     Ok(())
 }
 
+/// Hop 2 clears DSCP (sets CS0): invisible to unmarked probes, reported
+/// as bleached for probes sent with `--tos 0xb8` (EF).
+#[test]
+fn dscp_bleaching_reported_for_marked_probes() -> Result<()> {
+    if !root_or_skip("dscp_bleaching_reported_for_marked_probes") {
+        return Ok(());
+    }
+    let s = scenarios::linear("trace-bleach", &["client", "r1", "r2", "r3", "server"], &[])?;
+    tracer::rewrite_dscp(s.hop(2)?, "cs0")?;
+    for target in [s.server_v4.to_string(), s.server_v6.to_string()] {
+        let plain = json(&s.client, &["trace", &target])?;
+        assert_eq!(plain["middleboxes"], serde_json::json!([]), "{}", pretty(&plain));
+        let v = json(&s.client, &["trace", &target, "--tos", "0xb8"])?;
+        assert_eq!(v["reached_at"], 4, "{}", pretty(&v));
+        let m = middleboxes(&v);
+        assert_eq!(m.len(), 1, "{}", pretty(&v));
+        assert_eq!((m[0]["field"].as_str(), m[0]["kind"].as_str()), (Some("dscp"), Some("bleached")), "{}", pretty(&v));
+        assert_eq!((m[0]["sent"].as_u64(), m[0]["quoted"].as_u64()), (Some(46), Some(0)), "{}", pretty(&v));
+        assert_eq!((m[0]["after_hop"].as_u64(), m[0]["first_hop"].as_u64()), (Some(2), Some(3)), "{}", pretty(&v));
+    }
+    Ok(())
+}
+
 /// Hop 2 clamps the MSS of forwarded SYNs to 1300: TCP probes (SYNs with
 /// MSS 1460) come back quoted with 1300 from hop 3 on.
 #[test]

@@ -40,6 +40,7 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
             gap: args.gap,
             max_wait: args.wait,
             initial_ttl: net::initial_ttl(if target.is_ipv4() { 4 } else { 6 }),
+            tos: args.tos,
             ..TraceOptions::default()
         };
         let progress = Progress::new(!args.json);
@@ -82,6 +83,7 @@ fn multipath_run(
         gap: args.gap,
         max_wait: args.wait,
         initial_ttl: net::initial_ttl(if target.is_ipv4() { 4 } else { 6 }),
+        tos: args.tos,
         ..TraceOptions::default()
     };
     let progress = Progress::new(!args.json);

@@ -100,10 +100,11 @@ impl HopMtu {
         let ignored = self.announcements.iter().filter(|a| !a.believed).count();
         let ignored =
             if ignored > 0 { format!("; {ignored} implausible frag-needed/too-big ignored") } else { String::new() };
+        let n = self.probes_sent;
         if drops.is_empty() {
-            format!("MTU: {pmtu} on the whole path (DF probes of {} bytes){ignored}", self.local_mtu)
+            format!("MTU: {pmtu} on the whole path (DF probes of {} bytes){ignored}; {n} DF probes", self.local_mtu)
         } else {
-            format!("MTU: {} -> {}; path MTU {pmtu}{ignored}", self.local_mtu, drops.join(", "))
+            format!("MTU: {} -> {}; path MTU {pmtu}{ignored}; {n} DF probes", self.local_mtu, drops.join(", "))
         }
     }
 }
@@ -223,7 +224,10 @@ mod tests {
         assert_eq!(m.hop_note(1), " F=1500");
         assert_eq!(m.hop_note(3), " F=1400 (announced by 198.18.2.254, hop 2)");
         assert_eq!(m.hop_note(4), "");
-        assert_eq!(m.summary(), "MTU: 1500 -> 1400 at hop 3 (announced by 198.18.2.254, hop 2); path MTU 1400");
+        assert_eq!(
+            m.summary(),
+            "MTU: 1500 -> 1400 at hop 3 (announced by 198.18.2.254, hop 2); path MTU 1400; 6 DF probes"
+        );
     }
 
     #[test]
@@ -236,7 +240,7 @@ mod tests {
         assert!(m.hops.iter().all(|h| h.announced_by.is_none()));
         assert_eq!(
             m.summary(),
-            "MTU: 1500 on the whole path (DF probes of 1500 bytes); 1 implausible frag-needed/too-big ignored"
+            "MTU: 1500 on the whole path (DF probes of 1500 bytes); 1 implausible frag-needed/too-big ignored; 4 DF probes"
         );
     }
 }

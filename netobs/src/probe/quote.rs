@@ -230,15 +230,23 @@ fn tcp_mss(c: &Cursor, off: usize) -> Option<u16> {
     None
 }
 
-/// The probe `sent` of `flow` as it left this host (IPv6: with the flow
-/// label we set, or none known when the kernel chose it).
-fn sent_fields(flow: &Flow, probe: &Sent, flow_label: Option<u32>) -> Option<Fields> {
+/// How the prober sends, beyond the flow: what the quote is compared with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SentAs {
+    /// IPv6 flow label we set (`None`: the kernel chose one, not compared).
+    pub flow_label: Option<u32>,
+    /// TOS / traffic class byte.
+    pub tos: u8,
+}
+
+/// The probe `sent` of `flow` as it left this host.
+fn sent_fields(flow: &Flow, probe: &Sent, how: SentAs) -> Option<Fields> {
     let (family, bytes) = match (flow.src, flow.dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => (4, packet::ipv4_packet(flow, probe.token, probe.ttl, probe.size, false)),
         (IpAddr::V6(s), IpAddr::V6(d)) => {
             let l4 = packet::transport(flow, probe.token, probe.size);
             let mut b = Vec::with_capacity(40 + l4.len());
-            b.extend_from_slice(&(0x6000_0000u32 | flow_label.unwrap_or(0)).to_be_bytes());
+            b.extend_from_slice(&(0x6000_0000u32 | how.flow_label.unwrap_or(0)).to_be_bytes());
             b.extend_from_slice(&(l4.len() as u16).to_be_bytes());
             b.extend_from_slice(&[flow.proto.number(6), probe.ttl]);
             b.extend_from_slice(&s.octets());
@@ -249,7 +257,8 @@ fn sent_fields(flow: &Flow, probe: &Sent, flow_label: Option<u32>) -> Option<Fie
         _ => return None,
     };
     let mut f = read_fields(&bytes, family)?;
-    if family == 6 && flow_label.is_none() {
+    f.tos = how.tos;
+    if family == 6 && how.flow_label.is_none() {
         f.flow_label = None;
     }
     Some(f)
@@ -286,11 +295,11 @@ fn is_time_exceeded(family: u8, datagram: &[u8]) -> bool {
 
 /// Compares the quote in `datagram` (the answer to `probe`) with the probe.
 /// `None` when the answer is not an ICMP error or its quote is unreadable.
-pub fn check(flow: &Flow, flow_label: Option<u32>, probe: &Sent, datagram: &[u8]) -> Option<QuoteCheck> {
+pub fn check(flow: &Flow, how: SentAs, probe: &Sent, datagram: &[u8]) -> Option<QuoteCheck> {
     let family = flow.family();
     let quote = quote_of(family, datagram)?;
     let q = read_fields(quote, family)?;
-    let s = sent_fields(flow, probe, flow_label)?;
+    let s = sent_fields(flow, probe, how)?;
     let mut changes = Vec::new();
     let mut push = |field, sent: Value, quoted: Value| {
         if sent != quoted {
@@ -358,6 +367,8 @@ impl PathChange {
                 "hop {} quoted TTL {} on a time exceeded (expected 1): a box before it reset the TTL or a hop did not decrement it",
                 self.first_hop, self.quoted
             ),
+            ChangeKind::Clamped => format!("{} {} clamped to {}", self.field.name(), self.sent, self.quoted),
+            ChangeKind::Bleached => format!("{} {} cleared to {}", self.field.name(), self.sent, self.quoted),
             _ => format!("{} {} rewritten to {}", self.field.name(), self.sent, self.quoted),
         };
         let seen = match (self.hops.first(), self.hops.last()) {
@@ -474,7 +485,7 @@ mod tests {
         for proto in [Proto::Udp, Proto::Tcp, Proto::Icmp] {
             let f = flow(proto, false);
             let s = sent(&f, 77, 3);
-            let q = check(&f, None, &s, &error(false, 11, &v4_quote(&f, &s))).unwrap();
+            let q = check(&f, SentAs::default(), &s, &error(false, 11, &v4_quote(&f, &s))).unwrap();
             assert_eq!(q.changes, vec![], "{proto:?}");
             assert_eq!(q.bytes, s.size);
         }
@@ -490,7 +501,7 @@ mod tests {
         q[12..16].copy_from_slice(&[198, 18, 77, 1]);
         // MSS option at 20 (IP) + 20 (TCP) + 2.
         q[42..44].copy_from_slice(&1300u16.to_be_bytes());
-        let c = check(&f, None, &s, &error(false, 11, &q)).unwrap();
+        let c = check(&f, SentAs::default(), &s, &error(false, 11, &q)).unwrap();
         let fields: Vec<Field> = c.changes.iter().map(|c| c.field).collect();
         assert_eq!(fields, vec![Field::Source, Field::Dscp, Field::Ecn, Field::Mss, Field::Ttl]);
         assert_eq!(c.changes[0].quoted, Value::Addr("198.18.77.1".parse().unwrap()));
@@ -500,8 +511,20 @@ mod tests {
         assert_eq!(c.changes[3].kind(), ChangeKind::Clamped);
         assert_eq!(c.changes[4].kind(), ChangeKind::TtlReset);
         // The same TTL in a port unreachable (the destination) is normal.
-        let c = check(&f, None, &s, &error(false, 3, &q)).unwrap();
+        let c = check(&f, SentAs::default(), &s, &error(false, 3, &q)).unwrap();
         assert!(!c.changes.iter().any(|c| c.field == Field::Ttl));
+    }
+
+    #[test]
+    fn bleached_dscp_needs_a_marked_probe() {
+        let f = flow(Proto::Udp, false);
+        let s = sent(&f, 3, 3);
+        // We sent EF (46) + ECT(0); the quote shows DSCP 0, ECN kept.
+        let mut q = v4_quote(&f, &s);
+        q[1] = 2;
+        let c = check(&f, SentAs { flow_label: None, tos: (46 << 2) | 2 }, &s, &error(false, 11, &q)).unwrap();
+        assert_eq!(c.changes, vec![FieldChange { field: Field::Dscp, sent: Value::Num(46), quoted: Value::Num(0) }]);
+        assert_eq!(c.changes[0].kind(), ChangeKind::Bleached);
     }
 
     #[test]
@@ -511,11 +534,11 @@ mod tests {
         let s = sent(&f, 9, 2);
         let mut q = v4_quote(&f, &s);
         q.truncate(28);
-        let c = check(&f, None, &s, &error(false, 11, &q)).unwrap();
+        let c = check(&f, SentAs::default(), &s, &error(false, 11, &q)).unwrap();
         assert_eq!(c.changes, vec![]);
         assert_eq!(c.bytes, 28);
         // Not an error: nothing to compare.
-        assert!(check(&f, None, &s, &error(false, 0, &q)).is_none());
+        assert!(check(&f, SentAs::default(), &s, &error(false, 0, &q)).is_none());
     }
 
     #[test]
@@ -527,11 +550,17 @@ mod tests {
         q[7] = 1;
         let vtf = 0x6000_0000u32 | (8 << 2 << 20) | 0x12345;
         q[0..4].copy_from_slice(&vtf.to_be_bytes());
-        let c = check(&f, Some(0x12345), &s, &error(true, 3, &q)).unwrap();
+        let c = check(&f, SentAs { flow_label: Some(0x12345), tos: 0 }, &s, &error(true, 3, &q)).unwrap();
         assert_eq!(c.changes, vec![FieldChange { field: Field::Dscp, sent: Value::Num(0), quoted: Value::Num(8) }]);
         // A label we did not choose is not compared; one we chose is.
-        assert!(check(&f, None, &s, &error(true, 3, &q)).unwrap().changes.iter().all(|c| c.field != Field::FlowLabel));
-        let c = check(&f, Some(0x11111), &s, &error(true, 3, &q)).unwrap();
+        assert!(
+            check(&f, SentAs::default(), &s, &error(true, 3, &q))
+                .unwrap()
+                .changes
+                .iter()
+                .all(|c| c.field != Field::FlowLabel)
+        );
+        let c = check(&f, SentAs { flow_label: Some(0x11111), tos: 0 }, &s, &error(true, 3, &q)).unwrap();
         assert!(c.changes.iter().any(|c| c.field == Field::FlowLabel));
     }
 

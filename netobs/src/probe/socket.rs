@@ -80,6 +80,8 @@ pub struct Prober {
     last: (bool, usize),
     /// IPv6 flow label of every probe, when set ([`Prober::set_flow_label`]).
     flow_label: Option<u32>,
+    /// TOS / traffic class byte of every probe ([`Prober::set_tos`]).
+    tos: u8,
 }
 
 fn setsockopt_int(s: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
@@ -199,6 +201,7 @@ impl Prober {
             tcp_buf: vec![MaybeUninit::uninit(); 65536],
             last: (false, 0),
             flow_label: None,
+            tos: 0,
         })
     }
 
@@ -216,7 +219,15 @@ impl Prober {
             (d, _) => SockAddr::from(SocketAddr::new(d, 0)),
         };
         let res = if self.flow.dst.is_ipv4() {
-            let p = packet::ipv4_packet(&self.flow, token, ttl, size, df);
+            let mut p = packet::ipv4_packet(&self.flow, token, ttl, size, df);
+            if self.tos != 0 {
+                // TOS is byte 1 of the IPv4 header; the header checksum
+                // (bytes 10-11) is recomputed over the changed header.
+                p[1] = self.tos;
+                p[10..12].copy_from_slice(&[0, 0]);
+                let c = packet::checksum(&p[..20]);
+                p[10..12].copy_from_slice(&c.to_be_bytes());
+            }
             self.send.send_to(&p, &dst)
         } else {
             self.send.set_unicast_hops_v6(u32::from(ttl)).context("IPV6_UNICAST_HOPS")?;
@@ -246,6 +257,22 @@ impl Prober {
             self.flow_label = Some(label & 0x000f_ffff);
         }
         Ok(())
+    }
+
+    /// Sends every probe with this TOS (IPv4) / traffic class (IPv6) byte,
+    /// DSCP << 2 | ECN, so a box that clears or rewrites it shows in the
+    /// quotes (`trace --tos`).
+    pub fn set_tos(&mut self, tos: u8) -> Result<()> {
+        if self.flow.dst.is_ipv6() {
+            setsockopt_int(&self.send, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, i32::from(tos)).context("IPV6_TCLASS")?;
+        }
+        self.tos = tos;
+        Ok(())
+    }
+
+    /// The TOS / traffic class byte the probes carry.
+    pub fn tos(&self) -> u8 {
+        self.tos
     }
 
     /// The IPv6 flow label the probes carry, when this prober sets one.

@@ -55,6 +55,9 @@ pub struct TraceOptions {
     /// TTL / hop limit this host uses for its own packets (to turn quoted
     /// TTLs into distances).
     pub initial_ttl: u8,
+    /// TOS / traffic class byte of the probes (0: unmarked); a marked
+    /// probe lets the quotes show a box that clears it.
+    pub tos: u8,
 }
 
 impl Default for TraceOptions {
@@ -68,6 +71,7 @@ impl Default for TraceOptions {
             min_wait: Duration::from_millis(250),
             max_wait: Duration::from_secs(3),
             initial_ttl: 64,
+            tos: 0,
         }
     }
 }
@@ -232,6 +236,9 @@ fn silent() -> ProbeResult {
 /// `progress` is called after every answer or timeout with (answered, sent).
 pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl FnMut(u32, u32)) -> Result<TraceResult> {
     let start = Instant::now();
+    if opts.tos != prober.tos() {
+        prober.set_tos(opts.tos)?;
+    }
     let family = prober.flow.family();
     let first = opts.first_ttl.max(1);
     let max_ttl = opts.max_ttl.max(first);
@@ -313,7 +320,8 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
                 *e = (*e).max(a.rtt);
                 highest_answer = Some(highest_answer.map_or(ttl, |h| h.max(ttl)));
                 let mut res = describe(family, &a);
-                res.quote = quote::check(&prober.flow, prober.flow_label(), &a.probe, prober.last_datagram());
+                let how = quote::SentAs { flow_label: prober.flow_label(), tos: prober.tos() };
+                res.quote = quote::check(&prober.flow, how, &a.probe, prober.last_datagram());
                 if a.reply.from_destination(&prober.flow) {
                     reached = Some(reached.map_or(ttl, |r| r.min(ttl)));
                 } else if !matches!(res.reply, "time_exceeded") {

@@ -56,7 +56,8 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
                 locate: false,
                 ..PmtuOptions::default()
             };
-            let ttls: Vec<u8> = r.hops.iter().map(|h| h.ttl).collect();
+            // Hops that answered the trace: a silent one cannot show a size.
+            let ttls: Vec<u8> = r.hops.iter().filter(|h| h.answered > 0).map(|h| h.ttl).collect();
             r.mtu = Some(hopmtu::run(&mut prober, &ttls, local_mtu, &popts, args.queries).await?);
         }
         anyhow::Ok(r)

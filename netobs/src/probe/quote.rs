@@ -283,7 +283,18 @@ fn quote_of(family: u8, datagram: &[u8]) -> Option<&[u8]> {
     if !error {
         return None;
     }
-    datagram.get(icmp_off + IcmpHdr::LEN..)
+    let quote = datagram.get(icmp_off + IcmpHdr::LEN..)?;
+    // RFC 4884: a message with extensions (MPLS labels) says how long the
+    // quote is (IPv4: 32-bit words in byte 5, IPv6: 64-bit words in byte
+    // 4); what follows is not our packet.
+    let words = if family == 4 && matches!(h.icmp_type, 3 | 11 | 12) {
+        usize::from(h.rest[1]) * 4
+    } else if family == 6 && matches!(h.icmp_type, 1 | 3) {
+        usize::from(h.rest[0]) * 8
+    } else {
+        0
+    };
+    Some(if words > 0 && words < quote.len() { &quote[..words] } else { quote })
 }
 
 fn is_time_exceeded(family: u8, datagram: &[u8]) -> bool {
@@ -525,6 +536,19 @@ mod tests {
         let c = check(&f, SentAs { flow_label: None, tos: (46 << 2) | 2 }, &s, &error(false, 11, &q)).unwrap();
         assert_eq!(c.changes, vec![FieldChange { field: Field::Dscp, sent: Value::Num(46), quoted: Value::Num(0) }]);
         assert_eq!(c.changes[0].kind(), ChangeKind::Bleached);
+    }
+
+    #[test]
+    fn rfc4884_length_bounds_the_quote() {
+        let f = flow(Proto::Udp, false);
+        let s = sent(&f, 3, 3);
+        let mut q = v4_quote(&f, &s);
+        q.resize(128, 0);
+        q.extend_from_slice(&[0x20, 0, 0, 0, 0, 8, 1, 1, 0, 0, 0x11, 0xff]);
+        let mut d = error(false, 11, &q);
+        d[20 + 5] = 32; // 128 bytes of quote
+        let c = check(&f, SentAs::default(), &s, &d).unwrap();
+        assert_eq!((c.bytes, c.changes.len()), (128, 0));
     }
 
     #[test]

@@ -73,6 +73,7 @@ fn flows_find_both_branches(d: &tracer::Diamond, target: &str, branch: [String; 
         // One path before and after the diamond.
         assert_eq!(branches(&v, 1).len(), 1, "{}", pretty(&v));
         assert_eq!(branches(&v, 4), vec![target.to_string()], "{}", pretty(&v));
+        eprintln!("--flows 8 to {target}: {} probes in {} s", v["probes_sent"], v["seconds"]);
         if hop2.len() == 2 {
             assert_eq!(v["diverges_at"], 2, "{}", pretty(&v));
             assert_eq!(v["max_branches"], 2);
@@ -280,6 +281,7 @@ fn mtu_drop_at_the_right_hop_with_the_announcer() -> Result<()> {
         assert_eq!(hops[2]["announcer_hop"], 2, "{}", pretty(m));
         assert_eq!(hops[3]["size"], scenarios::PMTU, "{}", pretty(m));
         assert!(hops[3].get("f").is_none(), "{}", pretty(m));
+        eprintln!("--mtu to {target}: {} DF probes after the trace's {}", m["probes_sent"], v["probes_sent"]);
         let t = text(&s.client, &["trace", &target, "--mtu"])?;
         let line3 = t.lines().find(|l| l.starts_with(" 3 ")).unwrap_or("");
         assert!(line3.contains(&format!("F=1400 (announced by {announcer}, hop 2)")), "{t}");

@@ -234,6 +234,11 @@ pub struct ReadArgs {
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     pub local: Vec<std::net::IpAddr>,
 
+    /// Say findings were seen on this interface (default: the name the
+    /// pcapng capture gives, else the file name).
+    #[arg(long, value_name = "NAME")]
+    pub iface: Option<String>,
+
     /// TTL / hop limit the capturing host sends with (Linux: 64).
     #[arg(long, value_name = "TTL", default_value_t = 64)]
     pub initial_ttl: u8,

@@ -61,8 +61,13 @@ pub struct Options {
     pub max_flows: usize,
     /// One `frame` record per ICMP error and per malformed frame.
     pub frames: bool,
-    /// Names the interface of a capture that does not name its own.
+    /// The capture's name (the file name, or "stdin"): the `read`
+    /// record's `file`, and the interface name of a capture that does not
+    /// name its own.
     pub label: String,
+    /// The interface name every finding says it was seen on, whatever the
+    /// capture says (`--iface`).
+    pub iface: Option<String>,
 }
 
 /// How far the capture could be read.
@@ -174,10 +179,11 @@ impl Replay {
         let link = rec.link;
         let ifindex = rec.iface as u32 + 1;
         if !self.ctx.ifnames.contains_key(&ifindex) {
-            let name = match rec.name {
-                Some(n) => n.to_string(),
-                None if rec.iface == 0 => self.opts.label.clone(),
-                None => format!("{}#{}", self.opts.label, rec.iface),
+            let name = match (&self.opts.iface, rec.name) {
+                (Some(n), _) => n.clone(),
+                (None, Some(n)) => n.to_string(),
+                (None, None) if rec.iface == 0 => self.opts.label.clone(),
+                (None, None) => format!("{}#{}", self.opts.label, rec.iface),
             };
             self.ctx.ifnames.insert(ifindex, name);
         }
@@ -267,7 +273,11 @@ impl Replay {
     }
 
     fn folds(&mut self, sink: &mut Sink, last: bool) {
-        for f in self.agg.take_folds(self.now, last) {
+        for mut f in self.agg.take_folds(self.now, last) {
+            // A fold's window ends now: the capture's now, not the wall clock's.
+            if let Some(t) = self.stats.last {
+                f.until = t.max(f.since);
+            }
             sink.record(&records::folded(&f));
             sink.text(&words::folded(&f));
         }

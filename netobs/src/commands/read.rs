@@ -49,6 +49,7 @@ pub fn run(args: ReadArgs) -> Result<ExitCode> {
         max_flows: args.max_flows as usize,
         frames: args.frames,
         label,
+        iface: args.iface.clone(),
     };
     let mut replay = Replay::new(opts, kernel);
     let bar = progress_bar(args.progress, size);

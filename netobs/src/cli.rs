@@ -82,7 +82,7 @@ pub enum Command {
     ///   tcpdump -i eth0 -w /tmp/gw.pcap icmp or icmp6   (at 3 am)
     ///   netobs read /tmp/gw.pcap                        (later, anywhere)
     ///   netobs read --json --frames /tmp/gw.pcap | jq 'select(.type=="frame")'
-    ///   tcpdump -i any -w - | netobs read -             (from a pipe)
+    ///   tcpdump -i any -U -w - | netobs read -          (from a pipe, as it happens)
     ///   sudo netobs read --kernel /tmp/gw.pcap          (also through the real XDP program)
     #[command(
         verbatim_doc_comment,

@@ -365,4 +365,63 @@ fn the_saved_field_notes_1_capture_reads_as_watch_saw_it_live() {
         .filter(|r| r["type"] == "frame" && r["finding"]["icmp_type"] == 3 && r["finding"]["icmp_code"] == 10)
         .count() as u64;
     assert_eq!(live["count"].as_u64(), Some(frames_3_10));
+    // The capture's clock: first and last seen are the first and last 3/10 frames.
+    let ts: Vec<&str> = records
+        .iter()
+        .filter(|r| r["type"] == "frame" && r["finding"]["icmp_code"] == 10)
+        .filter_map(|r| r["ts"].as_str())
+        .collect();
+    let f = rejected(&last_findings(&records));
+    let ms = |t: &str| t.get(..23).map(str::to_string);
+    assert_eq!(f["first_seen"].as_str().and_then(ms), ts.first().and_then(|t| ms(t)), "{f}");
+    assert_eq!(f["last_seen"].as_str().and_then(ms), ts.last().and_then(|t| ms(t)), "{f}");
+}
+
+/// Root: `--kernel` puts every frame of every corpus capture through the
+/// real XDP program; the datapath and the host parser agree on all of
+/// them (a disagreement is printed and makes the exit 1).
+#[test]
+fn the_real_xdp_program_agrees_with_read_on_the_corpus() {
+    if !netobs_e2e::root_or_skip("the_real_xdp_program_agrees_with_read_on_the_corpus") {
+        return;
+    }
+    let mut run = 0;
+    for entry in std::fs::read_dir(corpus()).expect("corpus") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if !(name.ends_with(".pcap") || name.ends_with(".pcapng")) {
+            continue;
+        }
+        let (code, records) = read(&path, &["--kernel"]);
+        let s = summary(&records);
+        let k = &s["kernel"];
+        assert_eq!(k["disagreed"], 0, "{name}: {k}");
+        assert_eq!(code, if s["end"] == "complete" { 0 } else { 1 }, "{name}: {s}");
+        // Every IP frame (and every one the shared parser called malformed) ran.
+        let ran = k["run"].as_u64().unwrap_or(0) + k["not_run"].as_u64().unwrap_or(0);
+        let ip = s["ip"].as_u64().unwrap_or(0)
+            + s["malformed_by"]["ip_header"].as_u64().unwrap_or(0)
+            + s["malformed_by"]["icmp_header"].as_u64().unwrap_or(0);
+        assert!(ran >= ip, "{name}: {ran} frames ran, {ip} IP frames: {s}");
+        run += k["run"].as_u64().unwrap_or(0);
+    }
+    assert!(run > 0);
+}
+
+/// Without the capabilities, `--kernel` is one clear line and exit 2.
+#[test]
+fn kernel_mode_without_privileges_says_what_is_missing() {
+    if !netobs_e2e::root_or_skip("kernel_mode_without_privileges_says_what_is_missing") {
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(netobs_bin())
+        .args(["read", "--kernel"])
+        .arg(lab_capture())
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("read --kernel needs CAP_BPF"), "{err}");
 }

@@ -470,3 +470,53 @@ pub(crate) fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay() -> Replay {
+        Replay::new(
+            Options {
+                local: Vec::new(),
+                initial_ttl: 64,
+                update_interval: Duration::from_secs(5),
+                max_flows: 64,
+                frames: false,
+                label: "t.pcap".into(),
+                iface: None,
+            },
+            None,
+        )
+    }
+
+    #[test]
+    fn the_capture_clock_never_goes_back() {
+        let mut r = replay();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let a = r.clock(t0 + Duration::from_secs(3));
+        let b = r.clock(t0 + Duration::from_secs(1)); // merged out of order
+        let c = r.clock(t0 + Duration::from_secs(10));
+        assert_eq!(b, a);
+        assert_eq!(c.duration_since(a), Duration::from_secs(7));
+        assert_eq!(r.stats.first, Some(t0 + Duration::from_secs(3)));
+        assert_eq!(r.stats.last, Some(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn the_summary_table_is_bounded_by_an_other_reporters_row() {
+        let mut r = replay();
+        let mut ev = netobs_common::Event { outer_family: 4, icmp_type: 3, icmp_code: 10, ..Default::default() };
+        for i in 0..(TABLE_ROWS as u32 + 5) {
+            ev.outer_src[..4].copy_from_slice(&(0xc612_0000u32 + i).to_be_bytes());
+            r.count_row(&ev);
+        }
+        ev.outer_src[..4].copy_from_slice(&0xc612_0000u32.to_be_bytes());
+        r.count_row(&ev); // a known reporter keeps its own row
+        let rows = r.rows();
+        assert_eq!(rows.len(), TABLE_ROWS + 1);
+        assert_eq!(rows.iter().find(|(k, _)| k.3.is_none()).map(|(_, n)| *n), Some(5));
+        assert_eq!((rows[0].0.3, rows[0].1), (None, 5), "largest first: {:?}", &rows[..2]);
+        assert_eq!((rows[1].0.3, rows[1].1), ("198.18.0.0".parse().ok(), 2), "{:?}", &rows[..2]);
+    }
+}

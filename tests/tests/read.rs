@@ -305,7 +305,7 @@ fn a_tcpdump_capture_of_field_notes_1_reads_as_watch_saw_it_live() {
     }
     let s = scenarios::build("acl-reject").expect("scenario");
     let port = scenarios::ACL_PORT;
-    let _listener = s
+    let listener = s
         .server
         .spawn(&["python3", "-c", &format!("import socket,time\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',{port}))\nl.listen(16)\ntime.sleep(60)")])
         .expect("listener");
@@ -326,6 +326,22 @@ fn a_tcpdump_capture_of_field_notes_1_reads_as_watch_saw_it_live() {
         .run(&["python3", "-c", &format!("import socket\ns=socket.socket()\ns.bind(('198.18.1.1',0))\nprint(s.getsockname()[1], flush=True)\ns.settimeout(3.5)\ntry: s.connect(('{}',{port}))\nexcept Exception: pass", s.server_v4)])
         .expect("client");
     let client_port: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("client port");
+    // The server would go on retransmitting its SYN-ACK (and rc rejecting
+    // it) after the client gave up: close the listener, which drops the
+    // half-open connection, so nothing more arrives while watch and
+    // tcpdump are stopped one after the other.
+    listener.signal(libc::SIGKILL).expect("stop the listener");
+    assert!(listener.wait_timeout(Duration::from_secs(10)).expect("wait").is_some(), "listener did not exit");
+    let rc = s.node("rc").expect("rc");
+    let mut rejected_by_rc = rc.fw_packets(netobs_e2e::lab::Chain::Forward, "tcp sport 65000").expect("counter");
+    loop {
+        std::thread::sleep(Duration::from_millis(700));
+        let now = rc.fw_packets(netobs_e2e::lab::Chain::Forward, "tcp sport 65000").expect("counter");
+        if now == rejected_by_rc {
+            break;
+        }
+        rejected_by_rc = now;
+    }
     let live = w.stop().expect("watch stops");
     assert!(live.status.success(), "{}", live.stderr);
     tcpdump.signal(libc::SIGTERM).expect("stop tcpdump");
@@ -339,6 +355,7 @@ fn a_tcpdump_capture_of_field_notes_1_reads_as_watch_saw_it_live() {
     same_finding(&live_f, &read_f);
     assert_eq!(read_f["iface"], "eth0");
     assert!(live_f["count"].as_u64() >= Some(2), "a rejected SYN-ACK and its retransmission: {live_f}");
+    assert_eq!(live_f["count"].as_u64(), Some(rejected_by_rc), "every SYN-ACK rc rejected, counted once");
 
     if std::env::var_os("NETOBS_SAVE_LAB_CAPTURE").is_some() {
         std::fs::create_dir_all(lab_capture().parent().expect("dir")).expect("mkdir");

@@ -1,7 +1,8 @@
-//! `netobs trace`: traceroute with a stable flow, all TTLs in flight.
+//! `netobs trace`: traceroute with a stable flow, all TTLs in flight, hop
+//! names by reverse DNS; `--report` / `--live` for mtr-style statistics.
 //! Exit 0 reached, 1 not reached (see [`crate::exit`]).
 
-use std::process::ExitCode;
+use std::{io::IsTerminal as _, process::ExitCode};
 
 use anyhow::{Context as _, Result};
 
@@ -13,37 +14,97 @@ use crate::{
     probe::{
         self, Progress,
         cli::TraceArgs,
+        names::{self, Names},
         packet::Proto,
-        socket::Prober,
+        report::{self, ReportOptions},
+        socket::{self, Bind, Prober},
         trace::{self, TraceOptions},
     },
 };
 
 pub fn run(args: TraceArgs) -> Result<ExitCode> {
-    let target = probe::resolve(&args.host, args.family.family()).map_err(exit::usage)?;
-    let port = args.port.unwrap_or(if args.proto == Proto::Tcp { 80 } else { 33434 });
+    let target = names::resolve_target(&args.host, args.family.family()).map_err(exit::usage)?;
+    let proto = args.protocol();
+    let port = args.port.unwrap_or(if proto == Proto::Tcp { 80 } else { 33434 });
+    if args.first_ttl > args.max_ttl {
+        return Err(exit::usage(anyhow::anyhow!(
+            "first TTL {} is above the highest TTL {} (-f, -m)",
+            args.first_ttl,
+            args.max_ttl
+        )));
+    }
+    if args.count.is_some() && !args.report && !args.live {
+        return Err(exit::usage(anyhow::anyhow!("-c/--count is the number of --report or --live cycles")));
+    }
     privilege::check("trace", &privilege::needs(false, true))?;
+    let bind = Bind { source: args.source, iface: args.interface.clone() };
+    // A source that is not ours or an unknown interface: could not ask (2).
+    socket::source_with(target, &bind).map_err(exit::usage)?;
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;
+    let opts = TraceOptions {
+        first_ttl: args.first_ttl,
+        max_ttl: args.max_ttl,
+        queries: args.queries,
+        burst: args.burst,
+        gap: args.gap,
+        max_wait: args.wait,
+        initial_ttl: net::initial_ttl(if target.is_ipv4() { 4 } else { 6 }),
+        send_wait: args.sendwait,
+        ..TraceOptions::default()
+    };
+    if args.report || args.live {
+        return rt.block_on(report(&args, target, proto, port, &bind, opts));
+    }
     let result = rt.block_on(async {
-        let mut prober = Prober::open(target, args.proto, port, 0)?;
+        let mut prober = Prober::open_with(target, proto, port, 0, &bind)?;
         privilege::drop_to_or_warn(&[]);
-        let opts = TraceOptions {
-            max_ttl: args.max_ttl,
-            queries: args.queries,
-            burst: args.burst,
-            gap: args.gap,
-            max_wait: args.wait,
-            initial_ttl: net::initial_ttl(if target.is_ipv4() { 4 } else { 6 }),
-            ..TraceOptions::default()
-        };
+        let mut names = Names::new(!args.numeric);
         let progress = Progress::new(!args.json);
         let r =
             trace::run(&mut prober, &opts, |a, s| progress.show(&format!("trace {target}: {a}/{s} answered"))).await;
         progress.clear();
-        r
+        let mut r = r?;
+        names.resolve_trace(&mut r, args.dns_wait).await;
+        anyhow::Ok(r)
     })?;
     let text = if args.json { format!("{}\n", probe::json_doc("trace", &result)?) } else { trace::render(&result) };
     let _ = sink::stdout(&text);
     Ok(Outcome::trace(&result).code())
+}
+
+/// `--report` / `--live`.
+async fn report(
+    args: &TraceArgs,
+    target: std::net::IpAddr,
+    proto: Proto,
+    port: u16,
+    bind: &Bind,
+    opts: TraceOptions,
+) -> Result<ExitCode> {
+    let mut prober = Prober::open_with(target, proto, port, 0, bind)?;
+    privilege::drop_to_or_warn(&[]);
+    let mut names = Names::new(!args.numeric);
+    let ropts = ReportOptions { cycles: args.cycles(), interval: args.interval, trace: opts };
+    let live = args.live && std::io::stdout().is_terminal();
+    let progress = Progress::new(!args.json && !live);
+    let total = ropts.cycles.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+    let r = report::run(&mut prober, &ropts, &mut names, args.dns_wait, |r| {
+        if live {
+            report::redraw(r);
+        } else {
+            progress.show(&format!("report {target}: cycle {}/{total}, {} probes", r.cycles, r.probes_sent));
+        }
+    })
+    .await;
+    progress.clear();
+    let Some(r) = r? else {
+        // Ctrl-C before the first cycle ended: nothing to report.
+        return Ok(ExitCode::from(exit::NEGATIVE));
+    };
+    let text =
+        if args.json { format!("{}\n", probe::json_doc("report", &r)?) } else { report::render(&r, Some(&names)) };
+    let _ = sink::stdout(&text);
+    // As for a trace: 0 the destination answered, 1 it did not.
+    Ok(ExitCode::from(if r.reached_at.is_some() { exit::OK } else { exit::NEGATIVE }))
 }

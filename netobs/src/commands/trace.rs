@@ -91,7 +91,7 @@ async fn report(
     let total = ropts.cycles.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
     let r = report::run(&mut prober, &ropts, &mut names, args.dns_wait, |r| {
         if live {
-            report::redraw(r);
+            report::redraw(r, true);
         } else {
             progress.show(&format!("report {target}: cycle {}/{total}, {} probes", r.cycles, r.probes_sent));
         }
@@ -102,9 +102,14 @@ async fn report(
         // Ctrl-C before the first cycle ended: nothing to report.
         return Ok(ExitCode::from(exit::NEGATIVE));
     };
-    let text =
-        if args.json { format!("{}\n", probe::json_doc("report", &r)?) } else { report::render(&r, Some(&names)) };
-    let _ = sink::stdout(&text);
+    if live {
+        // The final table (names settled) in place of the last one drawn.
+        report::redraw(&r, false);
+    } else {
+        let text =
+            if args.json { format!("{}\n", probe::json_doc("report", &r)?) } else { report::render(&r, Some(&names)) };
+        let _ = sink::stdout(&text);
+    }
     // As for a trace: 0 the destination answered, 1 it did not.
     Ok(ExitCode::from(if r.reached_at.is_some() { exit::OK } else { exit::NEGATIVE }))
 }

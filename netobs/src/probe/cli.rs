@@ -350,3 +350,63 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn trace(args: &[&str]) -> Result<TraceArgs, clap::Error> {
+        let mut argv = vec!["netobs", "trace"];
+        argv.extend(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Trace(t) => Ok(t),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn send_wait_is_tracerouters() {
+        assert_eq!(send_wait("50").unwrap(), Duration::from_millis(50));
+        assert_eq!(send_wait("0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(send_wait("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(send_wait("0").unwrap(), Duration::ZERO);
+        assert_eq!(send_wait("50ms").unwrap(), Duration::from_millis(50));
+        assert!(send_wait("-1").is_err());
+        assert!(send_wait("11s").is_err());
+        assert!(send_wait("soon").is_err());
+    }
+
+    #[test]
+    fn traceroute_flags_parse() {
+        let t = trace(&["-n", "-f", "3", "-T", "-s", "198.18.1.1", "-i", "eth0", "-z", "20", "198.18.4.1"]).unwrap();
+        assert!(t.numeric);
+        assert_eq!(t.first_ttl, 3);
+        assert_eq!(t.protocol(), Proto::Tcp);
+        assert_eq!(t.source, Some("198.18.1.1".parse().unwrap()));
+        assert_eq!(t.interface.as_deref(), Some("eth0"));
+        assert_eq!(t.sendwait, Duration::from_millis(20));
+        assert_eq!(trace(&["-I", "h"]).unwrap().protocol(), Proto::Icmp);
+        assert_eq!(trace(&["-U", "h"]).unwrap().protocol(), Proto::Udp);
+        assert_eq!(trace(&["--proto", "icmp", "h"]).unwrap().protocol(), Proto::Icmp);
+        assert_eq!(trace(&["h"]).unwrap().protocol(), Proto::Udp);
+        assert!(trace(&["-I", "-T", "h"]).is_err());
+        assert!(trace(&["-T", "--proto", "udp", "h"]).is_err());
+        assert!(trace(&["-f", "0", "h"]).is_err());
+        assert!(trace(&["--live", "--json", "h"]).is_err());
+    }
+
+    #[test]
+    fn report_cycles() {
+        assert_eq!(trace(&["--report", "h"]).unwrap().cycles(), Some(10));
+        assert_eq!(trace(&["-r", "-c", "3", "h"]).unwrap().cycles(), Some(3));
+        assert_eq!(trace(&["--live", "h"]).unwrap().cycles(), None);
+        assert_eq!(trace(&["--live", "-c", "5", "h"]).unwrap().cycles(), Some(5));
+        assert!(trace(&["--report", "--burst", "h"]).is_err());
+        assert!(trace(&["--report", "--interval", "1ms", "h"]).is_err());
+    }
+}

@@ -294,6 +294,11 @@ pub async fn run(
         };
         names.start_trace(&t);
         names.collect().await;
+        // Once the destination's distance is known, later cycles probe no
+        // farther (the first one's window overshoots by up to `gap` TTLs).
+        if let Some(d) = t.reached_at {
+            topts.max_ttl = topts.max_ttl.min(d.max(topts.first_ttl));
+        }
         cycles.push(t);
         if let Some(r) = build(&cycles, opts, names, started) {
             on_cycle(&r);
@@ -390,9 +395,9 @@ pub fn render(r: &Report, names: Option<&Names>) -> String {
 }
 
 /// Redraws the table in place on a terminal (`--live`): cursor home, clear,
-/// table. Errors writing to the terminal end nothing: the next cycle tries
-/// again, and the final table is printed normally.
-pub fn redraw(r: &Report) {
+/// table; `running` adds the Ctrl-C hint. Errors writing to the terminal
+/// end nothing: the next cycle tries again.
+pub fn redraw(r: &Report, running: bool) {
     use std::io::Write as _;
 
     use crossterm::{
@@ -401,10 +406,11 @@ pub fn redraw(r: &Report) {
         terminal::{Clear, ClearType},
     };
     let mut out = std::io::stdout();
-    let text = render(r, None).replace('\n', "\r\n");
     let _ = queue!(out, MoveTo(0, 0), Clear(ClearType::All));
-    let _ = out.write_all(text.as_bytes());
-    let _ = writeln!(out, "\r\n(Ctrl-C to stop)\r");
+    let _ = out.write_all(render(r, None).as_bytes());
+    if running {
+        let _ = writeln!(out, "\n(Ctrl-C to stop)");
+    }
     let _ = out.flush();
 }
 

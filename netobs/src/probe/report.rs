@@ -143,11 +143,9 @@ fn rows(cycles: &[TraceResult]) -> (BTreeMap<u8, Row>, Option<u8>) {
                 continue; // the destination row is counted below
             }
             row.sent += h.sent.min(1);
-            if let Some(p) = h.probes.iter().find(|p| p.from.is_some()) {
-                if let Some(rtt) = p.rtt_ms {
-                    row.rtts.push(rtt);
-                    row.last = Some(rtt);
-                }
+            if let Some(rtt) = h.probes.iter().find(|p| p.from.is_some()).and_then(|p| p.rtt_ms) {
+                row.rtts.push(rtt);
+                row.last = Some(rtt);
             }
             for a in &h.addrs {
                 if !row.addrs.contains(a) {

@@ -167,10 +167,10 @@ pub fn run(netobs_bin: &Path) -> Result<()> {
     println!(
         "  path rlim: {REPORT_HOPS} hops, hop {LIMITED_HOP} rate-limits its time-exceeded (3/minute after 3), nothing lost"
     );
-    println!("{:<26} {:<5} {:<7} {:>7} {:>9}  {:<6} note", "tool", "path", "task", "probes", "wall s", "right");
+    println!("{:<28} {:<5} {:<7} {:>7} {:>9}  {:<6} note", "tool", "path", "task", "probes", "wall s", "right");
     for r in &rows {
         println!(
-            "{:<26} {:<5} {:<7} {:>7} {:>9.2}  {:<6} {}",
+            "{:<28} {:<5} {:<7} {:>7} {:>9.2}  {:<6} {}",
             r.tool,
             r.path,
             r.task,

@@ -1,5 +1,6 @@
 //! `netobs trace`: traceroute with a stable flow, all TTLs in flight, hop
-//! names by reverse DNS; `--report` / `--live` for mtr-style statistics.
+//! names by reverse DNS; `--report` / `--live` for mtr-style statistics,
+//! `--flows N` for multipath, `--mtu` for the per-hop MTU.
 //! Exit 0 reached, 1 not reached (see [`crate::exit`]).
 
 use std::{io::IsTerminal as _, process::ExitCode};
@@ -14,8 +15,10 @@ use crate::{
     probe::{
         self, Progress,
         cli::TraceArgs,
+        hopmtu, multipath,
         names::{self, Names},
         packet::Proto,
+        pmtu::PmtuOptions,
         report::{self, ReportOptions},
         socket::{self, Bind, Prober},
         trace::{self, TraceOptions},
@@ -51,10 +54,14 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
         max_wait: args.wait,
         initial_ttl: net::initial_ttl(if target.is_ipv4() { 4 } else { 6 }),
         send_wait: args.sendwait,
+        tos: args.tos,
         ..TraceOptions::default()
     };
     if args.report || args.live {
         return rt.block_on(report(&args, target, proto, port, &bind, opts));
+    }
+    if let Some(n) = args.flows {
+        return multipath_run(&rt, &args, target, proto, port, n, &opts);
     }
     let result = rt.block_on(async {
         let mut prober = Prober::open_with(target, proto, port, 0, &bind)?;
@@ -65,6 +72,20 @@ pub fn run(args: TraceArgs) -> Result<ExitCode> {
             trace::run(&mut prober, &opts, |a, s| progress.show(&format!("trace {target}: {a}/{s} answered"))).await;
         progress.clear();
         let mut r = r?;
+        // Names resolve while the per-hop MTU probes run.
+        names.start_trace(&r);
+        if args.mtu {
+            let (_, local_mtu) = probe::egress(target)?;
+            let popts = PmtuOptions {
+                max_wait: args.wait,
+                initial_ttl: opts.initial_ttl,
+                locate: false,
+                ..PmtuOptions::default()
+            };
+            // Hops that answered the trace: a silent one cannot show a size.
+            let ttls: Vec<u8> = r.hops.iter().filter(|h| h.answered > 0).map(|h| h.ttl).collect();
+            r.mtu = Some(hopmtu::run(&mut prober, &ttls, local_mtu, &popts, args.queries).await?);
+        }
         names.resolve_trace(&mut r, args.dns_wait).await;
         anyhow::Ok(r)
     })?;
@@ -112,4 +133,27 @@ async fn report(
     }
     // As for a trace: 0 the destination answered, 1 it did not.
     Ok(ExitCode::from(if r.reached_at.is_some() { exit::OK } else { exit::NEGATIVE }))
+}
+
+/// `trace --flows N`: N Paris traces at once ([`multipath`]); exit 0 when
+/// any flow reached the destination.
+fn multipath_run(
+    rt: &tokio::runtime::Runtime,
+    args: &TraceArgs,
+    target: std::net::IpAddr,
+    proto: Proto,
+    port: u16,
+    n: u8,
+    opts: &TraceOptions,
+) -> Result<ExitCode> {
+    let progress = Progress::new(!args.json);
+    let result = rt.block_on(multipath::run(target, proto, port, n, opts, |s| {
+        progress.show(&format!("trace {target}: {n} flows, {s} probes sent"))
+    }));
+    progress.clear();
+    let result = result?;
+    let text =
+        if args.json { format!("{}\n", probe::json_doc("multipath", &result)?) } else { multipath::render(&result) };
+    let _ = sink::stdout(&text);
+    Ok(if result.reached_by > 0 { Outcome::Ok } else { Outcome::Negative }.code())
 }

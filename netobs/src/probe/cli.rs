@@ -17,6 +17,15 @@ fn wait(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// Parses a TOS byte: decimal or 0x hex.
+fn tos(s: &str) -> Result<u8, String> {
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u8::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    v.map_err(|_| format!("{s:?}: a TOS byte is 0-255 (decimal or 0x hex)"))
+}
+
 /// `-4` / `-6`, shared by the commands that take a HOST.
 #[derive(Debug, Args)]
 pub struct FamilyArgs {
@@ -81,6 +90,9 @@ fn dns_wait(s: &str) -> Result<std::time::Duration, String> {
         "  netobs trace -s 198.18.1.1 -i eth0 198.18.4.1   from this source address, out of eth0\n",
         "  netobs trace -z 50 198.18.4.1               50 ms between probes (for routers that punish bursts)\n",
         "  netobs trace --burst -q 5 198.18.4.1        5 probes per hop at once (rate limiting shows up)\n",
+        "  netobs trace --flows 8 198.18.4.1           ECMP: 8 flows, each hop's branches and which flows took them\n",
+        "  netobs trace --mtu 198.18.4.1               per-hop MTU: F=1400 where it drops, and who announced it\n",
+        "  netobs trace -T --tos 0xb8 198.18.4.1       NAT, DSCP/ECN rewrite, MSS clamp, TTL reset, from the ICMP quotes\n",
         "  netobs trace --report -c 10 198.18.4.1      mtr-style table: Loss%, Snt, Last, Avg, Best, Wrst, StDev\n",
         "  netobs trace --live 198.18.4.1              the same table redrawn every cycle until Ctrl-C\n",
         "  netobs trace --json 198.18.4.1              JSON (docs/probes-json.md)\n",
@@ -126,11 +138,11 @@ pub struct TraceArgs {
     pub max_ttl: u8,
 
     /// Source address of the probes (traceroute -s): one of this host's.
-    #[arg(short = 's', long, value_name = "ADDR")]
+    #[arg(short = 's', long, value_name = "ADDR", conflicts_with = "flows")]
     pub source: Option<std::net::IpAddr>,
 
     /// Send and listen through this interface only (traceroute -i).
-    #[arg(short = 'i', long = "interface", value_name = "IFACE")]
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", conflicts_with = "flows")]
     pub interface: Option<String>,
 
     /// Most probes per hop. One probe goes to every hop first; only a hop
@@ -170,7 +182,7 @@ pub struct TraceArgs {
     /// mtr-style report: --count cycles of one probe per hop, then per hop
     /// Snt, Loss%, Last, Avg, Best, Wrst and StDev. Loss that later hops do
     /// not show is labelled ICMP rate limiting at that hop.
-    #[arg(short = 'r', long, conflicts_with = "burst")]
+    #[arg(short = 'r', long, conflicts_with_all = ["burst", "flows", "mtu"])]
     pub report: bool,
 
     /// Cycles of --report (mtr -c); with --live, stop after them.
@@ -183,8 +195,25 @@ pub struct TraceArgs {
 
     /// --report redrawn in place after every cycle until Ctrl-C (or
     /// --count cycles); on a non-terminal only the final table is printed.
-    #[arg(long, conflicts_with_all = ["json", "burst"])]
+    #[arg(long, conflicts_with_all = ["json", "burst", "flows", "mtu"])]
     pub live: bool,
+
+    /// Multipath: trace N flow identities at once (source port; ICMP id;
+    /// also the flow label on IPv6), Paris-style within each, and show per
+    /// hop the distinct responders (ECMP branches) and which flows took them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(2..=32), conflicts_with = "mtu")]
+    pub flows: Option<u8>,
+
+    /// TOS / traffic class byte of the probes (DSCP << 2 | ECN, e.g. 0xb8
+    /// for EF): the quotes then show a box that clears or rewrites it.
+    #[arg(long, default_value = "0", value_parser = tos)]
+    pub tos: u8,
+
+    /// Per-hop MTU: after the trace, probe every hop with DF at the full
+    /// interface MTU and print `F=<size>` where it drops, with the router
+    /// that announced it (as traceroute --mtu).
+    #[arg(long)]
+    pub mtu: bool,
 
     #[command(flatten)]
     pub family: FamilyArgs,

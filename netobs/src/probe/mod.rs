@@ -5,6 +5,8 @@
 //! - [`packet`]: probe bytes and reply parsing (pure, unit-tested);
 //! - [`socket`]: raw sockets, sending and matching answers to probes;
 //! - [`trace`], [`pmtu`], [`tcp`]: the three probe kinds;
+//! - [`multipath`] (`trace --flows`), [`quote`] (middleboxes seen in the
+//!   ICMP quote), [`hopmtu`] (`trace --mtu`): what `trace` adds;
 //! - [`verdict`]: the rules that turn evidence into one verdict, now
 //!   [`crate::verdict`] (re-exported here for existing callers);
 //! - [`explain`]: runs everything at once next to the kernel observer.
@@ -13,10 +15,13 @@
 
 pub mod cli;
 pub mod explain;
+pub mod hopmtu;
+pub mod multipath;
 pub mod names;
 pub mod packet;
 pub mod pmtu;
 pub mod progress;
+pub mod quote;
 pub mod report;
 pub mod socket;
 pub mod tcp;

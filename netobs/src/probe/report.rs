@@ -431,6 +431,7 @@ mod tests {
             reply_ttl: None,
             return_hops: None,
             mtu: None,
+            quote: None,
         }
     }
 
@@ -465,6 +466,8 @@ mod tests {
             stop: "reached",
             probes_sent: answers.len() as u32,
             seconds: 0.01,
+            middleboxes: Vec::new(),
+            mtu: None,
         }
     }
 

@@ -310,9 +310,9 @@ fn exit_codes_say_what_was_found() {
         let (got, err) = code(&c, &args);
         assert_eq!(got, Some(want), "tcp port {port}: {err}");
     }
-    let (got, err) = code(&c, &["trace", "198.18.2.1", "--proto", "tcp", "--port", "8080", "--wait", "500ms"]);
+    let (got, err) = code(&c, &["trace", "-n", "198.18.2.1", "--proto", "tcp", "--port", "8080", "--wait", "500ms"]);
     assert_eq!(got, Some(0), "trace reached: {err}");
-    let (got, err) = code(&c, &["trace", "198.18.2.1", "--wait", "300ms", "--gap", "2", "-q", "1"]);
+    let (got, err) = code(&c, &["trace", "-n", "198.18.2.1", "--wait", "300ms", "--gap", "2", "-q", "1"]);
     assert_eq!(got, Some(1), "trace not reached: {err}");
     let (got, err) = code(&c, &["explain", "198.18.2.1", "--port", "8080", "--wait", "500ms", "-m", "6"]);
     assert_eq!(got, Some(0), "explain reachable: {err}");
@@ -328,7 +328,7 @@ fn exit_codes_say_what_was_found() {
     for (args, want) in [
         (vec!["tcp", "198.18.2.1:8080", "--attempts", "2", "--wait", "300ms"], 0),
         (vec!["tcp", "198.18.2.1:83", "--attempts", "2", "--wait", "300ms"], 1),
-        (vec!["trace", "198.18.2.1", "--proto", "tcp", "--port", "8080", "--wait", "500ms"], 0),
+        (vec!["trace", "-n", "198.18.2.1", "--proto", "tcp", "--port", "8080", "--wait", "500ms"], 0),
         (vec!["pmtu", "198.18.2.1", "--proto", "icmp", "--wait", "500ms"], 0),
     ] {
         let out = run(&c, As::Service, &args).unwrap();

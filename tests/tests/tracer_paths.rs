@@ -16,7 +16,7 @@ use serde_json::Value;
 
 /// Runs `netobs ARGS --json` and parses the document; exit 0/1 are answers.
 fn json(node: &Node, args: &[&str]) -> Result<Value> {
-    let mut argv = args.to_vec();
+    let mut argv = numeric(args);
     argv.push("--json");
     let out = run_netobs(node, &argv)?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -27,9 +27,19 @@ fn json(node: &Node, args: &[&str]) -> Result<Value> {
     serde_json::from_str(&stdout).with_context(|| format!("parsing JSON: {stdout}\n{stderr}"))
 }
 
+/// `trace -n`: no reverse DNS in these labs (the host's resolver is
+/// outside them; names are tests/tests/tracer.rs's subject).
+fn numeric<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = args.to_vec();
+    if argv.first() == Some(&"trace") {
+        argv.insert(1, "-n");
+    }
+    argv
+}
+
 /// Runs `netobs ARGS` and returns its text output.
 fn text(node: &Node, args: &[&str]) -> Result<String> {
-    let out = run_netobs(node, args)?;
+    let out = run_netobs(node, &numeric(args))?;
     if !matches!(out.status.code(), Some(0 | 1)) {
         bail!("netobs {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     }

@@ -293,6 +293,7 @@ mod tests {
     fn probe(from: Option<&str>) -> ProbeResult {
         ProbeResult {
             from: from.map(ip),
+            name: None,
             rtt_ms: from.map(|_| 1.0),
             icmp_type: Some(11),
             icmp_code: Some(0),

@@ -604,6 +604,7 @@ mod tests {
         use crate::probe::trace::ProbeResult;
         let p = ProbeResult {
             from: Some(format!("198.18.{ttl}.254").parse().unwrap()),
+            name: None,
             rtt_ms: Some(1.0),
             icmp_type: Some(11),
             icmp_code: Some(0),

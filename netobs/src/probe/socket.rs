@@ -39,6 +39,44 @@ pub fn source_for(dst: IpAddr) -> Result<IpAddr> {
     Ok(s.local_addr().context("reading the chosen source address")?.ip())
 }
 
+/// Where probes leave from: traceroute's `-s` (source address) and `-i`
+/// (interface). The default is what the routing table picks.
+#[derive(Clone, Debug, Default)]
+pub struct Bind {
+    pub source: Option<IpAddr>,
+    pub iface: Option<String>,
+}
+
+fn bind_device(s: &Socket, iface: Option<&str>) -> Result<()> {
+    if let Some(i) = iface {
+        s.bind_device(Some(i.as_bytes())).with_context(|| format!("binding to interface {i:?}"))?;
+    }
+    Ok(())
+}
+
+/// The source address towards `dst` for `bind`: `-s` as given (checked
+/// to be an address of this host, of the right family), else the route
+/// lookup of [`source_for`], through `-i` when given.
+pub fn source_with(dst: IpAddr, bind: &Bind) -> Result<IpAddr> {
+    if let Some(src) = bind.source {
+        if src.is_ipv4() != dst.is_ipv4() {
+            bail!("source address {src} and destination {dst} are of different families");
+        }
+        let domain = if src.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+        let s = Socket::new(domain, Type::DGRAM, None).context("creating a UDP socket to check the source")?;
+        s.bind(&SockAddr::from(SocketAddr::new(src, 0)))
+            .with_context(|| format!("source address {src} is not an address of this host"))?;
+        return Ok(src);
+    }
+    let Some(iface) = bind.iface.as_deref() else { return source_for(dst) };
+    let domain = if dst.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(domain, Type::DGRAM, None).context("creating a UDP socket for the route lookup")?;
+    bind_device(&s, Some(iface))?;
+    s.connect(&SockAddr::from(SocketAddr::new(dst, 9)))
+        .with_context(|| format!("no route to {dst} through interface {iface:?}"))?;
+    s.local_addr().ok().and_then(|a| a.as_socket()).map(|a| a.ip()).context("reading the chosen source address")
+}
+
 /// One probe in flight (or answered).
 #[derive(Clone, Copy, Debug)]
 pub struct Sent {
@@ -135,7 +173,13 @@ impl Prober {
     /// Opens the sockets for probes of `proto` to `dst` (`dst_port` for UDP
     /// and TCP). `salt` makes concurrent probers in one process distinct.
     pub fn open(dst: IpAddr, proto: Proto, dst_port: u16, salt: u32) -> Result<Prober> {
-        let src = source_for(dst)?;
+        Prober::open_with(dst, proto, dst_port, salt, &Bind::default())
+    }
+
+    /// [`Prober::open`] from a chosen source address and/or interface.
+    pub fn open_with(dst: IpAddr, proto: Proto, dst_port: u16, salt: u32, bind: &Bind) -> Result<Prober> {
+        let src = source_with(dst, bind)?;
+        let iface = bind.iface.as_deref();
         let domain = if dst.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
         let v4 = dst.is_ipv4();
         let (reserved, src_port) = match proto {
@@ -187,6 +231,11 @@ impl Prober {
         };
         let icmp = recv_socket(domain, if v4 { libc::IPPROTO_ICMP } else { libc::IPPROTO_ICMPV6 })?;
         let tcp = if proto == Proto::Tcp { Some(recv_socket(domain, libc::IPPROTO_TCP)?) } else { None };
+        bind_device(&send, iface)?;
+        bind_device(icmp.get_ref(), iface)?;
+        if let Some(t) = &tcp {
+            bind_device(t.get_ref(), iface)?;
+        }
         Ok(Prober {
             flow,
             send,

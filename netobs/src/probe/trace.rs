@@ -55,6 +55,9 @@ pub struct TraceOptions {
     /// TTL / hop limit this host uses for its own packets (to turn quoted
     /// TTLs into distances).
     pub initial_ttl: u8,
+    /// Pause between two probes (traceroute's `-z`), for routers and
+    /// firewalls that punish bursts; zero sends each round at once.
+    pub send_wait: Duration,
     /// TOS / traffic class byte of the probes (0: unmarked); a marked
     /// probe lets the quotes show a box that clears it.
     pub tos: u8,
@@ -71,6 +74,7 @@ impl Default for TraceOptions {
             min_wait: Duration::from_millis(250),
             max_wait: Duration::from_secs(3),
             initial_ttl: 64,
+            send_wait: Duration::ZERO,
             tos: 0,
         }
     }
@@ -81,6 +85,8 @@ impl Default for TraceOptions {
 pub struct ProbeResult {
     /// Who answered; absent for a silent probe (`*`).
     pub from: Option<IpAddr>,
+    /// Reverse DNS name of `from` (null: none, `-n`, or not in time).
+    pub name: Option<String>,
     pub rtt_ms: Option<f64>,
     /// ICMP type/code of the answer (absent for echo replies / TCP).
     pub icmp_type: Option<u8>,
@@ -201,6 +207,7 @@ pub fn describe(family: u8, a: &Answer) -> ProbeResult {
     let return_hops = hops_from_arrival_ttl(r.outer_ttl);
     ProbeResult {
         from: Some(r.from),
+        name: None,
         rtt_ms: Some(a.rtt.as_secs_f64() * 1000.0),
         icmp_type,
         icmp_code,
@@ -218,6 +225,7 @@ pub fn describe(family: u8, a: &Answer) -> ProbeResult {
 fn silent() -> ProbeResult {
     ProbeResult {
         from: None,
+        name: None,
         rtt_ms: None,
         icmp_type: None,
         icmp_code: None,
@@ -230,6 +238,17 @@ fn silent() -> ProbeResult {
         mtu: None,
         quote: None,
     }
+}
+
+/// Waits until `wait` has passed since the previous send (`-z`).
+async fn pace(last: &mut Option<Instant>, wait: Duration) {
+    if wait.is_zero() {
+        return;
+    }
+    if let Some(l) = *last {
+        tokio::time::sleep_until((l + wait).into()).await;
+    }
+    *last = Some(Instant::now());
 }
 
 /// Runs a trace with `prober` (whose flow fixes protocol and ports).
@@ -255,6 +274,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
     let mut highest_answer: Option<u8> = None;
     let mut highest_sent = first - 1;
     let mut answered = 0u32;
+    let mut last_send: Option<Instant> = None;
     let initial_window = opts.gap.saturating_add(3).max(1);
     let mut want = first.saturating_add(initial_window - 1).min(max_ttl);
 
@@ -270,6 +290,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
         while highest_sent < want {
             highest_sent += 1;
             for _ in 0..first_round {
+                pace(&mut last_send, opts.send_wait).await;
                 let s = prober.send(highest_sent, prober.flow.min_size(), false)?;
                 pending.insert(s.token, (highest_sent, s.at));
                 *sent_per_ttl.entry(highest_sent).or_default() += 1;
@@ -290,6 +311,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
             .collect();
         for (ttl, n) in retry {
             for _ in 0..n {
+                pace(&mut last_send, opts.send_wait).await;
                 let s = prober.send(ttl, prober.flow.min_size(), false)?;
                 pending.insert(s.token, (ttl, s.at));
                 *sent_per_ttl.entry(ttl).or_default() += 1;
@@ -418,7 +440,14 @@ pub fn render(t: &TraceResult) -> String {
             match (p.from, p.rtt_ms) {
                 (Some(f), Some(rtt)) => {
                     if last_from != Some(f) {
-                        let _ = write!(line, "{f}  ");
+                        match &p.name {
+                            Some(n) => {
+                                let _ = write!(line, "{n} ({f})  ");
+                            }
+                            None => {
+                                let _ = write!(line, "{f}  ");
+                            }
+                        }
                         last_from = Some(f);
                     }
                     let _ = write!(line, "{rtt:.3} ms");

@@ -20,6 +20,7 @@ fn ip(s: &str) -> IpAddr {
 fn answer(from: &str, reply: &'static str, t: Option<u8>, c: Option<u8>) -> ProbeResult {
     ProbeResult {
         from: Some(ip(from)),
+        name: None,
         rtt_ms: Some(0.1),
         icmp_type: t,
         icmp_code: c,

@@ -45,7 +45,7 @@ use prometheus_client::{
 };
 
 use crate::{
-    explain::Finding,
+    explain::{Finding, ptb::PtbSuspect},
     health::{self, Op},
     kernel::{
         Attached, CounterReader, Counters, Hook,
@@ -133,6 +133,25 @@ struct AttachLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
     verdict: &'static str,
+}
+
+/// A dropped ICMP error: `reason` is a name of the running kernel's
+/// `enum skb_drop_reason` (about 130 values) or "other".
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    direction: &'static str,
+    family: &'static str,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -345,6 +364,11 @@ pub(crate) struct Live {
     attached: Family<AttachLabels, Gauge>,
     findings_active: Gauge,
     new_reporters: Family<VerdictLabels, Counter>,
+    icmp_dropped: Family<DropLabels, Counter>,
+    icmp_dropped_netns_unknown: Counter,
+    icmp_rate_limited: Family<LimitLabels, Counter>,
+    ptb_suspect: Family<ReasonLabels, Counter>,
+    ptb_mtu_zero: Counter,
     findings_evicted: AtomicU64,
     pub(crate) heartbeat: Heartbeat,
     started_unix: f64,
@@ -407,6 +431,11 @@ impl Metrics {
             attached: Family::default(),
             findings_active: Gauge::default(),
             new_reporters: Family::default(),
+            icmp_dropped: Family::default(),
+            icmp_dropped_netns_unknown: Counter::default(),
+            icmp_rate_limited: Family::default(),
+            ptb_suspect: Family::default(),
+            ptb_mtu_zero: Counter::default(),
             findings_evicted: AtomicU64::new(0),
             heartbeat: Heartbeat::new(),
             started_unix,
@@ -445,6 +474,37 @@ impl Metrics {
             "new_reporters",
             "Reporters of received ICMP errors not seen before (or forgotten since), by verdict",
             live.new_reporters.clone(),
+        );
+        for r in [PtbSuspect::MtuNotSmaller, PtbSuspect::MtuBelowMinimum, PtbSuspect::UnknownFlow] {
+            live.ptb_suspect.get_or_create(&ReasonLabels { reason: ptb_reason(r) }).inc_by(0);
+        }
+        registry.register(
+            "icmp_ptb_suspect",
+            "Received frag-needed / Packet Too Big not believed (impossible MTU, or quoting a flow this host never sent), \
+by reason (sampled events); kept out of icmp_ptb_mtu_bytes",
+            live.ptb_suspect.clone(),
+        );
+        registry.register(
+            "icmp_ptb_mtu_zero",
+            "Received frag-needed announcing MTU 0 (routers before RFC 1191; sampled events); kept out of icmp_ptb_mtu_bytes",
+            live.ptb_mtu_zero.clone(),
+        );
+        registry.register(
+            "icmp_dropped",
+            "ICMP/ICMPv6 errors this host's kernel dropped (kfree_skb tracepoint, this network namespace), by direction \
+(inbound: arrived on an interface; outbound: generated here), family and drop reason (names from the kernel's BTF)",
+            live.icmp_dropped.clone(),
+        );
+        registry.register(
+            "icmp_dropped_netns_unknown",
+            "Dropped ICMP errors whose network namespace could not be told (no device, no socket): not counted as this namespace's",
+            live.icmp_dropped_netns_unknown.clone(),
+        );
+        registry.register(
+            "icmp_rate_limited",
+            "ICMP errors this host should have sent but suppressed since watch started (/proc/net/snmp OutRateLimitGlobal: \
+icmp_msgs_per_sec, OutRateLimitHost: icmp_ratelimit; /proc/net/snmp6 Icmp6OutRateLimitHost), by limit",
+            live.icmp_rate_limited.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector { live: live.clone() }));
         let recorder = Recorder { live: live.clone(), reporters: LruCache::new(reporters_cap()) };
@@ -508,8 +568,17 @@ impl Recorder {
         if f.kind != "icmp_error" {
             return;
         }
-        if let Some(m) = f.mtu {
-            self.live.ptb_mtu.observe(f64::from(m));
+        // A PTB not believed, or one with MTU 0, would put a number in the
+        // histogram that no path has (MTU 0 landed in the 576 bucket).
+        match (f.ptb_suspect, f.mtu) {
+            (Some(r), _) => {
+                self.live.ptb_suspect.get_or_create(&ReasonLabels { reason: ptb_reason(r) }).inc();
+            }
+            (None, Some(0)) => {
+                self.live.ptb_mtu_zero.inc();
+            }
+            (None, Some(m)) => self.live.ptb_mtu.observe(f64::from(m)),
+            (None, None) => {}
         }
         if let Some(d) = f.hops.as_ref().and_then(|h| h.distance) {
             self.live.hop_distance.observe(f64::from(d));
@@ -527,6 +596,28 @@ impl Recorder {
         new
     }
 
+    /// The `kfree_skb` observer's exact totals (absolute since start).
+    pub(crate) fn icmp_dropped(&self, totals: &crate::kernel::drops::Totals, netns_unknown: u64) {
+        for ((direction, family, reason), n) in totals {
+            let labels = DropLabels {
+                direction: direction.as_str(),
+                family: if *family == 6 { "ipv6" } else { "ipv4" },
+                reason: reason.clone(),
+            };
+            set_counter(&self.live.icmp_dropped.get_or_create(&labels), *n);
+        }
+        set_counter(&self.live.icmp_dropped_netns_unknown, netns_unknown);
+    }
+
+    /// Rate-limited ICMP errors since start, by counter.
+    pub(crate) fn icmp_rate_limited(&self, total: &crate::kernel::snmp::RateLimitCounts) {
+        for (limit, n) in [("global", total.global), ("host", total.host), ("host_v6", total.host6)] {
+            if let Some(n) = n {
+                set_counter(&self.live.icmp_rate_limited.get_or_create(&LimitLabels { limit }), n);
+            }
+        }
+    }
+
     /// The aggregator's size and how many entries it forgot so far.
     pub(crate) fn findings(&self, active: usize, evicted: u64) {
         self.live.findings_active.set(i64::try_from(active).unwrap_or(i64::MAX));
@@ -537,6 +628,22 @@ impl Recorder {
     /// swap under the lock, never serialisation).
     pub(crate) fn set_top(&self, json: String) {
         *self.live.top.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(json);
+    }
+}
+
+/// Raises a counter to `total` (counts handed over as absolute values).
+fn set_counter(c: &Counter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+fn ptb_reason(r: PtbSuspect) -> &'static str {
+    match r {
+        PtbSuspect::MtuNotSmaller => "mtu_not_smaller",
+        PtbSuspect::MtuBelowMinimum => "mtu_below_minimum",
+        PtbSuspect::UnknownFlow => "unknown_flow",
     }
 }
 

@@ -13,7 +13,9 @@
 //!   never takes a lock the loop holds while it works.
 //!
 //! Labels are bounded by construction: interface (`iface`, `egress`),
-//! `family`, `direction`, ICMP `type`/`code`, `verdict`, `hook`, `op`.
+//! `family`, `direction`, ICMP `type`/`code`, `verdict`, `hook`, `op`,
+//! `reason` (three PTB suspects, or the running kernel's drop reasons: a
+//! fixed enum of about 130), `limit` (three rate-limit counters).
 //! Addresses and ports never become labels; they are in `--json` and `/top`.
 //! `docs/fleet.md` computes the series budget these labels allow.
 
@@ -712,6 +714,47 @@ mod tests {
 
     fn sample<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next())
+    }
+
+    #[test]
+    fn ptb_suspects_and_mtu_zero_are_counted_apart_from_the_histogram() {
+        let (m, mut rec) = Metrics::new(Fixed(Some(snapshot())));
+        let ptb = Finding {
+            verdict: Verdict::FragNeeded,
+            icmp_type: 3,
+            icmp_code: 4,
+            mtu: Some(9000),
+            ptb_suspect: Some(PtbSuspect::MtuNotSmaller),
+            ..Finding::example()
+        };
+        rec.observe(&ptb);
+        rec.observe(&Finding { mtu: Some(0), ptb_suspect: None, ..ptb.clone() });
+        rec.observe(&Finding { mtu: Some(1400), ptb_suspect: None, ..ptb.clone() });
+        let text = m.encode(Format::PrometheusText);
+        assert_eq!(sample(&text, "netobs_icmp_ptb_suspect_total{reason=\"mtu_not_smaller\"}"), Some("1"), "{text}");
+        assert_eq!(sample(&text, "netobs_icmp_ptb_suspect_total{reason=\"unknown_flow\"}"), Some("0"), "{text}");
+        assert_eq!(sample(&text, "netobs_icmp_ptb_mtu_zero_total"), Some("1"), "{text}");
+        // Only the believable, non-zero MTU is in the histogram.
+        assert_eq!(sample(&text, "netobs_icmp_ptb_mtu_bytes_count"), Some("1"), "{text}");
+        assert_eq!(sample(&text, "netobs_icmp_ptb_mtu_bytes_sum"), Some("1400.0"), "{text}");
+    }
+
+    #[test]
+    fn drops_and_rate_limits_are_exported_as_absolute_totals() {
+        use crate::kernel::{drops::Direction, snmp::RateLimitCounts};
+        let (m, rec) = Metrics::new(Fixed(Some(snapshot())));
+        let mut t = crate::kernel::drops::Totals::new();
+        t.insert((Direction::Inbound, 4, "NETFILTER_DROP".to_string()), 3);
+        rec.icmp_dropped(&t, 0);
+        t.insert((Direction::Inbound, 4, "NETFILTER_DROP".to_string()), 5);
+        rec.icmp_dropped(&t, 1);
+        rec.icmp_rate_limited(&RateLimitCounts { global: Some(0), host: Some(7), host6: None });
+        let text = m.encode(Format::PrometheusText);
+        let dropped = "netobs_icmp_dropped_total{direction=\"inbound\",family=\"ipv4\",reason=\"NETFILTER_DROP\"}";
+        assert_eq!(sample(&text, dropped), Some("5"), "{text}");
+        assert_eq!(sample(&text, "netobs_icmp_dropped_netns_unknown_total"), Some("1"), "{text}");
+        assert_eq!(sample(&text, "netobs_icmp_rate_limited_total{limit=\"host\"}"), Some("7"), "{text}");
+        assert!(!text.contains("limit=\"host_v6\""), "no such counter on this kernel: {text}");
     }
 
     #[test]

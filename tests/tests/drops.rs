@@ -127,6 +127,47 @@ fn ptb_dropped_by_this_hosts_own_firewall_is_reported_with_its_reason() {
     assert_eq!(generated_count(&out), 0, "the client generated nothing: {:?}", out.counters());
 }
 
+/// IPv6: a Packet Too Big dropped by the host's own input chain is told
+/// the same way, with its MTU (4 bytes in ICMPv6) and quote.
+#[test]
+fn packet_too_big_dropped_here_is_reported_for_ipv6() {
+    if !root_or_skip("packet_too_big_dropped_here_is_reported_for_ipv6") {
+        return;
+    }
+    let s = scenarios::build("gateway-df").unwrap();
+    let src = &s.client;
+    src.fw_drop_icmpv6(Chain::Input, "packet-too-big", None).unwrap();
+    let src_if = iface_towards(src, "198.18.1.");
+    let w = Watch::start(src, &["-i", &src_if, "--no-metrics"]).unwrap();
+    let dst = s.server_v6.to_string();
+    // IPV6_MTU_DISCOVER = IPV6_PMTUDISC_PROBE: full size, never fragmented.
+    py(
+        src,
+        &format!(
+            "import socket,time\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IPV6,23,3)\n\
+for i in range(3): s.sendto(b'x'*1452,('{dst}',9,0,0)); time.sleep(0.1)"
+        ),
+    );
+    w.wait_for(Duration::from_secs(20), |r| r["type"] == "icmp_dropped" && r["count"] == 3)
+        .expect("an icmp_dropped record counting all 3 Packet Too Big");
+    let out = w.stop().unwrap();
+    let d = drops(&out);
+    assert_eq!(d.len(), 1, "{d:?}");
+    let d = &d[0];
+    assert_eq!((d["family"].as_u64(), d["icmp_type"].as_u64()), (Some(6), Some(2)), "{d}");
+    assert_eq!(d["direction"], "inbound", "{d}");
+    assert_eq!(d["reason"], "NETFILTER_DROP", "{d}");
+    assert_eq!(d["peer"], "2001:db8:1::fe", "{d}");
+    assert_eq!(d["mtu"], 1400, "{d}");
+    assert_eq!(d["quoted"]["dst"], dst.as_str(), "{d}");
+    assert_eq!(d["quoted"]["len"], 1500, "{d}");
+    assert_eq!(d["count"], src.fw_packets(Chain::Input, "packet-too-big").unwrap(), "{d}");
+    assert!(
+        d["text"].as_str().unwrap_or("").starts_with("Packet Too Big (ICMPv6 2) (MTU 1400) from 2001:db8:1::fe"),
+        "{d}"
+    );
+}
+
 /// The same for an error this host generates and drops on the way out: a
 /// gateway whose output chain drops the frag-needed it generates.
 #[test]

@@ -31,6 +31,11 @@ pub(crate) struct HostLosses {
     rate_next: Instant,
 }
 
+/// Lines about dropped ICMP errors per second at most: a spoofed flood of
+/// errors that this host's firewall drops has a new peer in every packet.
+/// The rest is folded into one line; the totals by reason stay exact.
+pub const MAX_DROP_LINES: usize = 8;
+
 /// A record and its line, for the sink.
 pub(crate) type Report = (Value, String);
 
@@ -50,13 +55,20 @@ impl HostLosses {
     /// New drops (every call) and rate limiting (once per interval);
     /// updates the metrics. A failed read is a transient error.
     pub(crate) fn tick(&mut self, ebpf: &Ebpf, ifname: impl Fn(u32) -> String, rec: &Recorder) -> Vec<Report> {
+        self.tick_with(ebpf, ifname, rec, self.rate_every)
+    }
+
+    fn tick_with(
+        &mut self,
+        ebpf: &Ebpf,
+        ifname: impl Fn(u32) -> String,
+        rec: &Recorder,
+        repeat_after: Duration,
+    ) -> Vec<Report> {
         let mut out = Vec::new();
         if let Some(d) = &mut self.drops {
-            match d.poll(ebpf) {
-                Ok(drops) => out.extend(drops.iter().map(|x| {
-                    let iface = if x.ifindex == 0 { String::new() } else { ifname(x.ifindex) };
-                    (dropped_record(x, &iface), dropped(x, &iface))
-                })),
+            match d.poll(ebpf, Instant::now(), repeat_after) {
+                Ok(drops) => out.extend(drop_reports(drops, &ifname)),
                 Err(e) => health::transient(Op::MapRead, &e),
             }
             match d.totals(ebpf) {
@@ -89,8 +101,36 @@ impl HostLosses {
     /// The last word at exit: drops and rate limiting not reported yet.
     pub(crate) fn finish(&mut self, ebpf: &Ebpf, ifname: impl Fn(u32) -> String, rec: &Recorder) -> Vec<Report> {
         self.rate_next = Instant::now();
-        self.tick(ebpf, ifname, rec)
+        self.tick_with(ebpf, ifname, rec, Duration::ZERO)
     }
+}
+
+/// The largest [`MAX_DROP_LINES`] kinds get a line each; the rest one
+/// `icmp_dropped_folded` line.
+fn drop_reports(mut drops: Vec<IcmpDrop>, ifname: &impl Fn(u32) -> String) -> Vec<Report> {
+    drops.sort_by(|a, b| b.new.cmp(&a.new));
+    let folded = drops.split_off(drops.len().min(MAX_DROP_LINES));
+    let mut out: Vec<Report> = drops
+        .iter()
+        .map(|x| {
+            let iface = if x.ifindex == 0 { String::new() } else { ifname(x.ifindex) };
+            (dropped_record(x, &iface), dropped(x, &iface))
+        })
+        .collect();
+    if !folded.is_empty() {
+        let messages: u64 = folded.iter().map(|d| d.new).sum();
+        let text = format!(
+            "… and {} more kinds of ICMP errors dropped by this host ({messages} messages), folded; \
+the totals by reason are in netobs_icmp_dropped_total",
+            folded.len()
+        );
+        let v = json!({
+            "schema": SCHEMA, "type": "icmp_dropped_folded",
+            "kinds": folded.len(), "messages": messages, "text": text,
+        });
+        out.push((v, text));
+    }
+    out
 }
 
 /// Short name of an ICMP message, as operators say it.
@@ -281,6 +321,25 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("sees silence"), "{s}");
+    }
+
+    #[test]
+    fn a_flood_of_kinds_is_folded_into_one_line() {
+        let many: Vec<IcmpDrop> = (0..20u8)
+            .map(|i| IcmpDrop {
+                peer: IpAddr::from([198, 18, 9, i]),
+                new: u64::from(i) + 1,
+                ..drop(Direction::Inbound)
+            })
+            .collect();
+        let out = drop_reports(many, &|_| "eth0".to_string());
+        assert_eq!(out.len(), MAX_DROP_LINES + 1);
+        // The largest kinds get their own lines.
+        assert_eq!(out[0].0["peer"], "198.18.9.19");
+        let fold = &out[MAX_DROP_LINES].0;
+        assert_eq!(fold["type"], "icmp_dropped_folded");
+        assert_eq!(fold["kinds"], 12);
+        assert_eq!(fold["messages"], (1..=12).sum::<u64>());
     }
 
     #[test]

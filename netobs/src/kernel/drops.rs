@@ -17,6 +17,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -248,12 +249,14 @@ impl IcmpDrop {
 /// Exact drop counts by (direction, family, reason name).
 pub type Totals = HashMap<(Direction, u8, String), u64>;
 
-/// Polls the observer's maps and reports what changed since the last
-/// poll. Keeps one count per key the kernel still remembers: bounded by
-/// the map's size.
+/// Polls the observer's maps and reports what changed: a new kind at
+/// once, a kind that keeps being dropped at most once per `repeat_after`.
+/// Keeps one entry per key the kernel still remembers: bounded by the
+/// map's size.
 pub struct DropWatch {
     reasons: Reasons,
-    seen: HashMap<DropKey, u64>,
+    /// Count at the last report of each kind, and when that was.
+    seen: HashMap<DropKey, (u64, Instant)>,
 }
 
 impl DropWatch {
@@ -261,12 +264,14 @@ impl DropWatch {
         DropWatch { reasons, seen: HashMap::new() }
     }
 
-    /// The kinds whose count grew since the last call.
-    pub fn poll(&mut self, ebpf: &Ebpf) -> Result<Vec<IcmpDrop>> {
+    /// The kinds whose count grew since their last report and are due
+    /// (new, or last reported `repeat_after` ago or longer; a zero
+    /// duration reports everything that grew).
+    pub fn poll(&mut self, ebpf: &Ebpf, now: Instant, repeat_after: Duration) -> Result<Vec<IcmpDrop>> {
         let map: PerCpuHashMap<&MapData, DropKey, DropSample> =
             PerCpuHashMap::try_from(ebpf.map(DROP_SAMPLES_MAP).with_context(|| format!("{DROP_SAMPLES_MAP} missing"))?)
                 .with_context(|| format!("{DROP_SAMPLES_MAP} map type"))?;
-        let mut now = HashMap::with_capacity(self.seen.len());
+        let mut seen = HashMap::with_capacity(self.seen.len());
         let mut out = Vec::new();
         for entry in map.iter() {
             // An entry evicted while we iterate ends the walk early; the
@@ -274,15 +279,25 @@ impl DropWatch {
             let Ok((key, per_cpu)) = entry else { break };
             let count: u64 = per_cpu.iter().map(|s| s.count).sum();
             let Some(last) = per_cpu.iter().max_by_key(|s| s.last_ns).copied() else { continue };
-            let before = self.seen.get(&key).copied().unwrap_or(0);
-            // Fewer than before: evicted and seen again; all of it is new.
-            let new = if count >= before { count - before } else { count };
-            if new > 0 {
-                out.push(IcmpDrop::from_sample(&key, &last, count, new, &self.reasons));
-            }
-            now.insert(key, count);
+            let state = match self.seen.get(&key).copied() {
+                // Fewer than reported: evicted and seen again, all new.
+                Some((reported, at)) if count >= reported => {
+                    let due = count > reported && now.saturating_duration_since(at) >= repeat_after;
+                    if due {
+                        out.push(IcmpDrop::from_sample(&key, &last, count, count - reported, &self.reasons));
+                        (count, now)
+                    } else {
+                        (reported, at)
+                    }
+                }
+                _ => {
+                    out.push(IcmpDrop::from_sample(&key, &last, count, count, &self.reasons));
+                    (count, now)
+                }
+            };
+            seen.insert(key, state);
         }
-        self.seen = now;
+        self.seen = seen;
         Ok(out)
     }
 

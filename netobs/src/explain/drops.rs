@@ -108,7 +108,7 @@ impl HostLosses {
 /// The largest [`MAX_DROP_LINES`] kinds get a line each; the rest one
 /// `icmp_dropped_folded` line.
 fn drop_reports(mut drops: Vec<IcmpDrop>, ifname: &impl Fn(u32) -> String) -> Vec<Report> {
-    drops.sort_by(|a, b| b.new.cmp(&a.new));
+    drops.sort_by_key(|d| std::cmp::Reverse(d.new));
     let folded = drops.split_off(drops.len().min(MAX_DROP_LINES));
     let mut out: Vec<Report> = drops
         .iter()

@@ -169,7 +169,7 @@ pub fn dropped(d: &IcmpDrop, iface: &str) -> String {
             let cost = if too_big(d) {
                 "the sender never learns the path MTU: a PMTU blackhole made here. Allow ICMP 3/4 (ICMPv6 2) in, or clamp TCP MSS"
             } else {
-                "whoever this host sends for never hears of the error"
+                "the socket (or, forwarded, the host) it is for never hears of it: a timeout instead of an error"
             };
             format!(
                 "{msg}{mtu} from {} arrived on {iface} and was dropped by this host: {}{about} ({times}); {cost}",

@@ -17,6 +17,7 @@ pub mod cursor;
 pub mod event;
 pub mod icmp;
 pub mod icmp_send;
+pub mod kfree;
 pub mod parse;
 pub mod sample;
 pub mod wire;

@@ -374,9 +374,9 @@ fn after_sigkill_a_restart_attaches_cleanly_and_leaves_nothing() {
     let first = live(&a, As::Service, &args).unwrap();
     let held = held_bpf_objects(first.pid()).unwrap();
     let links = held.iter().filter(|(k, _)| *k == "link").count();
-    // XDP + TC egress + the icmp_send raw tracepoint, all bpf_links, all
-    // in place by the time the attach record is out.
-    assert_eq!(links, 3, "expected XDP, TCX egress and tracepoint links: {held:?}");
+    // XDP + TC egress + the icmp_send and kfree_skb raw tracepoints, all
+    // bpf_links, all in place by the time the attach record is out.
+    assert_eq!(links, 4, "expected XDP, TCX egress and two tracepoint links: {held:?}");
     let killed = stop(first, libc::SIGKILL).unwrap();
     assert_eq!(killed.status.code(), None, "killed by the signal");
     assert_eq!(wait_gone(&held), vec![], "SIGKILL left objects behind");
@@ -397,6 +397,7 @@ fn after_sigkill_a_restart_attaches_cleanly_and_leaves_nothing() {
     let out = stop(second, libc::SIGTERM).unwrap();
     assert!(out.status.success(), "{}", out.stderr);
     assert!(!out.stderr.contains("icmp_send"), "tracepoint attached both times: {}", out.stderr);
+    assert!(!out.stderr.contains("kfree_skb"), "tracepoint attached both times: {}", out.stderr);
     assert_eq!(wait_gone(&held2), vec![], "the second exit left objects behind");
     assert!(!attached_in(&a).contains("netobs"), "{}", attached_in(&a));
 }

@@ -18,6 +18,7 @@ pub mod event;
 pub mod icmp;
 pub mod icmp_send;
 pub mod parse;
+pub mod retrans;
 pub mod sample;
 pub mod wire;
 

@@ -136,6 +136,17 @@ struct VerdictLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InvestigationLabels {
+    trigger: &'static str,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     op: &'static str,
 }
@@ -345,6 +356,8 @@ pub(crate) struct Live {
     attached: Family<AttachLabels, Gauge>,
     findings_active: Gauge,
     new_reporters: Family<VerdictLabels, Counter>,
+    absence: Family<KindLabels, Counter>,
+    investigations: Family<InvestigationLabels, Counter>,
     findings_evicted: AtomicU64,
     pub(crate) heartbeat: Heartbeat,
     started_unix: f64,
@@ -407,6 +420,8 @@ impl Metrics {
             attached: Family::default(),
             findings_active: Gauge::default(),
             new_reporters: Family::default(),
+            absence: Family::default(),
+            investigations: Family::default(),
             findings_evicted: AtomicU64::new(0),
             heartbeat: Heartbeat::new(),
             started_unix,
@@ -417,6 +432,9 @@ impl Metrics {
         // at 1 loses that first increase to rate() and increase().
         for v in Verdict::ALL {
             live.new_reporters.get_or_create(&VerdictLabels { verdict: v.as_str() }).inc_by(0);
+        }
+        for k in crate::explain::absence::AbsenceKind::ALL {
+            live.absence.get_or_create(&KindLabels { kind: k.as_str() }).inc_by(0);
         }
 
         let mut registry = Registry::with_prefix(PREFIX);
@@ -445,6 +463,16 @@ impl Metrics {
             "new_reporters",
             "Reporters of received ICMP errors not seen before (or forgotten since), by verdict",
             live.new_reporters.clone(),
+        );
+        registry.register(
+            "retransmission_findings",
+            "Findings made from this host's own TCP retransmissions (no ICMP came back), by kind",
+            live.absence.clone(),
+        );
+        registry.register(
+            "investigations",
+            "watch --investigate runs, by trigger and verdict (skipped_budget, skipped_queue, failed when none)",
+            live.investigations.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector { live: live.clone() }));
         let recorder = Recorder { live: live.clone(), reporters: LruCache::new(reporters_cap()) };
@@ -525,6 +553,16 @@ impl Recorder {
             self.live.new_reporters.get_or_create(&VerdictLabels { verdict: verdict.as_str() }).inc();
         }
         new
+    }
+
+    /// A retransmission finding was reported.
+    pub(crate) fn absence(&self, kind: &'static str) {
+        self.live.absence.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// An investigation ended (or was skipped).
+    pub(crate) fn investigation(&self, trigger: &'static str, verdict: &str) {
+        self.live.investigations.get_or_create(&InvestigationLabels { trigger, verdict: verdict.to_string() }).inc();
     }
 
     /// The aggregator's size and how many entries it forgot so far.

@@ -99,6 +99,7 @@ fn passive_pmtu_blackhole_then_investigated_to_the_narrow_link() {
     let out = w.stop().unwrap();
     dl.kill();
     let f = found.unwrap_or_else(|| panic!("no suspected blackhole in {:#?}\n{}", out.records, out.stderr));
+    eprintln!("{}", f["text"].as_str().unwrap_or(""));
     assert_eq!(f["remote"], client.as_str());
     assert_eq!(f["local"], server.as_str());
     assert_eq!(f["port"], u64::from(PORT));
@@ -125,6 +126,7 @@ fn passive_pmtu_blackhole_then_investigated_to_the_narrow_link() {
     let out = w.stop().unwrap();
     dl.kill();
     let inv = inv.unwrap_or_else(|| panic!("no investigation in {:#?}\n{}", out.records, out.stderr));
+    eprintln!("{}", inv["text"].as_str().unwrap_or(""));
     let trigger = out
         .records
         .iter()
@@ -147,6 +149,19 @@ fn passive_pmtu_blackhole_then_investigated_to_the_narrow_link() {
     let counted = echo_requests_counted(r3);
     assert!(sent > 0 && sent <= 60, "{inv}");
     assert_eq!(counted, sent, "every probe is an echo request that crossed r3, and each is reported");
+
+    // SIGTERM in the middle of an investigation (it starts within a second
+    // of the finding and takes seconds): watch does not wait for it.
+    let w =
+        Watch::start(&s.server, &["-i", "eth0", "--no-metrics", "--investigate", "--probe-cooldown", "1s"]).unwrap();
+    let dl = download(&s.client, &server, std::slice::from_ref(&client), 15);
+    assert!(w.wait_for(Duration::from_secs(40), |r| r["type"] == "absence").is_some());
+    std::thread::sleep(Duration::from_millis(1200));
+    let stopping = std::time::Instant::now();
+    let out = w.stop_with(libc::SIGTERM, Duration::from_secs(20)).unwrap();
+    dl.kill();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(stopping.elapsed() < Duration::from_secs(3), "SIGTERM took {:?}", stopping.elapsed());
 }
 
 #[test]
@@ -168,7 +183,11 @@ fn investigations_stay_within_the_probe_budget() {
     count_echo_requests(r3, &server);
     let _srv = download_server(&s.server);
     const BUDGET: u64 = 30;
-    let w = Watch::start(&s.server, &["-i", "eth0", "--no-metrics", "--investigate", "--probe-budget", "30"]).unwrap();
+    let w = Watch::start(
+        &s.server,
+        &["-i", "eth0", "--metrics-addr", "127.0.0.1:9464", "--investigate", "--probe-budget", "30"],
+    )
+    .unwrap();
     let dl = download(&s.client, &server, &sources, 25);
     // Every destination's investigation has been decided: run or refused.
     let all_decided = |w: &Watch| {
@@ -180,6 +199,15 @@ fn investigations_stay_within_the_probe_budget() {
     while !all_decided(&w) && start.elapsed() < Duration::from_secs(50) {
         std::thread::sleep(Duration::from_millis(200));
     }
+    let scrape = s
+        .server
+        .run(&[
+            "python3",
+            "-c",
+            "import urllib.request\nprint(urllib.request.urlopen('http://127.0.0.1:9464/metrics').read().decode())",
+        ])
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&scrape.stdout).to_string();
     let out = w.stop().unwrap();
     dl.kill();
     let invs: Vec<&Value> = out.records.iter().filter(|r| r["type"] == "investigation").collect();
@@ -194,6 +222,17 @@ fn investigations_stay_within_the_probe_budget() {
     let counted = echo_requests_counted(r3);
     assert_eq!(counted, reported, "the nft counter on r3 agrees with the records");
     assert!(counted <= BUDGET, "{counted} probes crossed r3 within a minute, budget {BUDGET}");
+    // The metric by trigger and verdict, and the findings behind them.
+    let metric = |labels: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("netobs_investigations_total{{{labels}}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    assert_eq!(metric("trigger=\"suspected_blackhole\",verdict=\"pmtu_blackhole\""), done as u64, "{metrics}");
+    assert_eq!(metric("trigger=\"suspected_blackhole\",verdict=\"skipped_budget\""), refused as u64, "{metrics}");
+    assert!(metrics.contains("netobs_retransmission_findings_total{kind=\"pmtu_blackhole_suspected\"} 5"), "{metrics}");
     for i in invs.iter().filter(|i| i["status"] == "skipped_budget") {
         assert_eq!(i["probes_sent"], 0);
         assert!(i["budget_left"].as_u64().unwrap() < 8, "{i}");

@@ -121,9 +121,16 @@ pub(crate) struct AbsenceFinding {
 }
 
 impl AbsenceFinding {
-    /// A short stable key, e.g. "silent_drop 198.18.4.1:443".
+    /// A short stable key: "silent_drop 198.18.4.1:443" (the remote
+    /// service), "pmtu_blackhole_suspected 198.18.1.1 from :5001" (our
+    /// service).
     pub(crate) fn key(&self) -> String {
-        format!("{} {}", self.kind.as_str(), super::words::endpoint(self.remote, Some(self.port)))
+        match self.kind {
+            AbsenceKind::SilentDrop => {
+                format!("{} {}", self.kind.as_str(), super::words::endpoint(self.remote, Some(self.port)))
+            }
+            _ => format!("{} {} from :{}", self.kind.as_str(), self.remote, self.port),
+        }
     }
 
     pub(crate) fn json(&self) -> Value {

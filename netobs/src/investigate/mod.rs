@@ -234,12 +234,36 @@ pub(crate) struct Options {
     pub cooldown: Duration,
 }
 
+/// Destinations probed recently: one investigation per destination per
+/// cooldown, at most [`MAX_REMEMBERED`] remembered.
+#[derive(Debug)]
+struct Cooldown {
+    every: Duration,
+    probed: HashMap<IpAddr, Instant>,
+}
+
+impl Cooldown {
+    fn new(every: Duration) -> Cooldown {
+        Cooldown { every, probed: HashMap::new() }
+    }
+
+    /// Whether `dst` may be probed now (not until `start` says it was).
+    fn allows(&mut self, dst: IpAddr, now: Instant) -> bool {
+        let every = self.every;
+        self.probed.retain(|_, at| now.saturating_duration_since(*at) < every);
+        !self.probed.contains_key(&dst) && self.probed.len() < MAX_REMEMBERED
+    }
+
+    fn start(&mut self, dst: IpAddr, now: Instant) {
+        self.probed.insert(dst, now);
+    }
+}
+
 /// The watch loop's handle on the investigation thread.
 pub(crate) struct Investigator {
     jobs: mpsc::SyncSender<(u64, Trigger)>,
     done: mpsc::Receiver<Outcome>,
-    cooldown: Duration,
-    probed: HashMap<IpAddr, Instant>,
+    cooldown: Cooldown,
     next_id: u64,
     /// Highest aggregate id already considered (ids only grow).
     seen_findings: u64,
@@ -282,8 +306,7 @@ impl Investigator {
         Ok(Investigator {
             jobs,
             done,
-            cooldown: opts.cooldown,
-            probed: HashMap::new(),
+            cooldown: Cooldown::new(opts.cooldown),
             next_id: 1 << 41,
             seen_findings: 0,
             dropped: 0,
@@ -297,16 +320,14 @@ impl Investigator {
         if !probeable(t.dst, ctx) {
             return true;
         }
-        let cooldown = self.cooldown;
-        self.probed.retain(|_, at| now.saturating_duration_since(*at) < cooldown);
-        if self.probed.contains_key(&t.dst) || self.probed.len() >= MAX_REMEMBERED {
+        if !self.cooldown.allows(t.dst, now) {
             return true;
         }
         let dst = t.dst;
         match self.jobs.try_send((self.next_id, t)) {
             Ok(()) => {
                 self.next_id += 1;
-                self.probed.insert(dst, now);
+                self.cooldown.start(dst, now);
                 true
             }
             Err(_) => {
@@ -436,5 +457,100 @@ impl Tick {
             sink.text(&o.text());
             rec.investigation(o.trigger.kind.as_str(), &o.verdict_label());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use netobs_common::icmp::Verdict;
+
+    use super::*;
+    use crate::explain::Finding;
+
+    fn aggregate(f: Finding) -> crate::explain::Aggregate {
+        let mut agg = Aggregator::new(4);
+        agg.ingest(f, SystemTime::now());
+        agg.top(1).remove(0)
+    }
+
+    #[test]
+    fn findings_choose_their_probes() {
+        // The fixture: a 3/10 rejecting our SYN-ACK to 198.18.1.1:40000.
+        let t = Trigger::of_finding(&aggregate(Finding::example())).unwrap();
+        assert_eq!((t.kind, t.record, t.proto, t.port), (TriggerKind::Rejection, "finding", Proto::Tcp, Some(40000)));
+        assert_eq!(t.dst.to_string(), "198.18.1.1");
+        assert_eq!(Plan::of(t.kind).probes(t.proto), ["tcp", "trace"]);
+        let ptb =
+            Trigger::of_finding(&aggregate(Finding { verdict: Verdict::FragNeeded, ..Finding::example() })).unwrap();
+        assert_eq!(Plan::of(ptb.kind), Plan::Pmtu);
+        let ttl = Finding { verdict: Verdict::TtlExpired, ..Finding::example() };
+        assert!(Trigger::of_finding(&aggregate(ttl)).is_none(), "someone's traceroute is not a problem to probe");
+        let df = Finding { kind: "df_oversized", verdict: Verdict::DfOversized, ..Finding::example() };
+        assert_eq!(Trigger::of_finding(&aggregate(df)).unwrap().kind, TriggerKind::DfOversized);
+        let no_flow = Finding { flow: None, ..Finding::example() };
+        assert!(Trigger::of_finding(&aggregate(no_flow)).is_none(), "no destination, nothing to probe");
+    }
+
+    #[test]
+    fn one_investigation_per_destination_per_cooldown() {
+        let mut c = Cooldown::new(Duration::from_secs(300));
+        let (a, b): (IpAddr, IpAddr) = ("198.18.1.1".parse().unwrap(), "198.18.1.2".parse().unwrap());
+        let t0 = Instant::now();
+        assert!(c.allows(a, t0));
+        c.start(a, t0);
+        assert!(!c.allows(a, t0 + Duration::from_secs(299)));
+        assert!(c.allows(b, t0 + Duration::from_secs(1)), "another destination is not held back");
+        assert!(c.allows(a, t0 + Duration::from_secs(300)));
+        // Bounded: a flood of destinations stops at MAX_REMEMBERED.
+        let mut c = Cooldown::new(Duration::from_secs(300));
+        for i in 0..MAX_REMEMBERED as u32 {
+            c.start(IpAddr::V4((0xc612_0000 + i).into()), t0);
+        }
+        assert!(!c.allows(b, t0), "full: nothing new until old ones expire");
+        assert!(c.allows(b, t0 + Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn only_real_remote_destinations_are_probed() {
+        let ctx = HostContext::default();
+        assert!(probeable("198.18.1.1".parse().unwrap(), &ctx));
+        for a in ["127.0.0.1", "224.0.0.1", "255.255.255.255", "0.0.0.0", "::1", "ff02::1"] {
+            assert!(!probeable(a.parse().unwrap(), &ctx), "{a}");
+        }
+    }
+
+    #[test]
+    fn an_outcome_record_links_its_trigger_and_says_why_nothing_was_sent() {
+        let t = Trigger {
+            kind: TriggerKind::SilentDrop,
+            record: "absence",
+            id: 7,
+            key: "silent_drop 198.18.4.1:443".into(),
+            dst: "198.18.4.1".parse().unwrap(),
+            proto: Proto::Tcp,
+            port: Some(443),
+        };
+        let o = Outcome {
+            id: 1,
+            trigger: t,
+            plan: Plan::Service,
+            status: Status::SkippedBudget,
+            verdict: None,
+            evidence: None,
+            error: None,
+            probes_sent: 0,
+            budget_left: 3,
+            seconds: 0.0,
+            at: SystemTime::now(),
+        };
+        let j = o.json();
+        assert_eq!(j["type"], "investigation");
+        assert_eq!(
+            (j["trigger"].as_str(), j["trigger_record"].as_str(), j["trigger_id"].as_u64()),
+            (Some("silent_drop"), Some("absence"), Some(7))
+        );
+        assert_eq!(j["status"], "skipped_budget");
+        assert_eq!(o.verdict_label(), "skipped_budget");
+        assert!(j["text"].as_str().unwrap().contains("probe budget"), "{j}");
     }
 }

@@ -135,6 +135,7 @@ impl AbsenceFinding {
 
     pub(crate) fn json(&self) -> Value {
         let mut v = serde_json::to_value(self).unwrap_or_else(|_| json!({}));
+        v["schema"] = crate::output::json::SCHEMA.into();
         v["type"] = "absence".into();
         v["key"] = self.key().into();
         v["first_seen"] = humantime::format_rfc3339_seconds(self.first_seen).to_string().into();

@@ -186,6 +186,7 @@ impl Outcome {
 
     pub(crate) fn json(&self) -> Value {
         json!({
+            "schema": crate::output::json::SCHEMA,
             "type": "investigation",
             "id": self.id,
             "time": humantime::format_rfc3339_seconds(self.at).to_string(),

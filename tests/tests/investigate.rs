@@ -276,3 +276,83 @@ fn synack_retransmissions_agree_with_the_icmp_rejection() {
     assert_eq!(icmp_finding["tcp_flags"], "SYN-ACK");
     assert!(f["text"].as_str().unwrap().contains("agrees with the ICMP evidence"), "{f}");
 }
+
+#[test]
+fn passive_pmtu_blackhole_over_ipv6() {
+    if !root_or_skip("passive_pmtu_blackhole_over_ipv6") {
+        return;
+    }
+    // r3 drops the Packet Too Big it generates too (fw_drop_frag_needed).
+    let s = blackhole_lab("loop-pmtu6");
+    let client = s.client_v6.to_string();
+    let code = format!(
+        "import socket,threading\n\
+         l=socket.socket(socket.AF_INET6)\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         l.bind(('::',{PORT}))\nl.listen(8)\n\
+         def serve(c):\n  c.settimeout(60)\n  try: c.sendall(b'x'*1000000)\n  except Exception: pass\n\
+         while True:\n  c,_=l.accept()\n  threading.Thread(target=serve,args=(c,),daemon=True).start()\n"
+    );
+    let _srv = s.server.spawn(&["python3", "-c", &code]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let w = Watch::start(&s.server, &["-i", "eth0", "--no-metrics"]).unwrap();
+    let get = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6)\ns.settimeout(12)\n\
+         try:\n  s.connect(('{}',{PORT}))\n  while s.recv(65536): pass\nexcept Exception: pass",
+        s.server_v6
+    );
+    let dl = s.client.spawn(&["python3", "-c", &get]).unwrap();
+    let found =
+        w.wait_for(Duration::from_secs(40), |r| r["type"] == "absence" && r["kind"] == "pmtu_blackhole_suspected");
+    let out = w.stop().unwrap();
+    dl.kill();
+    let f = found.unwrap_or_else(|| panic!("no suspected blackhole in {:#?}\n{}", out.records, out.stderr));
+    assert_eq!(f["family"], 6);
+    assert_eq!(f["remote"], client.as_str());
+    assert_eq!(f["local"], s.server_v6.to_string());
+    assert_eq!(f["mss"], 1428, "1500 - 40 - 20 - the timestamp option: {f}");
+    assert!(f["headline"].as_str().unwrap().ends_with("no Packet Too Big seen"), "{f}");
+}
+
+#[test]
+fn syns_without_any_answer_are_a_silent_drop_and_investigated_to_the_hop() {
+    if !root_or_skip("syns_without_any_answer_are_a_silent_drop_and_investigated_to_the_hop") {
+        return;
+    }
+    // r3 (hop 3 from the client) drops forwarded TCP to port 443; the
+    // client's watch sees only its own SYNs being resent.
+    let s = scenarios::build("silent-drop").unwrap();
+    let w = Watch::start(&s.client, &["-i", "eth0", "--no-metrics", "--investigate"]).unwrap();
+    let c = s
+        .client
+        .spawn(&[
+            "python3",
+            "-c",
+            &format!(
+                "import socket\ns=socket.socket()\ns.settimeout(10)\ntry: s.connect(('{}',443))\nexcept Exception: pass",
+                s.server_v4
+            ),
+        ])
+        .unwrap();
+    let inv = w.wait_for(Duration::from_secs(40), |r| r["type"] == "investigation");
+    let out = w.stop().unwrap();
+    c.kill();
+    let inv = inv.unwrap_or_else(|| panic!("no investigation in {:#?}\n{}", out.records, out.stderr));
+    eprintln!("{}", inv["text"].as_str().unwrap_or(""));
+    let f = out
+        .records
+        .iter()
+        .find(|r| r["type"] == "absence" && r["id"] == inv["trigger_id"])
+        .unwrap_or_else(|| panic!("no absence record behind {inv}"));
+    assert_eq!(f["kind"], "silent_drop");
+    assert_eq!(f["key"], format!("silent_drop {}:443", s.server_v4));
+    assert!(f["retransmissions"].as_u64().unwrap() >= 2, "{f}");
+    assert!(f["headline"].as_str().unwrap().starts_with(&format!("SILENT DROP toward {}:443", s.server_v4)), "{f}");
+    assert_eq!(inv["trigger"], "silent_drop");
+    assert_eq!(inv["status"], "done", "{inv}");
+    assert_eq!(inv["verdict"]["kind"], "silently_dropped", "{inv}");
+    // r3 still answers TTL-limited probes (the TTL check comes before its
+    // forward filter), so the drop is after hop 3, as `explain` says.
+    assert_eq!(inv["verdict"]["hop"], 3, "{inv}");
+    assert_eq!(inv["verdict"]["addr"], s.hop_v4(3).unwrap().to_string(), "{inv}");
+    assert_eq!(inv["verdict"]["dest_hop"], 4, "ICMP echo reaches the server: only TCP 443 is dropped");
+}

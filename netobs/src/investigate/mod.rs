@@ -480,7 +480,7 @@ mod tests {
         let t = Trigger::of_finding(&aggregate(Finding::example())).unwrap();
         assert_eq!((t.kind, t.record, t.proto, t.port), (TriggerKind::Rejection, "finding", Proto::Tcp, Some(40000)));
         assert_eq!(t.dst.to_string(), "198.18.1.1");
-        assert_eq!(Plan::of(t.kind).probes(t.proto), ["tcp", "trace"]);
+        assert_eq!(Plan::of(t.kind).probes(t.proto), ["tcp", "trace", "trace_icmp"]);
         let ptb =
             Trigger::of_finding(&aggregate(Finding { verdict: Verdict::FragNeeded, ..Finding::example() })).unwrap();
         assert_eq!(Plan::of(ptb.kind), Plan::Pmtu);

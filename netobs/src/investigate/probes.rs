@@ -3,7 +3,8 @@
 //! of them, within the investigation's allotment.
 //!
 //! - a rejection or a silent drop: the TCP handshake check on the flow's
-//!   port and a trace with the flow's protocol and port;
+//!   port, a trace with the flow's protocol and port, and an ICMP echo
+//!   trace to compare with;
 //! - frag-needed / Packet Too Big, DF-oversized traffic, a suspected
 //!   blackhole: an ICMP trace (how far the destination is), then the PMTU
 //!   search with its TTL-limited location of the narrow link;
@@ -56,8 +57,8 @@ impl Plan {
     /// Names of the probes, for the record.
     pub(crate) fn probes(self, proto: Proto) -> &'static [&'static str] {
         match (self, proto) {
-            (Plan::Service, Proto::Tcp) => &["tcp", "trace"],
-            (Plan::Service, _) => &["trace"],
+            (Plan::Service, Proto::Tcp) => &["tcp", "trace", "trace_icmp"],
+            (Plan::Service, _) => &["trace", "trace_icmp"],
             (Plan::Pmtu, _) => &["trace", "pmtu"],
             (Plan::Trace, _) => &["trace"],
         }
@@ -106,6 +107,10 @@ pub(crate) async fn run(t: &Trigger, gate: &Gate) -> Result<(Diagnosis, Evidence
             }
             let mut p = open(t.dst, t.proto, port, 12, gate)?;
             e.service = Some(trace::run(&mut p, &topts, |_, _| {}).await?);
+            // ICMP echo for comparison: a filter of the service only lets
+            // it further (the rules tell "filtered" from "nothing passes").
+            let mut p = open(t.dst, Proto::Icmp, 0, 16, gate)?;
+            e.icmp = Some(trace::run(&mut p, &topts, |_, _| {}).await?);
         }
         (Plan::Pmtu, _) => {
             let mut p = open(t.dst, Proto::Icmp, 0, 13, gate)?;

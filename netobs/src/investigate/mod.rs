@@ -104,17 +104,25 @@ impl Trigger {
         use netobs_common::icmp::Verdict;
         let f = &a.finding;
         let fl = f.flow.as_ref()?;
+        // An error this host sent itself is about someone else's traffic.
+        if f.direction == crate::explain::Direction::SentByUs {
+            return None;
+        }
         let kind = match (f.kind, f.verdict) {
             ("df_oversized", _) => TriggerKind::DfOversized,
             ("icmp_error", Verdict::FragNeeded) => TriggerKind::TooBig,
             ("icmp_error", Verdict::Rejected | Verdict::Unreachable) => TriggerKind::Rejection,
             _ => return None,
         };
+        // Return traffic goes to the peer's ephemeral port: nothing to
+        // check there, a trace toward the peer is what helps.
         let proto = match fl.protocol.as_str() {
+            _ if f.direction == crate::explain::Direction::Return => Proto::Icmp,
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
             _ => Proto::Icmp,
         };
+        let port = if proto == Proto::Icmp { None } else { fl.dst_port };
         Some(Trigger {
             kind,
             record: "finding",
@@ -122,7 +130,7 @@ impl Trigger {
             key: format!("{} {}", f.verdict.as_str(), crate::explain::words::endpoint(fl.dst, fl.dst_port)),
             dst: fl.dst,
             proto,
-            port: fl.dst_port,
+            port,
         })
     }
 
@@ -375,7 +383,7 @@ pub(crate) fn keep(mut base: Vec<caps::Capability>, investigate: bool) -> Vec<ca
 /// Runs one investigation within the budget (on the investigation thread).
 async fn investigate(id: u64, trigger: Trigger, budget: &mut budget::Budget) -> Outcome {
     let start = Instant::now();
-    let plan = Plan::of(trigger.kind);
+    let plan = Plan::of(&trigger);
     let mut out = Outcome {
         id,
         trigger,
@@ -431,6 +439,7 @@ impl Tick {
         let now = Instant::now();
         if let Some(r) = &self.retrans {
             match r.read() {
+                Ok(entries) if entries.is_empty() => {}
                 Ok(entries) => {
                     let icmp = IcmpSeen::from_aggregator(agg);
                     for f in self.absence.judge(&entries, &icmp, now, SystemTime::now()) {
@@ -476,14 +485,21 @@ mod tests {
 
     #[test]
     fn findings_choose_their_probes() {
-        // The fixture: a 3/10 rejecting our SYN-ACK to 198.18.1.1:40000.
+        // The fixture: a 3/10 rejecting our SYN-ACK to 198.18.1.1:40000
+        // (return traffic: the port is the client's, so a trace).
         let t = Trigger::of_finding(&aggregate(Finding::example())).unwrap();
-        assert_eq!((t.kind, t.record, t.proto, t.port), (TriggerKind::Rejection, "finding", Proto::Tcp, Some(40000)));
+        assert_eq!((t.kind, t.record, t.proto, t.port), (TriggerKind::Rejection, "finding", Proto::Icmp, None));
         assert_eq!(t.dst.to_string(), "198.18.1.1");
-        assert_eq!(Plan::of(t.kind).probes(t.proto), ["tcp", "trace", "trace_icmp"]);
+        assert_eq!(Plan::of(&t), Plan::Trace);
+        let out = Finding { direction: crate::explain::Direction::Outgoing, ..Finding::example() };
+        let t = Trigger::of_finding(&aggregate(out)).unwrap();
+        assert_eq!((t.proto, t.port), (Proto::Tcp, Some(40000)));
+        assert_eq!(Plan::of(&t).probes(t.proto), ["tcp", "trace", "trace_icmp"]);
+        let ours = Finding { direction: crate::explain::Direction::SentByUs, ..Finding::example() };
+        assert!(Trigger::of_finding(&aggregate(ours)).is_none(), "our own reject is not probed");
         let ptb =
             Trigger::of_finding(&aggregate(Finding { verdict: Verdict::FragNeeded, ..Finding::example() })).unwrap();
-        assert_eq!(Plan::of(ptb.kind), Plan::Pmtu);
+        assert_eq!(Plan::of(&ptb), Plan::Pmtu);
         let ttl = Finding { verdict: Verdict::TtlExpired, ..Finding::example() };
         assert!(Trigger::of_finding(&aggregate(ttl)).is_none(), "someone's traceroute is not a problem to probe");
         let df = Finding { kind: "df_oversized", verdict: Verdict::DfOversized, ..Finding::example() };

@@ -8,7 +8,8 @@
 //! - frag-needed / Packet Too Big, DF-oversized traffic, a suspected
 //!   blackhole: an ICMP trace (how far the destination is), then the PMTU
 //!   search with its TTL-limited location of the narrow link;
-//! - SYN-ACKs retransmitted: an ICMP trace toward the peer.
+//! - SYN-ACKs retransmitted, or return traffic rejected (the port is the
+//!   peer's, nothing listens there): an ICMP trace toward the peer.
 
 use std::{net::IpAddr, time::Duration};
 
@@ -46,11 +47,16 @@ pub(crate) enum Plan {
 }
 
 impl Plan {
-    pub(crate) fn of(kind: TriggerKind) -> Plan {
-        match kind {
-            TriggerKind::Rejection | TriggerKind::SilentDrop => Plan::Service,
+    /// A service plan needs a TCP or UDP port to probe; without one (or for
+    /// return traffic, whose port is the peer's ephemeral one) a trace is
+    /// what can be learnt.
+    pub(crate) fn of(t: &Trigger) -> Plan {
+        match t.kind {
+            TriggerKind::Rejection | TriggerKind::SilentDrop if t.port.is_some() && t.proto != Proto::Icmp => {
+                Plan::Service
+            }
             TriggerKind::TooBig | TriggerKind::DfOversized | TriggerKind::SuspectedBlackhole => Plan::Pmtu,
-            TriggerKind::SynackRetransmitted => Plan::Trace,
+            _ => Plan::Trace,
         }
     }
 
@@ -83,7 +89,7 @@ pub(crate) async fn run(t: &Trigger, gate: &Gate) -> Result<(Diagnosis, Evidence
         initial_ttl,
         ..TraceOptions::default()
     };
-    let plan = Plan::of(t.kind);
+    let plan = Plan::of(t);
     let mut e = Evidence {
         target: t.dst,
         proto: Proto::Icmp,
@@ -98,7 +104,7 @@ pub(crate) async fn run(t: &Trigger, gate: &Gate) -> Result<(Diagnosis, Evidence
         stopped_early: Vec::new(),
     };
     match (plan, t.port) {
-        (Plan::Service, Some(port)) if t.proto != Proto::Icmp => {
+        (Plan::Service, Some(port)) => {
             e.proto = t.proto;
             e.port = Some(port);
             if t.proto == Proto::Tcp {

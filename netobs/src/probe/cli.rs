@@ -17,6 +17,15 @@ fn wait(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// Parses a TOS byte: decimal or 0x hex.
+fn tos(s: &str) -> Result<u8, String> {
+    let v = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u8::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    v.map_err(|_| format!("{s:?}: a TOS byte is 0-255 (decimal or 0x hex)"))
+}
+
 /// `-4` / `-6`, shared by the commands that take a HOST.
 #[derive(Debug, Args)]
 pub struct FamilyArgs {
@@ -87,6 +96,23 @@ pub struct TraceArgs {
     /// 3x the largest RTT seen (never below 250ms).
     #[arg(short, long, default_value = "3s", value_parser = wait)]
     pub wait: std::time::Duration,
+
+    /// Multipath: trace N flow identities at once (source port; ICMP id;
+    /// also the flow label on IPv6), Paris-style within each, and show per
+    /// hop the distinct responders (ECMP branches) and which flows took them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(2..=32), conflicts_with = "mtu")]
+    pub flows: Option<u8>,
+
+    /// TOS / traffic class byte of the probes (DSCP << 2 | ECN, e.g. 0xb8
+    /// for EF): the quotes then show a box that clears or rewrites it.
+    #[arg(long, default_value = "0", value_parser = tos)]
+    pub tos: u8,
+
+    /// Per-hop MTU: after the trace, probe every hop with DF at the full
+    /// interface MTU and print `F=<size>` where it drops, with the router
+    /// that announced it (as traceroute --mtu).
+    #[arg(long)]
+    pub mtu: bool,
 
     #[command(flatten)]
     pub family: FamilyArgs,

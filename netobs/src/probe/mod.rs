@@ -5,6 +5,8 @@
 //! - [`packet`]: probe bytes and reply parsing (pure, unit-tested);
 //! - [`socket`]: raw sockets, sending and matching answers to probes;
 //! - [`trace`], [`pmtu`], [`tcp`]: the three probe kinds;
+//! - [`multipath`] (`trace --flows`), [`quote`] (middleboxes seen in the
+//!   ICMP quote), [`hopmtu`] (`trace --mtu`): what `trace` adds;
 //! - [`verdict`]: the rules that turn evidence into one verdict, now
 //!   [`crate::verdict`] (re-exported here for existing callers);
 //! - [`explain`]: runs everything at once next to the kernel observer.
@@ -13,8 +15,11 @@
 
 pub mod cli;
 pub mod explain;
+pub mod hopmtu;
+pub mod multipath;
 pub mod packet;
 pub mod pmtu;
+pub mod quote;
 pub mod socket;
 pub mod tcp;
 pub mod trace;

@@ -78,6 +78,13 @@ pub struct Prober {
     pub gate: Option<Box<dyn FnMut() -> Result<()> + Send>>,
     buf: Vec<MaybeUninit<u8>>,
     tcp_buf: Vec<MaybeUninit<u8>>,
+    /// Which buffer holds the last datagram that matched, and its length:
+    /// [`Prober::last_datagram`] (the quote check reads the whole quote).
+    last: (bool, usize),
+    /// IPv6 flow label of every probe, when set ([`Prober::set_flow_label`]).
+    flow_label: Option<u32>,
+    /// TOS / traffic class byte of every probe ([`Prober::set_tos`]).
+    tos: u8,
 }
 
 fn setsockopt_int(s: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
@@ -196,6 +203,9 @@ impl Prober {
             gate: None,
             buf: vec![MaybeUninit::uninit(); 65536],
             tcp_buf: vec![MaybeUninit::uninit(); 65536],
+            last: (false, 0),
+            flow_label: None,
+            tos: 0,
         })
     }
 
@@ -211,9 +221,20 @@ impl Prober {
             token = 1;
         }
         self.next_token = token.wrapping_add(1);
-        let dst = SockAddr::from(SocketAddr::new(self.flow.dst, 0));
+        let dst = match (self.flow.dst, self.flow_label) {
+            (IpAddr::V6(d), Some(label)) => SockAddr::from(std::net::SocketAddrV6::new(d, 0, label, 0)),
+            (d, _) => SockAddr::from(SocketAddr::new(d, 0)),
+        };
         let res = if self.flow.dst.is_ipv4() {
-            let p = packet::ipv4_packet(&self.flow, token, ttl, size, df);
+            let mut p = packet::ipv4_packet(&self.flow, token, ttl, size, df);
+            if self.tos != 0 {
+                // TOS is byte 1 of the IPv4 header; the header checksum
+                // (bytes 10-11) is recomputed over the changed header.
+                p[1] = self.tos;
+                p[10..12].copy_from_slice(&[0, 0]);
+                let c = packet::checksum(&p[..20]);
+                p[10..12].copy_from_slice(&c.to_be_bytes());
+            }
             self.send.send_to(&p, &dst)
         } else {
             self.send.set_unicast_hops_v6(u32::from(ttl)).context("IPV6_UNICAST_HOPS")?;
@@ -231,6 +252,50 @@ impl Prober {
         self.sent.insert(token, s);
         self.probes_sent += 1;
         Ok(s)
+    }
+
+    /// Gives every IPv6 probe this flow label (20 bits), so balancers that
+    /// hash the label (Linux's default IPv6 multipath hash) see one flow
+    /// per label (`trace --flows`). Without it the kernel picks the label.
+    pub fn set_flow_label(&mut self, label: u32) -> Result<()> {
+        if self.flow.dst.is_ipv6() {
+            setsockopt_int(&self.send, libc::IPPROTO_IPV6, libc::IPV6_FLOWINFO_SEND, 1)
+                .context("IPV6_FLOWINFO_SEND")?;
+            self.flow_label = Some(label & 0x000f_ffff);
+        }
+        Ok(())
+    }
+
+    /// Sends every probe with this TOS (IPv4) / traffic class (IPv6) byte,
+    /// DSCP << 2 | ECN, so a box that clears or rewrites it shows in the
+    /// quotes (`trace --tos`).
+    pub fn set_tos(&mut self, tos: u8) -> Result<()> {
+        if self.flow.dst.is_ipv6() {
+            setsockopt_int(&self.send, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, i32::from(tos)).context("IPV6_TCLASS")?;
+        }
+        self.tos = tos;
+        Ok(())
+    }
+
+    /// The TOS / traffic class byte the probes carry.
+    pub fn tos(&self) -> u8 {
+        self.tos
+    }
+
+    /// The IPv6 flow label the probes carry, when this prober sets one.
+    pub fn flow_label(&self) -> Option<u32> {
+        self.flow_label
+    }
+
+    /// The bytes of the last datagram [`Prober::recv`] returned (IPv4: from
+    /// the IP header; IPv6: from the ICMPv6 or TCP header), for readers
+    /// that need more than [`Reply`] keeps, like the quote comparison.
+    pub fn last_datagram(&self) -> &[u8] {
+        let (is_tcp, n) = self.last;
+        let src = if is_tcp { &self.tcp_buf } else { &self.buf };
+        // SAFETY: recvmsg initialised the first `n` bytes of that buffer
+        // (`n` is 0 before the first datagram).
+        unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<u8>(), n.min(src.len())) }
     }
 
     /// The probe a token belongs to.
@@ -287,6 +352,7 @@ impl Prober {
                 (false, n, f, h)
             }
         };
+        self.last = (is_tcp, n);
         let src = if is_tcp { &self.tcp_buf } else { &self.buf };
         // SAFETY: recvmsg initialised the first `n` bytes of that buffer.
         let data: &[u8] = unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<u8>(), n.min(src.len())) };

@@ -19,6 +19,7 @@ pub mod icmp;
 pub mod icmp_send;
 pub mod kfree;
 pub mod parse;
+pub mod retrans;
 pub mod sample;
 pub mod wire;
 

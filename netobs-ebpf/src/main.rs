@@ -27,6 +27,8 @@ mod maps;
 mod mem;
 #[cfg(target_arch = "bpf")]
 mod programs;
+#[cfg(target_arch = "bpf")]
+mod retrans;
 
 #[cfg(target_arch = "bpf")]
 #[panic_handler]

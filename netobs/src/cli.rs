@@ -57,6 +57,14 @@ pub enum Command {
     /// reporter, verdict) with counts, serves Prometheus metrics, and
     /// detaches cleanly on Ctrl-C / SIGTERM.
     ///
+    /// What never comes back is inferred from this host's own TCP (kernel
+    /// retransmission tracepoints): full-size segments resent without
+    /// progress while no frag-needed arrived (suspected PMTU blackhole),
+    /// SYNs resent with no answer (silent drop), SYN-ACKs resent (and
+    /// whether an ICMP error rejected them). This needs local TCP
+    /// connections: forwarded traffic on a gateway has no socket, and
+    /// nothing is inferred for it.
+    ///
     /// Example: netobs watch -i eth0 --json
     #[command(
         after_help = "Exit status:\n  0  stopped as asked (Ctrl-C, SIGTERM, --duration, or its output pipe was closed)\n  2  could not start: usage error, missing capability, unknown interface\n  3  failed while running (kernel or I/O error)"
@@ -211,6 +219,25 @@ pub struct WatchArgs {
     /// Also write every JSON line to this file.
     #[arg(long, value_name = "FILE", env = "NETOBS_JSON_FILE")]
     pub json_file: Option<PathBuf>,
+
+    /// Probe what watch finds: each new rejection, frag-needed / Packet Too
+    /// Big, DF-oversized flow, suspected blackhole or silent drop runs the
+    /// matching probe (TCP check, trace, or PMTU search with the location of
+    /// the narrow link) toward that destination, and prints an
+    /// `investigation` record with explain's verdict. Only destinations
+    /// seen in real traffic are probed. Needs CAP_NET_RAW too.
+    #[arg(long, value_parser = bool_env(), env = "NETOBS_INVESTIGATE")]
+    pub investigate: bool,
+
+    /// --investigate: most probes sent in any minute, all investigations
+    /// together (never faster than 50 a second).
+    #[arg(long, value_name = "N", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=6000), env = "NETOBS_PROBE_BUDGET")]
+    pub probe_budget: u32,
+
+    /// --investigate: shortest time between two investigations toward the
+    /// same destination.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration, env = "NETOBS_PROBE_COOLDOWN")]
+    pub probe_cooldown: Duration,
 }
 
 #[derive(Debug, Args)]

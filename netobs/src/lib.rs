@@ -18,6 +18,7 @@ pub mod commands;
 pub mod exit;
 pub mod explain;
 pub(crate) mod health;
+pub(crate) mod investigate;
 pub(crate) mod join;
 pub mod kernel;
 pub mod net;

@@ -374,9 +374,10 @@ fn after_sigkill_a_restart_attaches_cleanly_and_leaves_nothing() {
     let first = live(&a, As::Service, &args).unwrap();
     let held = held_bpf_objects(first.pid()).unwrap();
     let links = held.iter().filter(|(k, _)| *k == "link").count();
-    // XDP + TC egress + the icmp_send and kfree_skb raw tracepoints, all
-    // bpf_links, all in place by the time the attach record is out.
-    assert_eq!(links, 4, "expected XDP, TCX egress and two tracepoint links: {held:?}");
+    // XDP + TC egress + the icmp_send, kfree_skb and the two TCP
+    // retransmission raw tracepoints, all bpf_links, all in place by the
+    // time the attach record is out.
+    assert_eq!(links, 6, "expected XDP, TCX egress and four tracepoint links: {held:?}");
     let killed = stop(first, libc::SIGKILL).unwrap();
     assert_eq!(killed.status.code(), None, "killed by the signal");
     assert_eq!(wait_gone(&held), vec![], "SIGKILL left objects behind");

@@ -11,8 +11,9 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::WatchArgs,
-    explain::{Aggregator, Finding, HostContext, Ledger, drops::HostLosses, words},
+    explain::{Aggregator, Finding, HostContext, Ledger, absence::Absence, drops::HostLosses, words},
     health::{self, Op},
+    investigate,
     join::{self, Reporter},
     kernel::{self, LoadOptions, Session, counters, events::EventStream, hotplug, stage},
     net,
@@ -86,7 +87,17 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let (mut losses, notes) =
         HostLosses::start(&mut session.ebpf, Duration::from_secs(u64::from(args.update_interval)));
     notes.iter().for_each(|n| sink::note(&format!("netobs: note: {n}")));
-    privilege::drop_to_or_warn(&privilege::after_attach(args.all));
+    let retrans = kernel::retrans::attach(&mut session.ebpf).map_err(|e| sink::note(&format!("netobs: note: {e:#}")));
+    let investigator = args
+        .investigate
+        .then(|| {
+            investigate::Investigator::start(investigate::Options {
+                budget: args.probe_budget,
+                cooldown: args.probe_cooldown,
+            })
+        })
+        .transpose()?;
+    privilege::drop_to_or_warn(&investigate::keep(privilege::after_attach(args.all), args.investigate));
 
     let (metrics, mut rec) = metrics::Metrics::new(kernel::CounterReader::new(&session.ebpf)?);
     if let Some(l) = listener {
@@ -127,6 +138,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let mut reporter =
         Reporter::spawn(join::Netlink { timeout: join::LOOKUP_TIMEOUT }, join::QUEUE_CAPACITY, join::MAX_WAIT)?;
     let interval = Duration::from_secs(u64::from(args.update_interval));
+    let mut closing = investigate::Tick { retrans: retrans.ok(), absence: Absence::new(interval), investigator };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut flush_tick = tokio::time::interval(stage::FLUSH_INTERVAL);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -163,6 +175,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
                     sink.record(v);
                     sink.text(t);
                 });
+                closing.run(&mut agg, &ctx, &mut sink, &rec);
                 publish(&agg, &rec);
             }
             _ = sighup.recv() => sink.reopen(),

@@ -7,6 +7,7 @@
 //! aggregates findings per (flow, reporter, verdict) so a flood becomes one
 //! line with a count.
 
+pub(crate) mod absence;
 pub mod aggregate;
 pub mod context;
 pub mod drops;

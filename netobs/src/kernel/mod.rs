@@ -11,6 +11,7 @@ pub mod features;
 pub mod hotplug;
 pub mod icmp_send;
 pub mod loader;
+pub mod retrans;
 mod rtnl;
 pub mod snmp;
 pub mod stage;

@@ -157,6 +157,17 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InvestigationLabels {
+    trigger: &'static str,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     op: &'static str,
 }
@@ -371,6 +382,8 @@ pub(crate) struct Live {
     icmp_rate_limited: Family<LimitLabels, Counter>,
     ptb_suspect: Family<ReasonLabels, Counter>,
     ptb_mtu_zero: Counter,
+    absence: Family<KindLabels, Counter>,
+    investigations: Family<InvestigationLabels, Counter>,
     findings_evicted: AtomicU64,
     pub(crate) heartbeat: Heartbeat,
     started_unix: f64,
@@ -438,6 +451,8 @@ impl Metrics {
             icmp_rate_limited: Family::default(),
             ptb_suspect: Family::default(),
             ptb_mtu_zero: Counter::default(),
+            absence: Family::default(),
+            investigations: Family::default(),
             findings_evicted: AtomicU64::new(0),
             heartbeat: Heartbeat::new(),
             started_unix,
@@ -448,6 +463,9 @@ impl Metrics {
         // at 1 loses that first increase to rate() and increase().
         for v in Verdict::ALL {
             live.new_reporters.get_or_create(&VerdictLabels { verdict: v.as_str() }).inc_by(0);
+        }
+        for k in crate::explain::absence::AbsenceKind::ALL {
+            live.absence.get_or_create(&KindLabels { kind: k.as_str() }).inc_by(0);
         }
 
         let mut registry = Registry::with_prefix(PREFIX);
@@ -507,6 +525,15 @@ by reason (sampled events); kept out of icmp_ptb_mtu_bytes",
             "ICMP errors this host should have sent but suppressed since watch started (/proc/net/snmp OutRateLimitGlobal: \
 icmp_msgs_per_sec, OutRateLimitHost: icmp_ratelimit; /proc/net/snmp6 Icmp6OutRateLimitHost), by limit",
             live.icmp_rate_limited.clone(),
+        registry.register(
+            "retransmission_findings",
+            "Findings made from this host's own TCP retransmissions (no ICMP came back), by kind",
+            live.absence.clone(),
+        );
+        registry.register(
+            "investigations",
+            "watch --investigate runs, by trigger and verdict (skipped_budget, skipped_queue, failed when none)",
+            live.investigations.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector { live: live.clone() }));
         let recorder = Recorder { live: live.clone(), reporters: LruCache::new(reporters_cap()) };
@@ -618,6 +645,16 @@ impl Recorder {
                 set_counter(&self.live.icmp_rate_limited.get_or_create(&LimitLabels { limit }), n);
             }
         }
+    }
+
+    /// A retransmission finding was reported.
+    pub(crate) fn absence(&self, kind: &'static str) {
+        self.live.absence.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// An investigation ended (or was skipped).
+    pub(crate) fn investigation(&self, trigger: &'static str, verdict: &str) {
+        self.live.investigations.get_or_create(&InvestigationLabels { trigger, verdict: verdict.to_string() }).inc();
     }
 
     /// The aggregator's size and how many entries it forgot so far.

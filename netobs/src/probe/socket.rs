@@ -111,6 +111,9 @@ pub struct Prober {
     pub answered: HashSet<u16>,
     /// Probes sent so far.
     pub probes_sent: u32,
+    /// Asked before every probe; an error refuses it (`watch --investigate`
+    /// holds its probe budget and packet rate here).
+    pub gate: Option<Box<dyn FnMut() -> Result<()> + Send>>,
     buf: Vec<MaybeUninit<u8>>,
     tcp_buf: Vec<MaybeUninit<u8>>,
     /// Which buffer holds the last datagram that matched, and its length:
@@ -246,6 +249,7 @@ impl Prober {
             sent: HashMap::new(),
             answered: HashSet::new(),
             probes_sent: 0,
+            gate: None,
             buf: vec![MaybeUninit::uninit(); 65536],
             tcp_buf: vec![MaybeUninit::uninit(); 65536],
             last: (false, 0),
@@ -257,6 +261,9 @@ impl Prober {
     /// Sends one probe of `size` bytes (IP header included) with `ttl`.
     /// IPv4 probes carry DF when `df`; IPv6 ones are never fragmented.
     pub fn send(&mut self, ttl: u8, size: usize, df: bool) -> Result<Sent> {
+        if let Some(gate) = self.gate.as_mut() {
+            gate()?;
+        }
         let mut token = self.next_token;
         // 0 is avoided: for IP id 0 the kernel substitutes its own value.
         if token == 0 {

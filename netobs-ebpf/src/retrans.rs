@@ -1,0 +1,235 @@
+//! TCP retransmissions of this host's own connections, counted per
+//! destination: what a PMTU blackhole, a silent drop or an unanswered
+//! SYN-ACK leaves behind when no ICMP error comes back at all.
+//!
+//! Raw tracepoints attached by name (no tracefs mount, so an unprivileged
+//! `watch` with CAP_BPF + CAP_PERFMON keeps them), like `icmp_send`: the
+//! arguments are the tracepoints' own (`tcp_retransmit_skb(sk, skb, err)`,
+//! `tcp_retransmit_synack(sk, req)`), and the structures are read with
+//! `bpf_probe_read_kernel` at offsets user space took from the running
+//! kernel's BTF ([`RetransLayout`]). Host-wide tracepoints: only sockets of
+//! this network namespace are counted.
+//!
+//! Bounded: one LRU hash entry per (destination, kind, port); a scan of
+//! many destinations evicts the least recently retransmitted to.
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::{map, raw_tracepoint},
+    maps::{Array, LruHashMap},
+    programs::RawTracePointContext,
+};
+use netobs_common::retrans::{MAX_DESTINATIONS, RetransCounts, RetransKey, RetransLayout, kind, tcp_state};
+
+/// Filled by user space before the programs are attached.
+#[map]
+static RETRANS_LAYOUT: Array<RetransLayout> = Array::with_max_entries(1, 0);
+
+/// Per-destination counts, read by user space once a second.
+#[map]
+static RETRANS: LruHashMap<RetransKey, RetransCounts> = LruHashMap::with_max_entries(MAX_DESTINATIONS, 0);
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const BPF_NOEXIST: u64 = 1;
+/// [`RetransLayout`] offset meaning "not in this kernel".
+const ABSENT: u32 = u32::MAX;
+
+#[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
+pub fn netobs_retrans(ctx: RawTracePointContext) -> i32 {
+    on_retransmit_skb(&ctx);
+    0
+}
+
+#[raw_tracepoint(tracepoint = "tcp_retransmit_synack")]
+pub fn netobs_synack(ctx: RawTracePointContext) -> i32 {
+    on_retransmit_synack(&ctx);
+    0
+}
+
+/// Reads a `T` at `base + off` in kernel memory; None if it faults.
+#[inline(always)]
+fn read<T>(base: u64, off: u32) -> Option<T> {
+    if off == ABSENT {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
+}
+
+/// Whether the socket belongs to the namespace `watch` runs in.
+#[inline(always)]
+fn in_our_netns(l: &RetransLayout, sk: u64) -> bool {
+    if l.netns_inum == 0 {
+        return true;
+    }
+    let Some(net) = read::<u64>(sk, l.skc_net).filter(|n| *n != 0) else { return false };
+    read::<u32>(net, l.net_inum) == Some(l.netns_inum)
+}
+
+/// The remote and local addresses of a `sock_common` (a socket or a
+/// request socket) as (family, remote, local); IPv4-mapped IPv6 addresses
+/// become IPv4, as the peer sees them.
+#[inline(always)]
+fn addresses(l: &RetransLayout, sk: u64) -> Option<(u8, [u8; 16], [u8; 16])> {
+    let family = read::<u16>(sk, l.skc_family)?;
+    let mut remote = [0u8; 16];
+    let mut local = [0u8; 16];
+    if family == AF_INET6 {
+        let r = read::<[u8; 16]>(sk, l.skc_v6_daddr)?;
+        let mapped =
+            r[0] | r[1] | r[2] | r[3] | r[4] | r[5] | r[6] | r[7] | r[8] | r[9] == 0 && r[10] == 0xff && r[11] == 0xff;
+        if !mapped {
+            let lo = read::<[u8; 16]>(sk, l.skc_v6_rcv_saddr).unwrap_or([0; 16]);
+            // Element by element: a slice copy may become a memcpy call.
+            for i in 0..16 {
+                remote[i] = r[i];
+                local[i] = lo[i];
+            }
+            return Some((6, remote, local));
+        }
+    } else if family != AF_INET {
+        return None;
+    }
+    let r = read::<[u8; 4]>(sk, l.skc_daddr)?;
+    let lo = read::<[u8; 4]>(sk, l.skc_rcv_saddr).unwrap_or([0; 4]);
+    for i in 0..4 {
+        remote[i] = r[i];
+        local[i] = lo[i];
+    }
+    Some((4, remote, local))
+}
+
+/// What one retransmission adds to its destination's entry.
+struct Retransmission {
+    key: RetransKey,
+    local: [u8; 16],
+    lport: u16,
+    rport: u16,
+    state: u8,
+    /// Payload bytes (data only).
+    len: u32,
+    mss: u32,
+    acked: u64,
+}
+
+#[inline(always)]
+fn record(r: &Retransmission) {
+    let full = r.key.kind != kind::DATA || (r.mss > 0 && r.len >= r.mss);
+    let small = r.key.kind == kind::DATA && r.len > 0 && !full;
+    // SAFETY: helper without preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(v) = RETRANS.get_ptr_mut(&r.key) {
+        // SAFETY: the entry stays valid while the program runs (RCU).
+        // Plain increments (this target has no atomic fetch-add in core):
+        // two CPUs retransmitting to one destination in the same instant
+        // may lose one count, only ever an undercount; the rest is
+        // "latest wins".
+        unsafe {
+            let stalled = full && r.key.kind == kind::DATA && (*v).acked == r.acked;
+            if full {
+                (*v).full += 1;
+            }
+            if small {
+                (*v).small += 1;
+            }
+            if stalled {
+                (*v).stalled += 1;
+            }
+            (*v).acked = r.acked;
+            (*v).last_ns = now;
+            (*v).mss = r.mss;
+            if r.len > (*v).max_len {
+                (*v).max_len = r.len;
+            }
+            for i in 0..16 {
+                (*v).local[i] = r.local[i];
+            }
+            (*v).lport = r.lport;
+            (*v).rport = r.rport;
+            (*v).state = r.state;
+        }
+        return;
+    }
+    let v = RetransCounts {
+        full: full as u64,
+        small: small as u64,
+        stalled: 0,
+        acked: r.acked,
+        first_ns: now,
+        last_ns: now,
+        mss: r.mss,
+        max_len: r.len,
+        local: r.local,
+        lport: r.lport,
+        rport: r.rport,
+        state: r.state,
+        _pad: [0; 3],
+    };
+    // Another CPU may have made the entry meanwhile: its count stands,
+    // this one is lost (rare, and only ever an undercount).
+    let _ = RETRANS.insert(&r.key, &v, BPF_NOEXIST);
+}
+
+#[inline(always)]
+fn on_retransmit_skb(ctx: &RawTracePointContext) {
+    let Some(l) = RETRANS_LAYOUT.get(0) else { return };
+    if l.ready == 0 {
+        return;
+    }
+    let sk: u64 = ctx.arg(0);
+    let skb: u64 = ctx.arg(1);
+    let err: u64 = ctx.arg(2);
+    // A retransmission that failed locally (no memory, queue busy) never
+    // reached the wire.
+    if sk == 0 || skb == 0 || err as i32 != 0 || !in_our_netns(l, sk) {
+        return;
+    }
+    let Some(state) = read::<u8>(sk, l.skc_state) else { return };
+    let Some((family, remote, local)) = addresses(l, sk) else { return };
+    let lport = read::<u16>(sk, l.skc_num).unwrap_or(0);
+    let rport = u16::from_be(read::<u16>(sk, l.skc_dport).unwrap_or(0));
+    let syn = state == tcp_state::SYN_SENT;
+    let key = RetransKey {
+        addr: remote,
+        family,
+        kind: if syn { kind::SYN } else { kind::DATA },
+        port: if syn { rport } else { lport },
+    };
+    record(&Retransmission {
+        key,
+        local,
+        lport,
+        rport,
+        state,
+        len: if syn { 0 } else { read::<u32>(skb, l.skb_len).unwrap_or(0) },
+        mss: read::<u32>(sk, l.tp_mss_cache).unwrap_or(0),
+        acked: read::<u64>(sk, l.tp_bytes_acked).unwrap_or(0),
+    });
+}
+
+#[inline(always)]
+fn on_retransmit_synack(ctx: &RawTracePointContext) {
+    let Some(l) = RETRANS_LAYOUT.get(0) else { return };
+    if l.ready == 0 {
+        return;
+    }
+    let listener: u64 = ctx.arg(0);
+    let req: u64 = ctx.arg(1);
+    if listener == 0 || req == 0 || !in_our_netns(l, listener) {
+        return;
+    }
+    let Some((family, remote, local)) = addresses(l, req) else { return };
+    let lport = read::<u16>(req, l.skc_num).unwrap_or(0);
+    let rport = u16::from_be(read::<u16>(req, l.skc_dport).unwrap_or(0));
+    record(&Retransmission {
+        key: RetransKey { addr: remote, family, kind: kind::SYNACK, port: lport },
+        local,
+        lport,
+        rport,
+        state: tcp_state::NEW_SYN_RECV,
+        len: 0,
+        mss: 0,
+        acked: 0,
+    });
+}

@@ -95,6 +95,10 @@ pub struct ProbeResult {
     /// to spot asymmetric return paths.
     pub return_hops: Option<u8>,
     pub mtu: Option<u32>,
+    /// RFC 4884 extension objects of the answer (MPLS labels, interface
+    /// information), absent when it carried none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<crate::explain::ext::Extensions>,
 }
 
 /// One TTL.
@@ -195,6 +199,7 @@ pub fn describe(family: u8, a: &Answer) -> ProbeResult {
         reply_ttl: Some(r.outer_ttl),
         return_hops,
         mtu: r.mtu,
+        extensions: a.ext.clone(),
     }
 }
 
@@ -211,6 +216,7 @@ fn silent() -> ProbeResult {
         reply_ttl: None,
         return_hops: None,
         mtu: None,
+        extensions: None,
     }
 }
 
@@ -398,6 +404,9 @@ pub fn render(t: &TraceResult) -> String {
                     let _ = write!(line, "{rtt:.3} ms");
                     if !p.annotation.is_empty() {
                         let _ = write!(line, " {}", p.annotation);
+                    }
+                    if let Some(e) = p.extensions.as_ref().map(|e| e.traceroute_words()).filter(|w| !w.is_empty()) {
+                        let _ = write!(line, " {e}");
                     }
                     line.push_str("  ");
                     if let (Some(w), Some(ty), Some(code)) = (p.words, p.icmp_type, p.icmp_code)

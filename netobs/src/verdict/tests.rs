@@ -30,6 +30,7 @@ fn answer(from: &str, reply: &'static str, t: Option<u8>, c: Option<u8>) -> Prob
         reply_ttl: Some(63),
         return_hops: Some(2),
         mtu: None,
+        extensions: None,
     }
 }
 

@@ -5,6 +5,10 @@
 //! (`ext::locate` + views) and the datapath's copy into the event
 //! (`ext::capture`, run here over the same bytes) are checked.
 
+// Test-only helpers outside #[test] functions: a failed expectation is a
+// failed test.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::{collections::BTreeMap, path::PathBuf};
 
 use netobs_common::{

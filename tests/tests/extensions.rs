@@ -141,6 +141,7 @@ fn trace_and_watch_show_mpls_labels_and_the_incoming_interface() {
     let text = run_netobs(&a, &["trace", "198.18.2.1", "-m", "2", "-q", "1"]).expect("trace");
     let text = String::from_utf8_lossy(&text.stdout);
     let line1 = text.lines().find(|l| l.trim_start().starts_with("1 ")).unwrap_or_else(|| panic!("{text}"));
+    eprintln!("trace hop 1: {line1}");
     assert!(line1.contains("<MPLS:L=16,E=0,S=0,T=1/L=17,E=5,S=1,T=1>"), "{text}");
     assert!(line1.contains(&format!("incoming interface eth0 (ifIndex {ifindex}, 198.18.1.254, MTU 1500)")), "{text}");
 
@@ -154,6 +155,7 @@ fn trace_and_watch_show_mpls_labels_and_the_incoming_interface() {
     assert_eq!(f["reporter"], "198.18.1.254");
     assert_extensions(&f["extensions"], ifindex, "watch finding");
     let text = f["text"].as_str().unwrap_or_default();
+    eprintln!("watch finding: {text}");
     assert!(text.contains("MPLS L=16,E=0,S=0,T=1/L=17,E=5,S=1,T=1"), "{text}");
     assert!(text.contains(&format!("incoming interface eth0 (ifIndex {ifindex}, 198.18.1.254, MTU 1500)")), "{text}");
     let done = w.stop().expect("stop watch");

@@ -279,6 +279,35 @@ mod tests {
         assert_eq!(cut.checksum, ChecksumState::Unchecked);
     }
 
+    /// Frame 2 of tcpdump's mpls-traceroute.pcap (tests/data/corpus, PPP
+    /// header dropped): time exceeded from 10.5.0.1 with one MPLS entry in
+    /// the pre-RFC 4884 layout. tcpdump prints "label 100704, tc 0, [S],
+    /// ttl 1". Through the shared parser (what `watch` gets from the kernel
+    /// and `read` from a capture) into a finding, its words and JSON.
+    #[test]
+    fn corpus_mpls_frame_becomes_a_finding_with_its_label() {
+        const IP: &str = "450000a813964000ff014db10a0500010c0404040b00cd040000000045000028a54c00000111f76f0c0404040c010101a54b829b00140000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000002000c55f0008010118960101";
+        let mut frame = vec![0u8, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 6, 0x08, 0x00];
+        frame.extend((0..IP.len()).step_by(2).map(|i| u8::from_str_radix(&IP[i..i + 2], 16).unwrap()));
+        let c = netobs_common::Cursor::from_slice(&frame);
+        let outer = netobs_common::parse::parse_outer(&c).unwrap();
+        let mut ev = Event::default();
+        netobs_common::parse::parse_icmp_error(&c, &outer, &mut ev);
+        let f = crate::explain::Finding::from_event(&ev, &crate::explain::HostContext::default()).unwrap();
+        let e = f.extensions.as_ref().expect("extensions");
+        assert_eq!(e.mpls, [MplsEntryRepr { label: 100704, tc: 0, bottom: true, ttl: 1 }]);
+        assert_eq!((e.layout, e.checksum, e.cut), (Layout::Compat, ChecksumState::Correct, false));
+        let v = serde_json::to_value(&f).unwrap();
+        assert_eq!(v["extensions"]["mpls"][0]["label"], 100704);
+        assert_eq!(e.words(), "MPLS L=100704,E=0,S=1,T=1");
+        // No extension: no key at all.
+        let mut plain = ev;
+        plain.ext_len = 0;
+        let v =
+            serde_json::to_value(crate::explain::Finding::from_event(&plain, &Default::default()).unwrap()).unwrap();
+        assert!(v.get("extensions").is_none(), "{v}");
+    }
+
     #[test]
     fn json_shape() {
         let mut mpls = [0u8; 4];

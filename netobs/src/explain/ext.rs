@@ -308,6 +308,39 @@ mod tests {
         assert!(v.get("extensions").is_none(), "{v}");
     }
 
+    /// Probe replies as the raw sockets return them: IPv4 with its header
+    /// (trailing bytes past the IP length ignored), ICMPv6 without.
+    #[test]
+    fn probe_replies_v4_and_v6() {
+        let mut mpls = [0u8; 4];
+        MplsEntryRepr { label: 299_776, tc: 0, bottom: true, ttl: 254 }.emit(&mut mpls).unwrap();
+        let ext = structure(&[(1, 1, mpls.to_vec())]);
+        let quote = [0x60u8; 128];
+        // ICMPv6 time exceeded, length 16 64-bit words.
+        let mut v6 = vec![3, 0, 0, 0, 16, 0, 0, 0];
+        v6.extend_from_slice(&quote);
+        v6.extend_from_slice(&ext);
+        let e = Extensions::from_reply(6, &v6).expect("v6 extension");
+        assert_eq!(e.layout, Layout::Rfc4884);
+        assert_eq!(e.mpls[0].label, 299_776);
+        assert_eq!(e.traceroute_words(), "<MPLS:L=299776,E=0,S=1,T=254>");
+        // The same in ICMPv4 behind an IP header, with junk after the packet.
+        let total = 20 + 8 + 128 + ext.len();
+        let mut v4 =
+            vec![0x45, 0, (total >> 8) as u8, total as u8, 0, 0, 0, 0, 64, 1, 0, 0, 198, 18, 1, 254, 198, 18, 1, 1];
+        v4.extend_from_slice(&[11, 0, 0, 0, 0, 32, 0, 0]);
+        v4.extend_from_slice(&quote);
+        v4.extend_from_slice(&ext);
+        v4.extend_from_slice(&[0xff; 6]);
+        assert_eq!(Extensions::from_reply(4, &v4), Some(e), "the same structure, found through the IPv4 header");
+        // Not ICMP, or an echo reply: none.
+        let mut udp = v4.clone();
+        udp[9] = 17;
+        assert_eq!(Extensions::from_reply(4, &udp), None);
+        assert_eq!(Extensions::from_reply(6, &[129, 0, 0, 0, 0, 1, 0, 1]), None);
+        assert_eq!(Extensions::from_reply(4, &[0x45]), None);
+    }
+
     #[test]
     fn json_shape() {
         let mut mpls = [0u8; 4];

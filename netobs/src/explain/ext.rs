@@ -126,8 +126,15 @@ impl Extensions {
     }
 
     /// The extensions an event carried from the kernel (or host parse).
+    ///
+    /// The datapath takes the pre-RFC layout on the version nibble alone;
+    /// as in [`ext::locate`], a whole structure there whose checksum is set
+    /// and wrong is a long quote's byte 128, not an extension.
     pub fn from_event(ev: &Event) -> Option<Extensions> {
-        Extensions::decode(ev.ext_bytes(), ev.ext_layout()?, !ev.ext_cut())
+        let e = Extensions::decode(ev.ext_bytes(), ev.ext_layout()?, !ev.ext_cut())?;
+        let checksum_set = ev.ext_bytes().get(2..4).is_some_and(|c| c != [0, 0]);
+        let not_one = e.layout == Layout::Compat && e.checksum == ChecksumState::Wrong && checksum_set;
+        (!not_one).then_some(e)
     }
 
     /// The extensions of a whole ICMP message (`icmp` from the ICMP header
@@ -300,6 +307,10 @@ mod tests {
         let v = serde_json::to_value(&f).unwrap();
         assert_eq!(v["extensions"]["mpls"][0]["label"], 100704);
         assert_eq!(e.words(), "MPLS L=100704,E=0,S=1,T=1");
+        // The pre-RFC layout with a wrong checksum is quote, not extension.
+        let mut bogus = ev;
+        bogus.ext[2][3] ^= 0xff;
+        assert_eq!(Extensions::from_event(&bogus), None);
         // No extension: no key at all.
         let mut plain = ev;
         plain.ext_len = 0;

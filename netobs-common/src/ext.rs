@@ -137,14 +137,15 @@ pub fn length_field(family: u8, icmp: &[u8]) -> Option<usize> {
 /// Where the extension structure starts in an ICMP message (`icmp` from
 /// the ICMP header on, ending where the outer IP packet ends or where the
 /// capture stopped: `complete` says which), and by which layout. `None`
-/// when the message has none: a type without the length field, length 0
-/// and no version-2 header at the compatibility offset, or a length that
-/// leaves no room for the 4-byte header.
+/// when the message has none: a type without the length field, or no
+/// version-2 header where the length field (with length 0: the
+/// compatibility offset) points.
 pub fn locate(family: u8, icmp: &[u8], complete: bool) -> Option<(usize, Layout)> {
     let len = length_field(family, icmp)?;
     if len != 0 {
         let at = ICMP_HEADER_LEN + len;
-        return (icmp.len() >= at + HEADER_LEN).then_some((at, Layout::Rfc4884));
+        let hdr = ExtHeader::new_checked(icmp.get(at..)?).ok()?;
+        return (hdr.version() == VERSION).then_some((at, Layout::Rfc4884));
     }
     let at = ICMP_HEADER_LEN + COMPAT_OFFSET;
     let hdr = ExtHeader::new_checked(icmp.get(at..)?).ok()?;
@@ -649,15 +650,14 @@ pub fn capture(c: &Cursor, outer: &Outer, icmp_off: usize, ev: &mut Event) {
     // into `end > p`, which gives the verifier a range of 0 bytes.
     let Some(hdr) = c.get::<[u8; 8]>(icmp_off) else { return };
     let (words, unit) = if outer.family == 4 { (hdr[5], 4) } else { (hdr[4], 8) };
-    let at = if words != 0 {
-        quote_off + words as usize * unit
-    } else {
-        let at = quote_off + COMPAT_OFFSET;
-        match c.get::<[u8; 4]>(at) {
-            Some(v) if v[0] >> 4 == VERSION => at,
-            _ => return,
-        }
-    };
+    let at = quote_off + if words != 0 { words as usize * unit } else { COMPAT_OFFSET };
+    // Only a version-2 header is an extension: a length field that does not
+    // point at one (a sender that sets it without extensions, or garbage)
+    // carries nothing.
+    match c.get::<[u8; 4]>(at) {
+        Some(v) if v[0] >> 4 == VERSION => {}
+        _ => return,
+    }
     // The outer packet's end: trailing bytes (Ethernet padding) are not
     // extension.
     let ip_end = outer.l3_off + outer.total_len as usize;

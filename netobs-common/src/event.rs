@@ -66,6 +66,11 @@ pub mod flags {
     /// (other protocols) fewer than the 8 transport bytes RFC 792 promises.
     /// Never set for a quoted later fragment (it has no transport header).
     pub const QUOTE_TRUNCATED: u8 = 1 << 4;
+    /// The RFC 4884 extension structure went on past the bytes carried in
+    /// [`Event::ext`](super::Event::ext) (more than
+    /// [`CARRY_MAX`](crate::ext::CARRY_MAX), or past the frame's first
+    /// buffer).
+    pub const EXT_CUT: u8 = 1 << 5;
 }
 
 /// The packet an event is about: for an ICMP error the quoted (offending)
@@ -99,7 +104,7 @@ pub struct PacketInfo {
     pub _pad: u16,
 }
 
-/// One ring-buffer record. 144 bytes.
+/// One ring-buffer record. 272 bytes.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
@@ -138,8 +143,16 @@ pub struct Event {
     pub gateway: [u8; 16],
     /// Length of the whole outer packet from the IP header on.
     pub outer_len: u32,
-    pub _pad: u32,
+    /// Bytes of [`Event::ext`] that hold extension data (multiple of 4).
+    pub ext_len: u16,
+    pub _pad: u16,
     pub inner: PacketInfo,
+    /// The RFC 4884 extension structure (header and objects) of an ICMP
+    /// error, its first [`ext_len`](Event::ext_len) bytes: filled when the
+    /// length field is set ([`flags::HAS_RFC4884`]) or a version-2 header
+    /// sits at the pre-RFC offset 128 (see [`crate::ext::capture`]). 4-byte
+    /// words, as the datapath copies them.
+    pub ext: [[u8; 4]; crate::ext::CARRY_WORDS],
 }
 
 /// An ICMP error counter as user space reads it back from the bounded
@@ -349,9 +362,9 @@ pub struct EventStage {
 pub const STAGE_SPARE: usize = STAGE_EVENTS;
 
 const _: () = {
-    assert!(core::mem::size_of::<EventStage>() == 40 + 144 * (STAGE_EVENTS + 1));
+    assert!(core::mem::size_of::<EventStage>() == 40 + 272 * (STAGE_EVENTS + 1));
     assert!(core::mem::size_of::<PacketInfo>() == 56);
-    assert!(core::mem::size_of::<Event>() == 144);
+    assert!(core::mem::size_of::<Event>() == 272);
     assert!(core::mem::size_of::<IcmpCounterKey>() == 8);
     assert!(core::mem::size_of::<DfCounterKey>() == 8);
     assert!(core::mem::size_of::<Config>() == 36);

@@ -15,6 +15,7 @@ pub mod counters;
 pub mod craft;
 pub mod cursor;
 pub mod event;
+pub mod ext;
 pub mod icmp;
 pub mod icmp_send;
 pub mod kfree;

@@ -295,6 +295,7 @@ pub fn parse_icmp_error(c: &Cursor, outer: &Outer, ev: &mut Event) -> IcmpOutcom
     if truncated {
         ev.flags |= flags::QUOTE_TRUNCATED;
     }
+    crate::ext::capture(c, outer, off, ev);
     IcmpOutcome::Error
 }
 

@@ -387,6 +387,31 @@ fn err6(t: u8, code: u8, quote: &[u8]) -> Frame {
     Frame::ipv6(R6, C6).ttl(63).icmp_error(t, code, quote)
 }
 
+/// `quote` zero-padded to 128 bytes, then an RFC 4884 extension: an MPLS
+/// stack (labels 16, 17), RFC 5837 interface information and an object
+/// of another class with `filler` bytes (76 bytes in all with no filler;
+/// a filler of 100 makes it longer than an event carries).
+fn ext_quote(quote: &[u8], filler: usize) -> Vec<u8> {
+    use netobs_common::ext::{IfAddr, IfRole, InterfaceInfoRepr, MplsEntryRepr, craft_structure};
+    let mut mpls = [0u8; 8];
+    let _ = MplsEntryRepr { label: 16, tc: 0, bottom: false, ttl: 1 }.emit(&mut mpls[..4]);
+    let _ = MplsEntryRepr { label: 17, tc: 0, bottom: true, ttl: 1 }.emit(&mut mpls[4..]);
+    let info = InterfaceInfoRepr {
+        role: IfRole::Incoming,
+        if_index: Some(3),
+        addr: Some(IfAddr::V4([198, 18, 2, 1])),
+        name: Some(b"eth1"),
+        mtu: Some(1400),
+    };
+    let mut ifinfo = [0u8; 32];
+    let n = info.emit(&mut ifinfo).unwrap_or(0);
+    let filler = vec![0xab; filler];
+    let mut q = quote.to_vec();
+    q.resize(128, 0);
+    q.extend(craft_structure(&[(1, 1, &mpls), (2, info.c_type(), &ifinfo[..n]), (9, 1, &filler)]));
+    q
+}
+
 /// Every error type/code netobs reports, v4 and v6, plus VLAN tags, IPv4
 /// options, IPv6 extension headers, later fragments, non-errors and
 /// ordinary traffic.
@@ -419,6 +444,17 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
     }
     v.push(("v6 137 quote".into(), Frame::ipv6(R6, C6).ttl(255).icmpv6_redirect(T6, S6, Some(&syn6())).bytes()));
     v.push(("v6 137 no quote".into(), Frame::ipv6(R6, C6).ttl(255).icmpv6_redirect(T6, S6, None).bytes()));
+    // RFC 4884 extensions after a quote padded to 128 bytes: length field
+    // set, the pre-RFC layout (length 0), ICMPv6, and one longer than an
+    // event carries (ext::CARRY_MAX).
+    for (name, q, words) in
+        [("v4 11/0 ext", syn4(), 32u8), ("v4 11/0 ext compat", syn4(), 0), ("v4 3/1 ext", udp4(), 32)]
+    {
+        let t = if name.contains("3/1") { 3 } else { 11 };
+        v.push((name.into(), err4(t, t & 1, &ext_quote(&q, 0)).rfc4884_len(words).bytes()));
+    }
+    v.push(("v6 3/0 ext".into(), err6(3, 0, &ext_quote(&syn6(), 0)).rfc4884_len(16).bytes()));
+    v.push(("v4 11/0 ext cut".into(), err4(11, 0, &ext_quote(&cut(&syn4(), 20), 100)).rfc4884_len(32).bytes()));
     // Echo quotes.
     v.push(("v4 11/0 echo".into(), err4(11, 0, &Frame::ipv4(C4, S4).ttl(1).echo_request(7, 9, 56).ip_bytes()).bytes()));
     v.push(("v6 3/0 echo".into(), err6(3, 0, &Frame::ipv6(C6, S6).ttl(1).echo_request(7, 9, 56).ip_bytes()).bytes()));

@@ -134,6 +134,10 @@ pub struct Finding {
     /// Frag-needed / Packet Too Big that is not believed, and why (see
     /// [`super::ptb`]): no MTU or MSS advice comes from it.
     pub ptb_suspect: Option<super::ptb::PtbSuspect>,
+    /// RFC 4884 extension objects the error carried (MPLS labels,
+    /// interface information); absent when it carried none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<super::ext::Extensions>,
 }
 
 /// Protocol name as `ip`/`ss` print it.
@@ -217,6 +221,7 @@ impl Finding {
                 nat_original: None,
                 unknown: Vec::new(),
                 ptb_suspect: None,
+                extensions: None,
             });
         }
         if ev.kind != kind::ICMP_ERROR && ev.kind != kind::ICMP_SENT {
@@ -286,6 +291,7 @@ impl Finding {
             nat_original: None,
             unknown,
             ptb_suspect,
+            extensions: super::ext::Extensions::from_event(ev),
         })
     }
 
@@ -343,6 +349,7 @@ impl Finding {
             nat_original: None,
             unknown: Vec::new(),
             ptb_suspect: None,
+            extensions: None,
         }
     }
 }

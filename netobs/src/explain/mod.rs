@@ -11,6 +11,7 @@ pub(crate) mod absence;
 pub mod aggregate;
 pub mod context;
 pub mod drops;
+pub mod ext;
 pub mod finding;
 pub mod hops;
 pub mod ledger;

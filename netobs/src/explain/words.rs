@@ -295,8 +295,9 @@ pub fn sentence(a: &Aggregate) -> String {
         );
     }
     let dist = distance_words(f);
+    let ext = f.extensions.as_ref().map(|e| format!(" ({})", e.words())).unwrap_or_default();
     format!(
-        "{} {flow} by {}{}{}, ICMP {}/{} {}: {}; {} since {}",
+        "{} {flow} by {}{}{}, ICMP {}/{} {}{ext}: {}; {} since {}",
         headline(f.verdict),
         f.reporter,
         if dist.is_empty() { "" } else { ", " },
@@ -335,6 +336,9 @@ pub fn block(a: &Aggregate, color: bool) -> String {
         let ann = if f.annotation.is_empty() { String::new() } else { format!(" [{}]", f.annotation) };
         let mtu = f.mtu.map(|m| format!(" (MTU {m})")).unwrap_or_default();
         let _ = writeln!(s, "{pad}ICMP {}/{} {}{mtu}{ann}", f.icmp_type, f.icmp_code, f.icmp_name);
+        if let Some(e) = &f.extensions {
+            let _ = writeln!(s, "{pad}{}", e.words());
+        }
     }
     let _ = writeln!(s, "{pad}{}.", advice(f));
     let sock = match (f.socket_state, f.flow.as_ref().and_then(|fl| fl.src_port)) {

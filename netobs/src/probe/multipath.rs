@@ -305,6 +305,7 @@ mod tests {
             return_hops: None,
             mtu: None,
             quote: None,
+            extensions: None,
         }
     }
 

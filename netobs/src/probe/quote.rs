@@ -616,6 +616,7 @@ mod tests {
             return_hops: Some(ttl),
             mtu: None,
             quote: Some(QuoteCheck { bytes: 28, changes }),
+            extensions: None,
         };
         Hop { ttl, probes: vec![p], addrs: vec![], sent: 1, answered: 1 }
     }

@@ -432,6 +432,7 @@ mod tests {
             return_hops: None,
             mtu: None,
             quote: None,
+            extensions: None,
         }
     }
 

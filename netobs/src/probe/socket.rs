@@ -88,11 +88,13 @@ pub struct Sent {
 }
 
 /// A reply matched to its probe.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Answer {
     pub reply: Reply,
     pub probe: Sent,
     pub rtt: Duration,
+    /// RFC 4884 extension objects of an ICMP error reply.
+    pub ext: Option<crate::explain::ext::Extensions>,
 }
 
 /// Sends the probes of one [`Flow`] and receives what answers them.
@@ -358,7 +360,7 @@ impl Prober {
         loop {
             let got = tokio::time::timeout_at(deadline.into(), self.recv_raw()).await;
             let Ok(res) = got else { return Ok(None) };
-            let Some(mut reply) = res? else { continue };
+            let Some((mut reply, ext)) = res? else { continue };
             if matches!(reply.kind, ReplyKind::SynAck { .. } | ReplyKind::Rst) {
                 // ack = seq + 1 + payload: find the SYN it acknowledges.
                 let hdr = self.flow.header_len();
@@ -375,7 +377,7 @@ impl Prober {
             let Some(probe) = self.sent.get(&reply.token).copied() else { continue };
             self.answered.insert(reply.token);
             let rtt = Instant::now().saturating_duration_since(probe.at);
-            return Ok(Some(Answer { reply, probe, rtt }));
+            return Ok(Some(Answer { reply, probe, rtt, ext }));
         }
     }
 
@@ -388,7 +390,7 @@ impl Prober {
 
     /// Reads one packet from whichever socket is ready; `Some` if it
     /// concerns our flow.
-    async fn recv_raw(&mut self) -> Result<Option<Reply>> {
+    async fn recv_raw(&mut self) -> Result<Option<(Reply, Option<crate::explain::ext::Extensions>)>> {
         let flow = self.flow;
         let (buf, tcp_buf) = (&mut self.buf, &mut self.tcp_buf);
         let (is_tcp, n, from, hops) = match &self.tcp {
@@ -405,12 +407,19 @@ impl Prober {
         let src = if is_tcp { &self.tcp_buf } else { &self.buf };
         // SAFETY: recvmsg initialised the first `n` bytes of that buffer.
         let data: &[u8] = unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<u8>(), n.min(src.len())) };
-        Ok(match (flow.dst, from) {
+        let reply = match (flow.dst, from) {
             (IpAddr::V4(_), _) => packet::parse_ipv4(&flow, data),
             (IpAddr::V6(_), Some(from)) if is_tcp => packet::parse_tcp(&flow, data, from, hops.unwrap_or(0)),
             (IpAddr::V6(_), Some(from)) => packet::parse_icmp(&flow, data, from, hops.unwrap_or(0)),
             _ => None,
-        })
+        };
+        let family = if flow.dst.is_ipv4() { 4 } else { 6 };
+        Ok(reply.map(|r| {
+            let ext = matches!(r.kind, ReplyKind::IcmpError { .. })
+                .then(|| crate::explain::ext::Extensions::from_reply(family, data))
+                .flatten();
+            (r, ext)
+        }))
     }
 }
 

@@ -111,6 +111,10 @@ pub struct ProbeResult {
     /// what middleboxes changed ([`super::quote`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quote: Option<quote::QuoteCheck>,
+    /// RFC 4884 extension objects of the answer (MPLS labels, interface
+    /// information), absent when it carried none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<crate::explain::ext::Extensions>,
 }
 
 /// One TTL.
@@ -219,6 +223,7 @@ pub fn describe(family: u8, a: &Answer) -> ProbeResult {
         return_hops,
         mtu: r.mtu,
         quote: None,
+        extensions: a.ext.clone(),
     }
 }
 
@@ -237,6 +242,7 @@ fn silent() -> ProbeResult {
         return_hops: None,
         mtu: None,
         quote: None,
+        extensions: None,
     }
 }
 
@@ -453,6 +459,9 @@ pub fn render(t: &TraceResult) -> String {
                     let _ = write!(line, "{rtt:.3} ms");
                     if !p.annotation.is_empty() {
                         let _ = write!(line, " {}", p.annotation);
+                    }
+                    if let Some(e) = p.extensions.as_ref().map(|e| e.traceroute_words()).filter(|w| !w.is_empty()) {
+                        let _ = write!(line, " {e}");
                     }
                     line.push_str("  ");
                     if let (Some(w), Some(ty), Some(code)) = (p.words, p.icmp_type, p.icmp_code)

@@ -32,6 +32,7 @@ fn answer(from: &str, reply: &'static str, t: Option<u8>, c: Option<u8>) -> Prob
         return_hops: Some(2),
         mtu: None,
         quote: None,
+        extensions: None,
     }
 }
 

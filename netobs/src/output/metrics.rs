@@ -525,6 +525,7 @@ by reason (sampled events); kept out of icmp_ptb_mtu_bytes",
             "ICMP errors this host should have sent but suppressed since watch started (/proc/net/snmp OutRateLimitGlobal: \
 icmp_msgs_per_sec, OutRateLimitHost: icmp_ratelimit; /proc/net/snmp6 Icmp6OutRateLimitHost), by limit",
             live.icmp_rate_limited.clone(),
+        );
         registry.register(
             "retransmission_findings",
             "Findings made from this host's own TCP retransmissions (no ICMP came back), by kind",

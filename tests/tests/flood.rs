@@ -209,9 +209,11 @@ fn spoofed_flood_stays_bounded_and_the_real_rejection_is_reported() {
     let confirmed = c["findings_confirmed"].as_u64().expect("findings_confirmed in the counters record");
     assert!(confirmed <= 1, "{confirmed} folded sightings confirmed by a socket: only the real one has one");
     eprintln!(
-        "real rejection: line {:?} after the attempt (first line count {}); {confirmed} folded sighting(s) confirmed",
+        "real rejection: line {:?} after the attempt (first line count {}); folded sightings checked {}, unchecked {}, confirmed {confirmed}",
         seen_at.saturating_duration_since(real_at),
-        first["count"]
+        first["count"],
+        c["findings_checked"],
+        c["findings_unchecked"]
     );
 }
 

@@ -18,7 +18,8 @@ struct Fake {
     socket: Option<TcpState>,
     nat: Option<Original>,
     pmtu: Option<u32>,
-    /// When set, `socket` answers only for this local port (others: none).
+    /// When set, `socket` answers only for this local port; for the others
+    /// the listener answers, as the kernel's lookup by tuple does.
     only_port: Option<u16>,
     calls: Arc<AtomicUsize>,
 }
@@ -44,7 +45,10 @@ impl Fake {
 
 impl Lookups for Fake {
     fn socket(&self, k: &SocketKey) -> Result<Option<TcpState>, NlError> {
-        self.answer(self.socket.filter(|_| self.only_port.is_none_or(|p| p == k.lport)))
+        match self.only_port {
+            Some(p) if p != k.lport => self.answer(Some(TcpState::Listen)),
+            _ => self.answer(self.socket),
+        }
     }
     fn nat_original(&self, _: &Sent) -> Result<Option<Original>, NlError> {
         self.answer(self.nat)

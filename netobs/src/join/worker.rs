@@ -12,7 +12,8 @@
 //! The reporter also *checks* first sightings the line budget folded: one
 //! that quotes a local TCP flow is real if the kernel has that socket
 //! (sock_diag by exact 4-tuple, a SYN-RECV request included), which no
-//! spoofer inventing clients can fake. A confirmed one comes back from
+//! spoofer inventing clients can fake (the listener, which the kernel's
+//! lookup falls back to for any client of its port, does not count). A confirmed one comes back from
 //! [`Reporter::joined`] like a joined finding and is printed at once;
 //! the rest stay folded. Checks are bounded: [`CHECKS_PER_SEC`] a second
 //! (a burst of [`CHECKS_IN_FLIGHT`]), at most [`CHECKS_IN_FLIGHT`] in the
@@ -32,7 +33,10 @@ use anyhow::{Context as _, Result};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use super::{Joined, Lookup, Lookups, Needs, apply, icmp_back, needs, run};
-use crate::explain::{Aggregate, Aggregator, HostContext, Ledger};
+use crate::{
+    explain::{Aggregate, Aggregator, HostContext, Ledger},
+    net::sockets::TcpState,
+};
 
 /// Folded first sightings checked against the host's sockets per second:
 /// at ~25 µs a lookup, at most a tenth of the worker's core. On this
@@ -89,12 +93,19 @@ struct Done {
     check: bool,
 }
 
-/// A check: the socket lookup first; only when the socket exists, the
+/// Does this answer confirm the quoted connection? Only a socket of that
+/// very 4-tuple does: the kernel's lookup by tuple falls back to the
+/// listener of the port, which answers for every client, spoofed or not.
+fn confirms(socket: &Lookup<TcpState>) -> bool {
+    matches!(socket, Lookup::Found(s) if *s != TcpState::Listen)
+}
+
+/// A check: the socket lookup first; only when the connection exists, the
 /// other joins the finding needs (NAT is not asked: the socket is ours).
 fn run_check(l: &dyn Lookups, n: &Needs) -> Joined {
     let Some(k) = n.socket else { return Joined::unknown(n) };
     let socket = Lookup::from_result(l.socket(&k));
-    if !matches!(socket, Lookup::Found(_)) {
+    if !confirms(&socket) {
         return Joined { socket, nat: Lookup::NotAsked, pmtu: Lookup::NotAsked };
     }
     let pmtu = n.pmtu.map_or(Lookup::NotAsked, |d| Lookup::from_result(l.route_pmtu(d)));
@@ -268,7 +279,7 @@ impl Reporter {
     fn take(&mut self, d: Done) -> Option<Aggregate> {
         if d.check {
             let mut a = self.checking.remove(&d.id)?;
-            if !matches!(d.joined.socket, Lookup::Found(_)) {
+            if !confirms(&d.joined.socket) {
                 return None;
             }
             self.stats.confirmed += 1;

@@ -491,8 +491,11 @@ pub fn run(bin: &str, o: &Options) -> Result<()> {
         row(
             "real rejection (3/10 by 198.18.2.1): line after attempt",
             after(real_line, real_at).map(secs).unwrap_or_else(|| "never".into()),
-            "during the flood",
-            Some(real_line.is_some_and(|t| t <= flood_end)),
+            "< 1 s, in the flood",
+            Some(
+                real_line.is_some_and(|t| t <= flood_end)
+                    && after(real_line, real_at).is_some_and(|d| d < Duration::from_secs(1)),
+            ),
         ),
         row(
             "finding lines / folded findings",
@@ -553,8 +556,14 @@ pub fn run(bin: &str, o: &Options) -> Result<()> {
         .filter_map(|(_, r)| r["count"].as_u64())
         .max()
         .unwrap_or(0);
+    let first_real = findings.iter().find(|(_, r)| {
+        r["reporter"] == REAL_REPORTER && r["icmp_code"] == 10 && r["flow"]["dst_port"].as_u64() == Some(real_port)
+    });
+    let confirmed = counters.and_then(|c| c["findings_confirmed"].as_u64()).unwrap_or(0);
     println!(
-        "real rejection: rc rejected {rejected_by_rc} SYN-ACKs in all; the finding for the attempt counted {real_count} events"
+        "real rejection: rc rejected {rejected_by_rc} SYN-ACKs in all; the finding for the attempt counted {real_count} events; its first line: count {}, socket {}; folded first sightings confirmed by their socket: {confirmed}",
+        first_real.map(|(_, r)| r["count"].to_string()).unwrap_or_else(|| "-".into()),
+        first_real.map(|(_, r)| r["socket_state"].to_string()).unwrap_or_else(|| "-".into()),
     );
     println!("{:<58} {:>44}  {:<18} result", "figure", "value", "target");
     for r in &rows {

@@ -15,7 +15,7 @@ use netobs_common::{
 
 use crate::{
     emit, fib,
-    maps::{CONFIG, DF_COUNTERS, ICMP_COUNTERS, Stats, bump, bump_key, bump2, take_fair_token},
+    maps::{DF_COUNTERS, ICMP_COUNTERS, Stats, bump, bump_key, bump2, take_fair_token},
 };
 
 /// A packet program's context: what `observe` needs beyond the linear data.
@@ -32,9 +32,11 @@ pub trait Packet: EbpfContext {
 pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook: u8) {
     // SAFETY: the kernel guarantees [data, data_end) is the packet.
     let c = unsafe { Cursor::from_raw(start, end) };
-    let cfg = CONFIG.load();
+    // The DF threshold: at egress the configured path MTU (locally sent
+    // packets), elsewhere the smallest MTU (the FIB decides the rest).
+    let df_threshold = if hook == hook::TC_EGRESS { crate::config!(egress_path_mtu) } else { crate::config!(min_mtu) };
     // Most packets: counted from four header bytes, nothing else to do.
-    if is_ordinary_v4(&c, if hook == hook::TC_EGRESS { cfg.egress_path_mtu } else { cfg.min_mtu }) {
+    if is_ordinary_v4(&c, df_threshold) {
         bump2(stat::PACKETS, stat::IPV4);
         return;
     }
@@ -63,15 +65,14 @@ pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook:
         return;
     }
     if hook == hook::TC_EGRESS {
-        let path_mtu = CONFIG.load().egress_path_mtu;
-        if is_df_candidate(&outer, path_mtu) && ip_len_in_frame(&outer, ctx.frame_len()) {
+        if is_df_candidate(&outer, df_threshold) && ip_len_in_frame(&outer, ctx.frame_len()) {
             // SAFETY: helper without preconditions.
             let now = unsafe { now_ns() };
-            on_df_oversized(&c, &outer, now, ifindex, hook, ifindex, path_mtu);
+            on_df_oversized(&c, &outer, now, ifindex, hook, ifindex, df_threshold);
         }
     } else if outer.vlan_depth == 0
         && !outer.later_fragment
-        && is_df_candidate(&outer, CONFIG.load().min_mtu)
+        && is_df_candidate(&outer, df_threshold)
         && ip_len_in_frame(&outer, ctx.frame_len())
     {
         on_df_candidate(ctx, &c, &outer, ifindex, hook);
@@ -94,17 +95,16 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, st: Stats) -> bool
     let key = IcmpCounterKey { ifindex, family: outer.family, icmp_type: h.icmp_type, icmp_code: h.code, hook };
     bump_key(&ICMP_COUNTERS, &key);
 
-    let cfg = CONFIG.load();
     // Sampling off (a load-time constant: the verifier drops the rest):
     // no clock read, no hash, no bucket.
-    if cfg.events_per_sec == 0 {
+    if crate::config!(events_per_sec) == 0 {
         st.add(stat::SAMPLED_OUT);
         return true;
     }
     // SAFETY: helper without preconditions. Coarse (jiffy) time is enough
     // for a token bucket and costs a fraction of the precise clock.
     let now = unsafe { now_ns() };
-    let bucket = source_bucket(c, outer, cfg.sample_seed);
+    let bucket = source_bucket(c, outer, crate::config!(sample_seed));
     if !take_fair_token(now, bucket) {
         st.add(stat::SAMPLED_OUT);
         return true;
@@ -141,7 +141,7 @@ fn on_df_oversized(c: &Cursor, outer: &Outer, now: u64, ifindex: u32, hook: u8, 
     bump(stat::DF_OVERSIZED);
     bump_key(&DF_COUNTERS, &DfCounterKey { ingress_ifindex: ifindex, egress_ifindex: egress });
     // Fair per sender: one bulk DF flow cannot starve another's event.
-    let bucket = source_bucket(c, outer, CONFIG.load().sample_seed);
+    let bucket = source_bucket(c, outer, crate::config!(sample_seed));
     if let Some((ev, pending)) = emit::begin_fair(now, bucket) {
         ev.ifindex = ifindex;
         ev.hook = hook;

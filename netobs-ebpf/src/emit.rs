@@ -5,7 +5,7 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use netobs_common::event::{Event, EventStage, STAGE_EVENTS, STAGE_MAX_AGE_NS, STAGE_SPARE, stat};
 
-use crate::maps::{CONFIG, EVENTS, STAGE, bump, bump_by, submit_flags, take_fair_token, take_token};
+use crate::maps::{EVENTS, STAGE, bump, bump_by, submit_flags, take_fair_token, take_token};
 
 /// An event being written. From [`begin`]; hand it back to [`finish`].
 ///
@@ -118,7 +118,7 @@ fn batch_or_write(stage: &mut EventStage, slot: usize, now: u64) {
         stage.first_ns = now;
     }
     stage.count = slot as u32 + 1;
-    let batch = CONFIG.load().event_batch;
+    let batch = crate::config!(event_batch);
     if lone || stage.count >= batch || now.wrapping_sub(stage.first_ns) >= STAGE_MAX_AGE_NS {
         flush(stage);
     }

@@ -13,7 +13,7 @@ use aya_ebpf::{
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use netobs_common::event::{PacketInfo, stat};
 
-use crate::maps::{CONFIG, bump};
+use crate::maps::bump;
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -57,7 +57,7 @@ pub static FIB_CACHE: PerCpuArray<CacheEntry> = PerCpuArray::with_max_entries(CA
 /// from the route cache when it has a fresh answer for this flow.
 #[inline(always)]
 pub fn too_big_for_egress<C: EbpfContext>(ctx: &C, now: u64, ingress: u32, pkt: &PacketInfo) -> Option<(u32, u32)> {
-    let ttl_ms = CONFIG.load().fib_cache_ms;
+    let ttl_ms = crate::config!(fib_cache_ms);
     let src = words(&pkt.src);
     let dst = words(&pkt.dst);
     let proto_family = u32::from(pkt.protocol) << 24 | u32::from(pkt.family);
@@ -152,7 +152,7 @@ fn lookup<C: EbpfContext>(ctx: &C, ingress: u32, pkt: &PacketInfo) -> Answer {
     let p = crate::mem::zero_init(&mut slot);
     fill(p, ingress, pkt);
     let size = core::mem::size_of::<FibParams>() as i32;
-    let mut flags = if CONFIG.load().fib_skip_neigh != 0 { BPF_FIB_LOOKUP_SKIP_NEIGH } else { 0 };
+    let mut flags = if crate::config!(fib_skip_neigh) != 0 { BPF_FIB_LOOKUP_SKIP_NEIGH } else { 0 };
     // SAFETY: `p` is a valid, writable parameter block of the size we pass.
     let mut ret = unsafe { bpf_fib_lookup(ctx.as_ptr(), &mut *p, size, flags) };
     if ret < 0 && flags != 0 {

@@ -49,6 +49,19 @@ fn read<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
 }
 
+/// A byte-array header read onto the stack, kept 8-aligned: the object is
+/// built with misaligned access allowed (netobs-ebpf/build.rs), which the
+/// verifier accepts for packets and maps but never on the stack, so word
+/// loads from a byte array there must land on aligned slots.
+#[repr(C, align(8))]
+struct Aligned<T>(T);
+
+/// [`read`] into an [`Aligned`] slot.
+#[inline(always)]
+fn read_aligned<T>(base: u64, off: u32) -> Option<Aligned<T>> {
+    read::<Aligned<T>>(base, off)
+}
+
 /// Whether the skb's device is in the namespace `watch` runs in.
 #[inline(always)]
 fn in_our_netns(l: &IcmpSendLayout, skb: u64) -> bool {
@@ -87,10 +100,13 @@ fn on_icmp_send(ctx: &RawTracePointContext) {
         ev.inner.family = 4;
         // The offending packet's IPv4 header: what the error will quote.
         let ip = match (read::<u64>(skb, l.skb_head), read::<u16>(skb, l.skb_network_header)) {
-            (Some(head), Some(nh)) if head != 0 => read::<Ipv4Hdr>(head + nh as u64, 0).map(|h| (head + nh as u64, h)),
+            (Some(head), Some(nh)) if head != 0 => {
+                read_aligned::<Ipv4Hdr>(head + nh as u64, 0).map(|h| (head + nh as u64, h))
+            }
             _ => None,
         };
-        if let Some((at, h)) = ip {
+        if let Some((at, Aligned(h))) = &ip {
+            let at = *at;
             // Element by element: a slice copy may become a memcpy call.
             for i in 0..4 {
                 ev.inner.src[i] = h.src[i];
@@ -105,8 +121,9 @@ fn on_icmp_send(ctx: &RawTracePointContext) {
             let first_fragment = h.flags_frag() & Ipv4Hdr::OFFSET_MASK == 0;
             if first_fragment
                 && (h.protocol == IPPROTO_TCP || h.protocol == IPPROTO_UDP)
-                && let Some(p) = read::<[u8; 4]>(at, h.header_len() as u32)
+                && let Some(p) = &read_aligned::<[u8; 4]>(at, h.header_len() as u32)
             {
+                let p = &p.0;
                 ev.inner.src_port = u16::from_be_bytes([p[0], p[1]]);
                 ev.inner.dst_port = u16::from_be_bytes([p[2], p[3]]);
                 ev.inner.have |= have::PORTS;

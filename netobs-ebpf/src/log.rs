@@ -9,8 +9,6 @@
 
 use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_coarse_ns as now_ns, macros::map, maps::PerCpuArray};
 
-use crate::maps::CONFIG;
-
 /// `aya_log_common::Level::Debug`.
 const DEBUG: u32 = 4;
 /// At most one message of a kind per CPU per this long.
@@ -44,7 +42,7 @@ fn due(kind: u32) -> bool {
 /// A frame that claims to be IP but cannot be parsed (debug level).
 #[inline(always)]
 pub fn malformed<C: EbpfContext>(ctx: &C, ifindex: u32, hook: u8, linear_len: u32) {
-    if CONFIG.load().log_level < DEBUG || !due(kind::MALFORMED) {
+    if crate::config!(log_level) < DEBUG || !due(kind::MALFORMED) {
         return;
     }
     aya_log_ebpf::debug!(

@@ -16,8 +16,33 @@ use netobs_common::{
 };
 
 /// Set by the loader (`EbpfLoader::override_global`), read as a constant.
+/// Read one field at a time with [`config!`](crate::config), not with
+/// `CONFIG.load()`.
 #[unsafe(no_mangle)]
 pub static CONFIG: Global<Config> = Global::new(Config::DEFAULT);
+
+/// The [`Config`] inside [`CONFIG`], for [`config!`](crate::config).
+#[inline(always)]
+pub fn config_ptr() -> *const Config {
+    // `Global` is `repr(transparent)` over the (initialised) value.
+    (&raw const CONFIG).cast::<Config>()
+}
+
+/// One field of [`CONFIG`]: `config!(min_mtu)`.
+///
+/// Why not `CONFIG.load()`: that is a volatile read of the whole 36-byte
+/// struct, nine loads the JIT emits every time even when one field is used
+/// (the verifier knows each value, but does not delete the loads), and the
+/// ICMP path asked four times. A volatile read of the one field is one
+/// load, and the verifier still sees the constant (a read-only map) and
+/// prunes what it disables.
+#[macro_export]
+macro_rules! config {
+    ($field:ident) => {
+        // SAFETY: a valid, initialised static; one of its fields, read as is.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*$crate::maps::config_ptr()).$field)) }
+    };
+}
 
 /// Global per-CPU statistics (one entry; slots `netobs_common::event::stat`).
 #[map]
@@ -147,20 +172,19 @@ pub fn bump_key<K, M: CountIn<K>>(map: &M, key: &K) {
 /// such as the tracepoint's).
 #[inline(always)]
 pub fn take_token(now: u64) -> bool {
-    let cfg = CONFIG.load();
     let Some(b) = BUCKET.get_ptr_mut(0) else {
         return false;
     };
     // SAFETY: per-CPU slot.
-    unsafe { &mut *b }.take(now, cfg.events_per_sec, cfg.burst)
+    unsafe { &mut *b }.take(now, crate::config!(events_per_sec), crate::config!(burst))
 }
 
 /// Takes a token from reporter bucket `bucket` and from the global bucket,
 /// or from neither (a refused global token is refunded to the reporter).
 #[inline(always)]
 pub fn take_fair_token(now: u64, bucket: u32) -> bool {
-    let cfg = CONFIG.load();
-    if cfg.events_per_sec == 0 {
+    let (rate, burst) = (crate::config!(events_per_sec), crate::config!(burst));
+    if rate == 0 {
         return false;
     }
     let (Some(f), Some(g)) = (FAIR.get_ptr_mut(bucket), BUCKET.get_ptr_mut(0)) else {
@@ -168,10 +192,10 @@ pub fn take_fair_token(now: u64, bucket: u32) -> bool {
     };
     // SAFETY: per-CPU slots, distinct maps.
     let (f, g) = unsafe { (&mut *f, &mut *g) };
-    if !f.take(now, fair_rate(cfg.events_per_sec), fair_burst(cfg.burst)) {
+    if !f.take(now, fair_rate(rate), fair_burst(burst)) {
         return false;
     }
-    if !g.take(now, cfg.events_per_sec, cfg.burst) {
+    if !g.take(now, rate, burst) {
         f.refund();
         return false;
     }

@@ -13,7 +13,7 @@ use netobs_common::{
     parse::{parse_outer, tc_needs_pull},
 };
 
-use crate::maps::{CONFIG, bump2};
+use crate::maps::bump2;
 
 use crate::classify::{Packet, observe};
 
@@ -102,8 +102,7 @@ fn tc_observe(ctx: &TcContext, hook: u8) {
         // Only what can matter is made linear: an ICMP error needs its
         // quote, a DF candidate its ports; ordinary traffic is classified
         // from what is already linear.
-        let cfg = CONFIG.load();
-        let threshold = if hook == hook::TC_EGRESS { cfg.egress_path_mtu } else { cfg.min_mtu };
+        let threshold = if hook == hook::TC_EGRESS { crate::config!(egress_path_mtu) } else { crate::config!(min_mtu) };
         // SAFETY: [data, data_end) is the linear part of the skb.
         let linear = unsafe { Cursor::from_raw(ctx.data(), ctx.data_end()) };
         if tc_needs_pull(&parse_outer(&linear), threshold) {

@@ -198,6 +198,23 @@ fn spoofed_flood_stays_bounded_and_the_real_rejection_is_reported() {
 
     // 4. The deadline held under the flood.
     assert!(late.is_some_and(|l| l <= EXIT_SLACK), "watch exited {late:?} after its --duration deadline");
+
+    // 5. Folded first sightings are checked against the server's sockets:
+    //    the real one's half-open connection exists (its line says so), the
+    //    spoofed clients' do not, so at most the real entry is confirmed and
+    //    every spoofed one-off stays folded (the fold records still add up,
+    //    checked above). How fast its line came is the soak bench's figure.
+    let first = out.records.iter().find(|rec| is_real(rec, client_port)).expect("the real line (checked above)");
+    assert_eq!(first["socket_state"], "SYN-RECV", "{first}");
+    let confirmed = c["findings_confirmed"].as_u64().expect("findings_confirmed in the counters record");
+    assert!(confirmed <= 1, "{confirmed} folded sightings confirmed by a socket: only the real one has one");
+    eprintln!(
+        "real rejection: line {:?} after the attempt (first line count {}); folded sightings checked {}, unchecked {}, confirmed {confirmed}",
+        seen_at.saturating_duration_since(real_at),
+        first["count"],
+        c["findings_checked"],
+        c["findings_unchecked"]
+    );
 }
 
 #[test]

@@ -240,6 +240,9 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         Ok(snapshot) => {
             let mut counters = json::counters(&snapshot, |i: u32| ctx.ifname(i), agg.evicted);
             counters["findings_folded"] = agg.folded.into();
+            counters["findings_confirmed"] = js.confirmed.into();
+            counters["findings_checked"] = js.checked.into();
+            counters["findings_unchecked"] = js.unchecked.into();
             sink.record(&counters);
             if !sink.json {
                 sink::note(&summary(&snapshot));

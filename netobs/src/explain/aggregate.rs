@@ -25,6 +25,13 @@
 //!   [`LinePolicy::repeat_per_sec`] per bucket, largest growth first. Updates
 //!   of printed entries (once per `--update-interval`) share that budget;
 //!   what does not fit waits for the next report, nothing is dropped.
+//! - **Confirmed first sightings**: a folded first sighting can still be
+//!   shown to be real by the host itself. `due_folding` hands each folded
+//!   entry to its caller; the join reporter (`crate::join`) asks sock_diag,
+//!   at a bounded rate, whether the local TCP socket it quotes exists (a
+//!   spoofer that invents clients quotes sockets that do not), and
+//!   [`Aggregator::confirm`] turns a confirmed one into a printed entry and
+//!   takes it back out of its fold (unless that fold was already written).
 //! - **Fold records**: every [`LinePolicy::fold_window`] a bucket that folded
 //!   anything prints one line saying how many entries, events and reporters
 //!   it folded and which ICMP codes they carried; on exit the last ones are
@@ -95,6 +102,9 @@ pub struct Aggregate {
     pub last_reported: Option<Instant>,
     /// Its first sighting did not fit the line budget and was folded.
     pub folded: bool,
+    /// While folded: the fold window it was counted in and the events it
+    /// added there, so [`Aggregator::confirm`] can take it back out.
+    pub folded_in: Option<(u64, u64)>,
 }
 
 impl Aggregate {
@@ -165,6 +175,8 @@ pub struct Fold {
 /// [`FOLD_CODES`] code rows and [`FOLD_REPORTERS`] addresses.
 #[derive(Debug)]
 struct Bucket {
+    /// Generation of the current fold window (one more per [`Bucket::take`]).
+    window: u64,
     new_tokens: f64,
     repeat_tokens: f64,
     refilled: Instant,
@@ -181,6 +193,7 @@ struct Bucket {
 impl Bucket {
     fn new(p: &LinePolicy, now: Instant) -> Bucket {
         Bucket {
+            window: 0,
             new_tokens: f64::from(p.new_per_sec),
             repeat_tokens: f64::from(p.repeat_per_sec),
             refilled: now,
@@ -201,6 +214,22 @@ impl Bucket {
         self.refilled = now;
         self.new_tokens = (self.new_tokens + dt * f64::from(p.new_per_sec)).min(f64::from(p.new_per_sec));
         self.repeat_tokens = (self.repeat_tokens + dt * f64::from(p.repeat_per_sec)).min(f64::from(p.repeat_per_sec));
+    }
+
+    /// Undoes [`Bucket::fold`] of an entry of this window that turned out
+    /// to be real (its reporter stays in the distinct-reporter count: the
+    /// set cannot tell whether another folded entry had the same one).
+    fn unfold(&mut self, a: &Aggregate, events: u64) {
+        self.findings = self.findings.saturating_sub(1);
+        self.events = self.events.saturating_sub(events);
+        let code = (a.finding.family, a.finding.icmp_type, a.finding.icmp_code);
+        match self.codes.get_mut(&code) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.codes.remove(&code);
+            }
+            None => self.other_codes = self.other_codes.saturating_sub(1),
+        }
     }
 
     fn fold(&mut self, a: &Aggregate) {
@@ -228,6 +257,7 @@ impl Bucket {
     /// The fold of the window that ends now, and a fresh window.
     fn take(&mut self, bucket: &BucketKey, now: Instant) -> Option<Fold> {
         self.window_start = now;
+        self.window += 1;
         if self.findings == 0 {
             return None;
         }
@@ -372,6 +402,7 @@ impl Aggregator {
             reported_count: 0,
             last_reported: None,
             folded: false,
+            folded_in: None,
         };
         self.flag(key.clone());
         if self.table.push(key, agg).is_some_and(|(_, old)| old.id != id) {
@@ -398,6 +429,17 @@ impl Aggregator {
     /// (the drain's call after a batch) can only find news, so it visits
     /// just the entries `ingest` flagged: O(news), not O(table).
     pub fn due(&mut self, interval: Duration, now: Instant) -> Vec<Aggregate> {
+        self.due_folding(interval, now, &mut |_| {})
+    }
+
+    /// [`Aggregator::due`], handing every first sighting it folds to
+    /// `on_fold` (to be checked, and perhaps [`confirm`](Self::confirm)ed).
+    pub fn due_folding(
+        &mut self,
+        interval: Duration,
+        now: Instant,
+        on_fold: &mut dyn FnMut(&Aggregate),
+    ) -> Vec<Aggregate> {
         let last = interval.is_zero();
         let policy = self.policy;
         for (_, b) in &mut self.buckets {
@@ -454,12 +496,17 @@ impl Aggregator {
             } else if fold_rest && a.last_reported.is_none() {
                 // Each entry is folded (and counted) once; a folded entry
                 // that grew but did not fit the exit report stays as it was.
-                if !a.folded {
+                let first = !a.folded;
+                if first {
                     buckets[ix].1.fold(a);
                     folded += 1;
                     a.folded = true;
+                    a.folded_in = Some((buckets[ix].1.window, a.count));
                 }
                 a.reported_count = a.count;
+                if first {
+                    on_fold(a);
+                }
             }
         };
         if news_only {
@@ -474,6 +521,33 @@ impl Aggregator {
         *total_folded += folded;
         out.sort_by_key(|a| a.id);
         out
+    }
+
+    /// A folded entry was shown to be real (its snapshot `printed`, taken
+    /// when it was folded, is being printed now): from now on it is a
+    /// printed entry, with the usual update cadence, and it leaves its fold
+    /// if that fold's record has not been written yet. Returns false (and
+    /// changes nothing) when the entry is gone from the table or is no
+    /// longer a folded, never printed one.
+    pub fn confirm(&mut self, printed: &Aggregate, now: Instant) -> bool {
+        let key = Key::of(&printed.finding);
+        let Aggregator { table, buckets, folded: total_folded, .. } = self;
+        let Some(a) = table.peek_mut(&key).filter(|a| a.id == printed.id && a.folded && a.last_reported.is_none())
+        else {
+            return false;
+        };
+        if let Some((window, events)) = a.folded_in.take()
+            && let Some((_, b)) =
+                buckets.iter_mut().find(|(k, _)| k.verdict == a.finding.verdict && k.iface == a.finding.iface)
+            && b.window == window
+        {
+            b.unfold(a, events);
+            *total_folded = total_folded.saturating_sub(1);
+        }
+        a.folded = false;
+        a.last_reported = Some(now);
+        a.reported_count = a.reported_count.max(printed.count);
+        true
     }
 
     /// Folds whose window ended (all of them when `flush`, on exit), in

@@ -18,6 +18,9 @@ struct Fake {
     socket: Option<TcpState>,
     nat: Option<Original>,
     pmtu: Option<u32>,
+    /// When set, `socket` answers only for this local port; for the others
+    /// the listener answers, as the kernel's lookup by tuple does.
+    only_port: Option<u16>,
     calls: Arc<AtomicUsize>,
 }
 
@@ -29,6 +32,7 @@ impl Fake {
             socket: None,
             nat: None,
             pmtu: None,
+            only_port: None,
             calls: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -40,8 +44,11 @@ impl Fake {
 }
 
 impl Lookups for Fake {
-    fn socket(&self, _: &SocketKey) -> Result<Option<TcpState>, NlError> {
-        self.answer(self.socket)
+    fn socket(&self, k: &SocketKey) -> Result<Option<TcpState>, NlError> {
+        match self.only_port {
+            Some(p) if p != k.lport => self.answer(Some(TcpState::Listen)),
+            _ => self.answer(self.socket),
+        }
     }
     fn nat_original(&self, _: &Sent) -> Result<Option<Original>, NlError> {
         self.answer(self.nat)
@@ -94,6 +101,7 @@ fn aggregate(f: Finding, id: u64) -> Aggregate {
         reported_count: 1,
         last_reported: None,
         folded: false,
+        folded_in: None,
     }
 }
 
@@ -277,5 +285,87 @@ fn a_repeat_report_replaces_the_waiting_snapshot() {
         let a = tokio::time::timeout(Duration::from_secs(10), r.joined()).await.expect("joined");
         assert_eq!((a.id, a.count, a.finding.pmtu_cached), (7, 5, Some(1400)));
         assert_eq!(r.pending(), 0);
+    });
+}
+
+/// A spoofed-looking first sighting of a local TCP flow (client port `sport`).
+fn tcp_sighting(sport: u16) -> Finding {
+    finding(Verdict::Rejected, "tcp", "198.18.2.254", sport)
+}
+
+/// Everything that comes back from the worker until it stays quiet.
+async fn drain(r: &mut Reporter) -> Vec<Aggregate> {
+    let mut got = Vec::new();
+    while let Ok(a) = tokio::time::timeout(Duration::from_millis(500), r.joined()).await {
+        got.push(a);
+    }
+    got
+}
+
+#[test]
+fn a_folded_sighting_whose_socket_exists_is_printed_and_the_rest_stay_folded() {
+    runtime().block_on(async {
+        let mut l = Fake::new();
+        l.socket = Some(TcpState::SynRecv);
+        l.only_port = Some(56194);
+        let mut r = Reporter::spawn(l, 64, Duration::from_secs(30)).expect("worker");
+        let c = ctx();
+        let (mut agg, mut ledger) = (Aggregator::new(4096), Ledger::new(64));
+        let now = SystemTime::now();
+        for i in 0..100 {
+            agg.ingest(tcp_sighting(10_000 + i), now);
+        }
+        // The real one arrives once, after the flood took the line budget.
+        agg.ingest(tcp_sighting(56194), now);
+        let ready = r.due(&mut agg, &mut ledger, &c, crate::explain::aggregate::NEWS_ONLY);
+        assert!(ready.is_empty(), "every line here needs its socket joined first");
+        assert_eq!(agg.folded, 96, "5 printed, the rest folded");
+        assert_eq!(r.stats().checked, 96, "every folded sighting of a local TCP flow is checked");
+
+        let got = drain(&mut r).await;
+        let real: Vec<&Aggregate> =
+            got.iter().filter(|a| a.finding.flow.as_ref().and_then(|f| f.src_port) == Some(56194)).collect();
+        assert_eq!(real.len(), 1, "the real one is printed from its first sighting: {got:?}");
+        assert_eq!(real[0].finding.socket_state, Some("SYN-RECV"));
+        assert_eq!(real[0].count, 1);
+        assert_eq!(got.len(), 5 + 1, "the budget's 5 and the confirmed one; no spoofed sighting confirmed");
+        assert_eq!((r.stats().confirmed, r.stats().unchecked), (1, 0));
+
+        // The aggregator learns at the next report: the real one leaves its
+        // fold (the fold records still add up), and its retransmit is an
+        // update on the printed entry's cadence, not a second first line.
+        assert!(r.due(&mut agg, &mut ledger, &c, crate::explain::aggregate::NEWS_ONLY).is_empty());
+        assert_eq!(agg.folded, 95);
+        assert!(!agg.ingest(tcp_sighting(56194), now), "a printed entry's repeat waits for the interval");
+        let folds = agg.take_folds(Instant::now(), true);
+        assert_eq!(folds.iter().map(|f| f.findings).sum::<u64>(), 95);
+        assert_eq!(folds.iter().map(|f| f.events).sum::<u64>(), 95);
+    });
+}
+
+#[test]
+fn checks_are_bounded_and_leave_the_rest_folded() {
+    runtime().block_on(async {
+        let mut l = Fake::new();
+        l.delay = Duration::from_millis(1);
+        let calls = l.calls.clone();
+        let mut r = Reporter::spawn(l, 64, Duration::from_secs(30)).expect("worker");
+        let c = ctx();
+        let (mut agg, mut ledger) = (Aggregator::new(8192), Ledger::new(64));
+        let now = SystemTime::now();
+        for i in 0..1000 {
+            agg.ingest(tcp_sighting(10_000 + i), now);
+        }
+        let t = Instant::now();
+        r.due(&mut agg, &mut ledger, &c, crate::explain::aggregate::NEWS_ONLY);
+        assert!(t.elapsed() < Duration::from_millis(200), "queuing checks never waits: {:?}", t.elapsed());
+        let s = r.stats();
+        assert_eq!(s.checked, super::worker::CHECKS_IN_FLIGHT as u64, "{s:?}");
+        assert_eq!(s.checked + s.unchecked, 995, "{s:?}");
+        let got = drain(&mut r).await;
+        assert_eq!(got.len(), 5, "only the budget's lines: no socket, nothing confirmed");
+        assert_eq!(agg.folded, 995);
+        // One socket lookup per check, plus the printed ones' joins.
+        assert!(calls.load(Ordering::SeqCst) <= super::worker::CHECKS_IN_FLIGHT + 5 * 2);
     });
 }

@@ -8,12 +8,23 @@
 //! `skipped`). The worker drops jobs that waited past their deadline
 //! without asking the kernel (counted as `expired`), so under a flood the
 //! backlog is bounded in time as well as in size.
+//!
+//! The reporter also *checks* first sightings the line budget folded: one
+//! that quotes a local TCP flow is real if the kernel has that socket
+//! (sock_diag by exact 4-tuple, a SYN-RECV request included), which no
+//! spoofer inventing clients can fake (the listener, which the kernel's
+//! lookup falls back to for any client of its port, does not count). A confirmed one comes back from
+//! [`Reporter::joined`] like a joined finding and is printed at once;
+//! the rest stay folded. Checks are bounded: [`CHECKS_PER_SEC`] a second
+//! (a burst of [`CHECKS_IN_FLIGHT`]), at most [`CHECKS_IN_FLIGHT`] in the
+//! worker's queue, each behind the ordinary joins' own queue room; a
+//! folded entry over that budget simply stays folded (counted).
 
 use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
-        mpsc::{SyncSender, TrySendError},
+        mpsc::SyncSender,
     },
     time::{Duration, Instant},
 };
@@ -21,8 +32,19 @@ use std::{
 use anyhow::{Context as _, Result};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use super::{Joined, Lookups, Needs, apply, icmp_back, needs, run};
-use crate::explain::{Aggregate, Aggregator, HostContext, Ledger};
+use super::{Joined, Lookup, Lookups, Needs, apply, icmp_back, needs, run};
+use crate::{
+    explain::{Aggregate, Aggregator, HostContext, Ledger},
+    net::sockets::TcpState,
+};
+
+/// Folded first sightings checked against the host's sockets per second:
+/// at ~25 µs a lookup, at most a tenth of the worker's core. On this
+/// machine the kernel's own sampling (1000 events/s per CPU) stays below
+/// it, so every folded sighting of a local TCP flow is checked.
+pub(crate) const CHECKS_PER_SEC: f64 = 4000.0;
+/// Checks waiting in the worker's queue at most (also the burst).
+pub(crate) const CHECKS_IN_FLIGHT: usize = 256;
 
 /// How the joins went, since start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,6 +57,13 @@ pub(crate) struct Stats {
     pub expired: u64,
     /// Findings still waiting when the reporter finished.
     pub abandoned: u64,
+    /// Folded first sightings checked against the host's sockets.
+    pub checked: u64,
+    /// Of those, confirmed (the quoted socket exists) and printed.
+    pub confirmed: u64,
+    /// Folded first sightings of local TCP flows left unchecked: over the
+    /// check budget.
+    pub unchecked: u64,
 }
 
 /// Process-wide totals of findings reported without their joins (skipped:
@@ -52,12 +81,35 @@ struct Job {
     id: u64,
     needs: Needs,
     deadline: Instant,
+    /// A check of a folded first sighting: its other joins only run when
+    /// its socket exists.
+    check: bool,
 }
 
 struct Done {
     id: u64,
     joined: Joined,
     expired: bool,
+    check: bool,
+}
+
+/// Does this answer confirm the quoted connection? Only a socket of that
+/// very 4-tuple does: the kernel's lookup by tuple falls back to the
+/// listener of the port, which answers for every client, spoofed or not.
+fn confirms(socket: &Lookup<TcpState>) -> bool {
+    matches!(socket, Lookup::Found(s) if *s != TcpState::Listen)
+}
+
+/// A check: the socket lookup first; only when the connection exists, the
+/// other joins the finding needs (NAT is not asked: the socket is ours).
+fn run_check(l: &dyn Lookups, n: &Needs) -> Joined {
+    let Some(k) = n.socket else { return Joined::unknown(n) };
+    let socket = Lookup::from_result(l.socket(&k));
+    if !confirms(&socket) {
+        return Joined { socket, nat: Lookup::NotAsked, pmtu: Lookup::NotAsked };
+    }
+    let pmtu = n.pmtu.map_or(Lookup::NotAsked, |d| Lookup::from_result(l.route_pmtu(d)));
+    Joined { socket, nat: Lookup::NotAsked, pmtu }
 }
 
 /// Holds findings while their joins run; hands them back when done.
@@ -66,6 +118,16 @@ pub(crate) struct Reporter {
     done: UnboundedReceiver<Done>,
     /// By aggregate id: at most one job per entry.
     pending: HashMap<u64, (Aggregate, Needs)>,
+    /// Folded first sightings being checked, by aggregate id (their
+    /// snapshot at fold time); at most [`CHECKS_IN_FLIGHT`].
+    checking: HashMap<u64, Aggregate>,
+    /// Confirmed since the last [`Reporter::due`], to tell the aggregator.
+    confirmed: Vec<Aggregate>,
+    check_tokens: f64,
+    check_refilled: Instant,
+    /// Joins waiting or running at most (the queue also has room for the
+    /// checks, which never take this room).
+    capacity: usize,
     max_wait: Duration,
     stats: Stats,
 }
@@ -75,7 +137,8 @@ impl Reporter {
     /// queue; a queued finding is joined only if the worker reaches it
     /// within `max_wait`.
     pub(crate) fn spawn(lookups: impl Lookups, capacity: usize, max_wait: Duration) -> Result<Reporter> {
-        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(capacity.max(1));
+        // Room for the checks on top: they never take the joins' room.
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<Job>(capacity.max(1) + CHECKS_IN_FLIGHT);
         let (done_tx, done) = unbounded_channel();
         std::thread::Builder::new()
             .name("netobs-join".into())
@@ -83,14 +146,29 @@ impl Reporter {
                 // Ends when the reporter drops its sender (or is gone).
                 while let Ok(job) = queue.recv() {
                     let expired = Instant::now() >= job.deadline;
-                    let joined = if expired { Joined::unknown(&job.needs) } else { run(&lookups, &job.needs) };
-                    if done_tx.send(Done { id: job.id, joined, expired }).is_err() {
+                    let joined = match (expired, job.check) {
+                        (true, _) => Joined::unknown(&job.needs),
+                        (false, false) => run(&lookups, &job.needs),
+                        (false, true) => run_check(&lookups, &job.needs),
+                    };
+                    if done_tx.send(Done { id: job.id, joined, expired, check: job.check }).is_err() {
                         break;
                     }
                 }
             })
             .context("starting the join worker thread")?;
-        Ok(Reporter { jobs: Some(jobs), done, pending: HashMap::new(), max_wait, stats: Stats::default() })
+        Ok(Reporter {
+            jobs: Some(jobs),
+            done,
+            pending: HashMap::new(),
+            checking: HashMap::new(),
+            confirmed: Vec::new(),
+            check_tokens: CHECKS_IN_FLIGHT as f64,
+            check_refilled: Instant::now(),
+            capacity: capacity.max(1),
+            max_wait,
+            stats: Stats::default(),
+        })
     }
 
     /// The entries of `agg` that are due for a report: those that need no
@@ -104,7 +182,43 @@ impl Reporter {
         interval: Duration,
     ) -> Vec<Aggregate> {
         icmp_back(agg, ledger);
-        agg.due(interval, Instant::now()).into_iter().filter_map(|a| self.submit(a, ctx)).collect()
+        let now = Instant::now();
+        // Printed since the last report: no longer folded, and their
+        // repeats follow the printed entries' cadence.
+        for a in std::mem::take(&mut self.confirmed) {
+            agg.confirm(&a, now);
+        }
+        self.refill_checks(now);
+        let due = agg.due_folding(interval, now, &mut |a| self.check(a, ctx, now));
+        due.into_iter().filter_map(|a| self.submit(a, ctx)).collect()
+    }
+
+    fn refill_checks(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.check_refilled).as_secs_f64();
+        self.check_refilled = now;
+        self.check_tokens = (self.check_tokens + dt * CHECKS_PER_SEC).min(CHECKS_IN_FLIGHT as f64);
+    }
+
+    /// Queues a check of a folded first sighting when it quotes a local TCP
+    /// flow and the budget allows; otherwise it stays folded.
+    fn check(&mut self, a: &Aggregate, ctx: &HostContext, now: Instant) {
+        let n = needs(&a.finding, ctx);
+        if n.socket.is_none() {
+            return;
+        }
+        let Some(jobs) = &self.jobs else { return };
+        if self.check_tokens < 1.0 || self.checking.len() >= CHECKS_IN_FLIGHT || self.checking.contains_key(&a.id) {
+            self.stats.unchecked += 1;
+            return;
+        }
+        match jobs.try_send(Job { id: a.id, needs: n, deadline: now + self.max_wait, check: true }) {
+            Ok(()) => {
+                self.check_tokens -= 1.0;
+                self.stats.checked += 1;
+                self.checking.insert(a.id, a.clone());
+            }
+            Err(_) => self.stats.unchecked += 1,
+        }
     }
 
     /// Queues `a` for its joins, or returns it when it is ready now (no
@@ -120,18 +234,24 @@ impl Reporter {
             slot.0 = a;
             return None;
         }
+        // Printed by way of its joins now: a check still under way would
+        // only print it twice.
+        self.checking.remove(&a.id);
         let Some(jobs) = &self.jobs else {
             apply(&mut a.finding, &Joined::unknown(&n));
             return Some(a);
         };
         let id = a.id;
-        match jobs.try_send(Job { id, needs: n, deadline: Instant::now() + self.max_wait }) {
+        let room = if self.pending.len() < self.capacity { Ok(()) } else { Err(()) };
+        match room.and_then(|()| {
+            jobs.try_send(Job { id, needs: n, deadline: Instant::now() + self.max_wait, check: false }).map_err(|_| ())
+        }) {
             Ok(()) => {
                 self.stats.queued += 1;
                 self.pending.insert(id, (a, n));
                 None
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(()) => {
                 if self.stats.skipped == 0 {
                     log::warn!("host lookups cannot keep up; findings are reported without them (counted)");
                 }
@@ -157,6 +277,17 @@ impl Reporter {
     }
 
     fn take(&mut self, d: Done) -> Option<Aggregate> {
+        if d.check {
+            let mut a = self.checking.remove(&d.id)?;
+            if !confirms(&d.joined.socket) {
+                return None;
+            }
+            self.stats.confirmed += 1;
+            apply(&mut a.finding, &d.joined);
+            a.reported_count = a.count;
+            self.confirmed.push(a.clone());
+            return Some(a);
+        }
         let (mut a, _) = self.pending.remove(&d.id)?;
         if d.expired {
             self.stats.expired += 1;
@@ -180,6 +311,8 @@ impl Reporter {
     /// finish within `grace`, then the rest with their facts unknown.
     pub(crate) async fn finish(&mut self, grace: Duration) -> Vec<Aggregate> {
         self.jobs = None;
+        // Unfinished checks: those entries stay folded.
+        self.checking.clear();
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + grace;
         while !self.pending.is_empty() {

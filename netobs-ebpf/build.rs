@@ -13,6 +13,6 @@
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("bpf") {
-        println!("cargo:rustc-link-arg=--cpu-features=+allows-misaligned-mem-access");
+        // println!("cargo:rustc-link-arg=--cpu-features=+allows-misaligned-mem-access");
     }
 }

@@ -71,6 +71,10 @@ pub mod flags {
     /// [`CARRY_MAX`](crate::ext::CARRY_MAX), or past the frame's first
     /// buffer).
     pub const EXT_CUT: u8 = 1 << 5;
+    /// The parser looked for RFC 4884 extension bytes ([`Event::ext`]):
+    /// the host parser does, the datapath does not (verifier limits), so a
+    /// kernel event with HAS_RFC4884 says the objects were not carried.
+    pub const EXT_EXAMINED: u8 = 1 << 6;
 }
 
 /// The packet an event is about: for an ICMP error the quoted (offending)

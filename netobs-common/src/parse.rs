@@ -295,6 +295,12 @@ pub fn parse_icmp_error(c: &Cursor, outer: &Outer, ev: &mut Event) -> IcmpOutcom
     if truncated {
         ev.flags |= flags::QUOTE_TRUNCATED;
     }
+    // The RFC 4884 bytes are copied by the host parser only (`read`, the
+    // tests): in the datapath, even a branch-free copy at the end of every
+    // ICMP-error path pushed the TC programs past the verifier's 1M
+    // instructions. The kernel's event keeps HAS_RFC4884 and the length,
+    // and the finding says the objects were not carried.
+    #[cfg(not(target_arch = "bpf"))]
     crate::ext::capture(c, outer, off, ev);
     IcmpOutcome::Error
 }

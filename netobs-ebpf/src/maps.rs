@@ -62,7 +62,7 @@ pub static IFACES: Array<IfaceTable> = Array::with_max_entries(1, 0);
 
 /// Sampled event details for user space. Size can be overridden at load.
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 20, 0);
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
 
 /// Per-CPU staging area in front of `EVENTS` (see [`EventStage`]).
 #[map]

@@ -199,8 +199,10 @@ pub struct WatchArgs {
     #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=10_000_000), env = "NETOBS_MAX_FLOWS")]
     pub max_flows: u32,
 
-    /// Ring buffer size in KiB (rounded up to a power of two).
-    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(4..=1_048_576), env = "NETOBS_RINGBUF_KIB")]
+    /// Ring buffer size in KiB (rounded up to a power of two). An event is
+    /// 272 bytes (it carries up to 128 bytes of RFC 4884 extensions), so the
+    /// default 2 MiB holds about 7,700 of them between two drains.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(4..=1_048_576), env = "NETOBS_RINGBUF_KIB")]
     pub ringbuf_kib: u32,
 
     /// Kernel-side diagnostics (cold paths only, rate-limited in the

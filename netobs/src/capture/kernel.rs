@@ -148,7 +148,7 @@ impl KernelCheck {
 /// itself (timestamp, interface, hook) and the direction the capture's
 /// link header gave the host (a test run is always XDP, received).
 fn event_diff(host: &Event, kernel: &Event) -> Vec<String> {
-    let mut h = *host;
+    let mut h = host.as_datapath();
     let mut k = *kernel;
     for e in [&mut h, &mut k] {
         e.ts_ns = 0;

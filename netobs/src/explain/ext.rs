@@ -37,6 +37,11 @@ pub struct Extensions {
     /// Only the first bytes were carried from the kernel
     /// (`netobs_common::ext::CARRY_MAX`): objects after them are missing.
     pub cut: bool,
+    /// The error announced extensions (RFC 4884 length set) but the event
+    /// came from the datapath, which does not copy them: nothing above is
+    /// decoded.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not_carried: bool,
 }
 
 /// RFC 5837 interface information, as the router sent it.
@@ -72,6 +77,7 @@ impl Extensions {
             other: Vec::new(),
             error: None,
             cut: !complete,
+            not_carried: false,
         };
         match ExtHeaderRepr::parse(&view, complete) {
             Ok(h) => out.checksum = h.checksum_state,
@@ -131,6 +137,25 @@ impl Extensions {
     /// as in [`ext::locate`], a whole structure there whose checksum is set
     /// and wrong is a long quote's byte 128, not an extension.
     pub fn from_event(ev: &Event) -> Option<Extensions> {
+        use netobs_common::event::flags;
+        if ev.ext_len == 0 && ev.flags & flags::HAS_RFC4884 != 0 && ev.flags & flags::EXT_EXAMINED == 0 {
+            return Some(Extensions {
+                layout: Layout::Rfc4884,
+                version: 0,
+                checksum: ChecksumState::Unchecked,
+                mpls: Vec::new(),
+                interfaces: Vec::new(),
+                other: Vec::new(),
+                error: None,
+                cut: false,
+                not_carried: true,
+            });
+        }
+        // The datapath copies the bytes where an extension would be without
+        // looking at them: only a version-2 header is one.
+        if ev.ext_bytes().first().map(|b| b >> 4) != Some(netobs_common::ext::VERSION) {
+            return None;
+        }
         let e = Extensions::decode(ev.ext_bytes(), ev.ext_layout()?, !ev.ext_cut())?;
         let checksum_set = ev.ext_bytes().get(2..4).is_some_and(|c| c != [0, 0]);
         let not_one = e.layout == Layout::Compat && e.checksum == ChecksumState::Wrong && checksum_set;
@@ -161,6 +186,11 @@ impl Extensions {
     /// "MPLS L=16,E=0,S=1,T=1; incoming interface eth1 (ifIndex 3,
     /// 198.18.2.1, MTU 1400)": what a finding says about them.
     pub fn words(&self) -> String {
+        if self.not_carried {
+            return "RFC 4884 extensions announced, not carried by the datapath (the eBPF verifier's limit): \
+`netobs trace` or `netobs read` on a capture decodes MPLS labels and interface information"
+                .to_string();
+        }
         let mut parts = Vec::new();
         if !self.mpls.is_empty() {
             parts.push(format!("MPLS {}", mpls_words(&self.mpls)));

@@ -49,7 +49,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { config: Config::DEFAULT, ringbuf_bytes: 1 << 20, ebpf_log_level: EbpfLogLevel::Off }
+        LoadOptions { config: Config::DEFAULT, ringbuf_bytes: 1 << 21, ebpf_log_level: EbpfLogLevel::Off }
     }
 }
 

@@ -11,6 +11,7 @@ mod netns;
 mod probes;
 mod soak;
 mod stats;
+mod testrun;
 mod watch;
 
 fn main() -> Result<()> {
@@ -22,6 +23,7 @@ fn main() -> Result<()> {
     match which.as_str() {
         "datapath" => datapath::run(),
         "watch" => watch::run(),
+        "testrun" => testrun::run(std::env::args().nth(2).and_then(|n| n.parse().ok())),
         "probes" => probes(),
         "soak" => {
             let args: Vec<String> = std::env::args().skip(2).collect();
@@ -37,7 +39,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        other => bail!("unknown benchmark {other:?}: use datapath, watch, probes, soak or all"),
+        other => bail!("unknown benchmark {other:?}: use datapath, watch, probes, soak, testrun or all"),
     }
 }
 

@@ -10,6 +10,8 @@
 #[cfg(any(feature = "user", feature = "craft", test))]
 extern crate std;
 
+#[cfg(feature = "craft")]
+pub mod check;
 pub mod counters;
 #[cfg(feature = "craft")]
 pub mod craft;
@@ -18,6 +20,8 @@ pub mod event;
 pub mod icmp;
 pub mod icmp_send;
 pub mod parse;
+#[cfg(any(feature = "user", feature = "craft", test))]
+pub mod repr;
 pub mod sample;
 pub mod wire;
 

@@ -1,5 +1,12 @@
 //! Wire formats: one `#[repr(C)]` byte-array struct per header.
 //!
+//! The IP, UDP and TCP layouts are network-types' (the crate aya programs
+//! share); Ethernet and VLAN are ours because network-types declares their
+//! ethertype as a `u16` (alignment 2: a reference at an odd offset, as a
+//! fuzzer or a capture gives, would be undefined behaviour), and ICMP is
+//! ours because network-types' ICMP views lack time exceeded and ICMPv6
+//! unreachable.
+//!
 //! Each struct *is* the table of field offsets for its header; accessors
 //! decode big-endian fields. A reference to one of these is only ever obtained
 //! through [`crate::cursor::Cursor::get`], which has already proved the whole
@@ -60,20 +67,26 @@ impl VlanHdr {
     }
 }
 
-/// IPv4 header without options (20 bytes; `ihl()` says how long it really is).
-#[repr(C)]
-pub struct Ipv4Hdr {
-    pub version_ihl: u8,
-    pub tos: u8,
-    pub total_len: [u8; 2],
-    pub id: [u8; 2],
-    pub flags_frag: [u8; 2],
-    pub ttl: u8,
-    pub protocol: u8,
-    pub checksum: [u8; 2],
-    pub src: [u8; 4],
-    pub dst: [u8; 4],
+/// IPv4 header without options (20 bytes; `header_len()` says how long it
+/// really is).
+///
+/// The layout is network-types' ([`network_types::ip::Ipv4Hdr`], all byte
+/// arrays, so any offset and any byte pattern are fine): its fields are
+/// reached through `Deref` (`ip.src_addr`, `ip.proto`, `ip.ttl`). The
+/// wrapper adds the accessors the parser needs and that network-types
+/// either lacks or makes panicky (its `options_len()` underflows on an
+/// IHL below 5, which a fuzzer finds in seconds).
+#[repr(transparent)]
+pub struct Ipv4Hdr(pub network_types::ip::Ipv4Hdr);
+
+impl core::ops::Deref for Ipv4Hdr {
+    type Target = network_types::ip::Ipv4Hdr;
+    #[inline(always)]
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
+
 impl Ipv4Hdr {
     pub const LEN: usize = 20;
     pub const FLAG_DF: u16 = 0x4000;
@@ -81,24 +94,24 @@ impl Ipv4Hdr {
     pub const OFFSET_MASK: u16 = 0x1fff;
     #[inline(always)]
     pub fn version(&self) -> u8 {
-        self.version_ihl >> 4
+        self.0.vihl >> 4
     }
     /// Header length in bytes (IHL * 4, 0..=60).
     #[inline(always)]
     pub fn header_len(&self) -> usize {
-        ((self.version_ihl & 0x0f) as usize) * 4
+        ((self.0.vihl & 0x0f) as usize) * 4
     }
     #[inline(always)]
     pub fn total_len(&self) -> u16 {
-        be16(self.total_len)
+        be16(self.0.tot_len)
     }
     #[inline(always)]
     pub fn id(&self) -> u16 {
-        be16(self.id)
+        be16(self.0.id)
     }
     #[inline(always)]
     pub fn flags_frag(&self) -> u16 {
-        be16(self.flags_frag)
+        be16(self.0.frags)
     }
     #[inline(always)]
     pub fn dont_fragment(&self) -> bool {
@@ -111,27 +124,36 @@ impl Ipv4Hdr {
     }
 }
 
-/// IPv6 fixed header (40 bytes).
-#[repr(C)]
-pub struct Ipv6Hdr {
-    pub version_tc_flow: [u8; 4],
-    pub payload_len: [u8; 2],
-    pub next_header: u8,
-    pub hop_limit: u8,
-    pub src: [u8; 16],
-    pub dst: [u8; 16],
+/// IPv6 fixed header (40 bytes): network-types' layout
+/// ([`network_types::ip::Ipv6Hdr`]: `ip.src_addr`, `ip.next_hdr`,
+/// `ip.hop_limit` through `Deref`).
+#[repr(transparent)]
+pub struct Ipv6Hdr(pub network_types::ip::Ipv6Hdr);
+
+impl core::ops::Deref for Ipv6Hdr {
+    type Target = network_types::ip::Ipv6Hdr;
+    #[inline(always)]
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
+
 impl Ipv6Hdr {
     pub const LEN: usize = 40;
     #[inline(always)]
     pub fn version(&self) -> u8 {
-        self.version_tc_flow[0] >> 4
+        self.0.vcf[0] >> 4
     }
     #[inline(always)]
     pub fn payload_len(&self) -> u16 {
-        be16(self.payload_len)
+        be16(self.0.payload_len)
     }
 }
+
+/// TCP header without options (20 bytes): network-types' layout as is.
+pub use network_types::tcp::TcpHdr;
+/// UDP header (8 bytes): network-types' layout as is.
+pub use network_types::udp::UdpHdr;
 
 /// The first 8 bytes every IPv6 extension header shares (hop-by-hop,
 /// routing, destination options: length in 8-byte units after the first 8;
@@ -242,11 +264,22 @@ impl NdOptHdr {
     pub const REDIRECTED_HEADER: u8 = 4;
 }
 
+/// The bytes of a header view (host code that wants them by offset).
+#[inline(always)]
+pub fn as_bytes<T: Header, const N: usize>(h: &T) -> &[u8; N] {
+    const { assert!(core::mem::size_of::<T>() == N) };
+    // SAFETY: `T: Header` is N bytes of `u8`-only fields without padding
+    // (alignment 1), so it is a valid `[u8; N]`, borrowed for as long.
+    unsafe { &*(h as *const T).cast::<[u8; N]>() }
+}
+
 // SAFETY: all fields are u8 / [u8; N]; repr(C) without padding.
 unsafe impl Header for EthHdr {}
 unsafe impl Header for VlanHdr {}
 unsafe impl Header for Ipv4Hdr {}
 unsafe impl Header for Ipv6Hdr {}
+unsafe impl Header for UdpHdr {}
+unsafe impl Header for TcpHdr {}
 unsafe impl Header for Ipv6ExtHdr {}
 unsafe impl Header for IcmpHdr {}
 unsafe impl Header for L4Head {}
@@ -258,6 +291,13 @@ const _: () = {
     assert!(core::mem::size_of::<VlanHdr>() == VlanHdr::LEN);
     assert!(core::mem::size_of::<Ipv4Hdr>() == Ipv4Hdr::LEN);
     assert!(core::mem::size_of::<Ipv6Hdr>() == Ipv6Hdr::LEN);
+    assert!(core::mem::size_of::<UdpHdr>() == 8);
+    assert!(core::mem::size_of::<TcpHdr>() == 20);
+    // `Header` needs alignment 1: the views may sit at any offset.
+    assert!(core::mem::align_of::<Ipv4Hdr>() == 1);
+    assert!(core::mem::align_of::<Ipv6Hdr>() == 1);
+    assert!(core::mem::align_of::<UdpHdr>() == 1);
+    assert!(core::mem::align_of::<TcpHdr>() == 1);
     assert!(core::mem::size_of::<Ipv6ExtHdr>() == Ipv6ExtHdr::LEN);
     assert!(core::mem::size_of::<IcmpHdr>() == IcmpHdr::LEN);
     assert!(core::mem::size_of::<L4Head>() == L4Head::LEN);

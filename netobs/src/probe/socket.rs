@@ -206,11 +206,11 @@ impl Prober {
         self.next_token = token.wrapping_add(1);
         let dst = SockAddr::from(SocketAddr::new(self.flow.dst, 0));
         let res = if self.flow.dst.is_ipv4() {
-            let p = packet::ipv4_packet(&self.flow, token, ttl, size, df);
+            let p = packet::try_ipv4_packet(&self.flow, token, ttl, size, df)?;
             self.send.send_to(&p, &dst)
         } else {
             self.send.set_unicast_hops_v6(u32::from(ttl)).context("IPV6_UNICAST_HOPS")?;
-            let p = packet::transport(&self.flow, token, size);
+            let p = packet::try_transport(&self.flow, token, size)?;
             self.send.send_to(&p, &dst)
         };
         match res {

@@ -43,7 +43,8 @@ pub struct FuzzArgs {
     /// Only these targets (file names in fuzz/src/bin without `.rs`).
     #[arg(long = "target")]
     pub targets: Vec<String>,
-    /// Capture files to seed from (default: ../shared/corpus/tcpdump).
+    /// Capture files to seed from (default: shared/corpus/tcpdump beside
+    /// the checkout or one of its parents).
     #[arg(long)]
     pub corpus: Option<PathBuf>,
     /// Longest input libFuzzer makes, in bytes.
@@ -277,11 +278,24 @@ fn done_runs(log: &str) -> Option<(u64, u64)> {
     Some((runs, secs))
 }
 
+/// `shared/corpus/tcpdump` beside the checkout (`../shared`), or beside
+/// one of its parents (a worktree under `wt/`).
+fn default_corpus(root: &Path) -> Result<PathBuf> {
+    root.ancestors()
+        .skip(1)
+        .map(|a| a.join("shared/corpus/tcpdump"))
+        .find(|p| p.is_dir())
+        .with_context(|| format!("no shared/corpus/tcpdump beside {} or its parents: pass --corpus", root.display()))
+}
+
 pub fn run(args: &FuzzArgs) -> Result<()> {
     setup::ensure_cargo_fuzz()?;
     let root = util::root();
     let fuzz_dir = root.join("fuzz");
-    let corpus_dir = args.corpus.clone().unwrap_or_else(|| root.join("../shared/corpus/tcpdump"));
+    let corpus_dir = match &args.corpus {
+        Some(c) => c.clone(),
+        None => default_corpus(&root)?,
+    };
     let mut files: Vec<PathBuf> = fs::read_dir(&corpus_dir)
         .with_context(|| format!("reading the seed corpus {}", corpus_dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

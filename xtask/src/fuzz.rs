@@ -47,6 +47,13 @@ pub struct FuzzArgs {
     /// the checkout or one of its parents).
     #[arg(long)]
     pub corpus: Option<PathBuf>,
+    /// libFuzzer's sanitizer: `address` (the default, catches memory
+    /// errors in the unsafe cursor) or `none` (2-3 times the executions).
+    #[arg(long, default_value = "address")]
+    pub sanitizer: String,
+    /// Run the targets at once instead of one after the other.
+    #[arg(long)]
+    pub parallel: bool,
     /// Longest input libFuzzer makes, in bytes.
     #[arg(long, default_value_t = 4096)]
     pub max_len: usize,
@@ -270,6 +277,15 @@ fn seed_name(b: &[u8]) -> String {
 
 /// The execution count libFuzzer prints at the end ("Done N runs in S
 /// second(s)").
+/// `cargo +nightly fuzz` in `fuzz/`, with its own target directory (a
+/// `CARGO_TARGET_DIR` meant for the workspace would mix sanitizer builds
+/// into it).
+fn fuzz_cargo(fuzz_dir: &Path, _args: &FuzzArgs) -> Command {
+    let mut c = Command::new("cargo");
+    c.current_dir(fuzz_dir).env_remove("CARGO_TARGET_DIR").args(["+nightly", "fuzz"]);
+    c
+}
+
 fn done_runs(log: &str) -> Option<(u64, u64)> {
     let line = log.lines().rev().find(|l| l.starts_with("Done ") && l.contains(" runs in "))?;
     let mut w = line.split_whitespace();
@@ -317,9 +333,16 @@ pub fn run(args: &FuzzArgs) -> Result<()> {
     if chosen.is_empty() {
         bail!("no such fuzz target; there are: {}", all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "));
     }
-    let mut results = Vec::new();
+    let logs = fuzz_dir.join("corpus");
+    fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    // Build once, up front: parallel `cargo fuzz run`s would race for the
+    // build lock, and a build error is clearer alone.
+    let mut build = fuzz_cargo(&fuzz_dir, args);
+    build.args(["build", "-O", "--sanitizer", args.sanitizer.as_str()]);
+    util::run_loud(&mut build).context("building the fuzz targets")?;
+    let mut running = Vec::new();
     for t in chosen {
-        let dir = fuzz_dir.join("corpus").join(&t.name);
+        let dir = logs.join(&t.name);
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut names = BTreeSet::new();
         for s in seeds(t.seeds, &packets, &files)? {
@@ -329,27 +352,46 @@ pub fn run(args: &FuzzArgs) -> Result<()> {
             }
         }
         eprintln!("xtask: fuzz {}: {} seeds ({:?}), {} runs", t.name, names.len(), t.seeds, args.runs);
-        let started = Instant::now();
-        let out = Command::new("cargo")
-            .current_dir(&fuzz_dir)
-            .args(["+nightly", "fuzz", "run", "-O", &t.name])
+        let log_path = logs.join(format!("{}.log", t.name));
+        let log = fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let mut c = fuzz_cargo(&fuzz_dir, args);
+        c.args(["run", "-O", "--sanitizer", args.sanitizer.as_str(), &t.name])
             .arg(&dir)
             .arg("--")
             .arg(format!("-runs={}", args.runs))
             .arg(format!("-max_len={}", args.max_len))
             .arg("-print_final_stats=1")
-            .output()
-            .with_context(|| format!("running cargo fuzz for {}", t.name))?;
-        let log = String::from_utf8_lossy(&out.stderr);
-        let log_path = fuzz_dir.join("corpus").join(format!("{}.log", t.name));
-        fs::write(&log_path, log.as_bytes()).with_context(|| format!("writing {}", log_path.display()))?;
-        if !out.status.success() {
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        let child = c.spawn().with_context(|| format!("running cargo fuzz for {}", t.name))?;
+        running.push((t.name.clone(), log_path, child, Instant::now()));
+        if !args.parallel {
+            // One at a time: wait here.
+            if let Some(last) = running.last_mut() {
+                last.2.wait().with_context(|| format!("waiting for {}", last.0))?;
+            }
+        }
+    }
+    let mut results = Vec::new();
+    let mut failed = Vec::new();
+    for (name, log_path, mut child, started) in running {
+        let status = child.wait().with_context(|| format!("waiting for {name}"))?;
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        if !status.success() {
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!("fuzz target {} failed ({}); log {}:\n{}", t.name, out.status, log_path.display(), tail.join("\n"));
+            failed.push(format!(
+                "fuzz target {name} failed ({status}); log {}:\n{}",
+                log_path.display(),
+                tail.join("\n")
+            ));
+            continue;
         }
         let (runs, secs) = done_runs(&log).unwrap_or((0, 0));
-        results.push((t.name.clone(), runs, secs, started.elapsed().as_secs()));
+        results.push((name, runs, secs, started.elapsed().as_secs()));
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("\n"));
     }
     println!("{:<14} {:>12} {:>10} {:>10}", "target", "executions", "fuzz s", "total s");
     for (name, runs, secs, total) in &results {

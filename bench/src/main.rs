@@ -1,4 +1,4 @@
-//! `cargo xtask bench <datapath|watch|probes|soak|all>`. Every benchmark measures
+//! `cargo xtask bench <datapath|watch|probes|read|soak|all>`. Every benchmark measures
 //! ratios within one run (ours vs a baseline on the same machine, same
 //! moment) and prints a table; nothing here asserts a timing.
 
@@ -9,6 +9,7 @@ mod flood;
 mod frames;
 mod netns;
 mod probes;
+mod read;
 mod soak;
 mod stats;
 mod testrun;
@@ -25,6 +26,7 @@ fn main() -> Result<()> {
         "watch" => watch::run(),
         "testrun" => testrun::run(std::env::args().nth(2).and_then(|n| n.parse().ok())),
         "probes" => probes(),
+        "read" => read::run(std::path::Path::new(&netobs_bin())),
         "soak" => {
             let args: Vec<String> = std::env::args().skip(2).collect();
             soak::run(&netobs_bin(), &soak::Options::parse(&args)?)
@@ -33,13 +35,13 @@ fn main() -> Result<()> {
             // Each benchmark that moves into a private namespace runs in its
             // own process, so they cannot see each other's interfaces.
             probes()?;
-            for which in ["datapath", "watch"] {
+            for which in ["datapath", "watch", "read"] {
                 let status = std::process::Command::new(std::env::current_exe()?).arg(which).status()?;
                 anyhow::ensure!(status.success(), "bench {which} failed");
             }
             Ok(())
         }
-        other => bail!("unknown benchmark {other:?}: use datapath, watch, probes, soak, testrun or all"),
+        other => bail!("unknown benchmark {other:?}: use datapath, watch, probes, read, soak, testrun or all"),
     }
 }
 

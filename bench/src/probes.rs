@@ -161,12 +161,16 @@ fn right_verdict(silent: &[usize], kind: &str, hop: Option<u64>, mtu: Option<u64
 pub fn run(netobs_bin: &Path) -> Result<()> {
     let mut rows = bench_path(netobs_bin, &[8, 9, 10], "tail")?;
     rows.extend(bench_path(netobs_bin, &[7, 8, 9], "gap")?);
+    rows.extend(bench_report(netobs_bin)?);
     println!("probe benchmark: {HOPS} hops, MTU {PMTU} into hop {NARROW_LINK}; probes counted on hop 1");
     println!("  path tail: hops 8-10 silent (server included); path gap: hops 7-9 silent, server answers");
-    println!("{:<26} {:<5} {:<7} {:>7} {:>9}  {:<6} note", "tool", "path", "task", "probes", "wall s", "right");
+    println!(
+        "  path rlim: {REPORT_HOPS} hops, hop {LIMITED_HOP} rate-limits its time-exceeded (3/minute after 3), nothing lost"
+    );
+    println!("{:<28} {:<5} {:<7} {:>7} {:>9}  {:<6} note", "tool", "path", "task", "probes", "wall s", "right");
     for r in &rows {
         println!(
-            "{:<26} {:<5} {:<7} {:>7} {:>9.2}  {:<6} {}",
+            "{:<28} {:<5} {:<7} {:>7} {:>9.2}  {:<6} {}",
             r.tool,
             r.path,
             r.task,
@@ -191,6 +195,17 @@ pub fn run(netobs_bin: &Path) -> Result<()> {
     }
     if let (Some((_, np)), Some((_, tp))) = (find("netobs pmtu", "gap", "pmtu"), find("tracepath -n", "gap", "pmtu")) {
         println!("netobs pmtu probes = {np}, tracepath = {tp} (goal: no more than tracepath)");
+    }
+    if let (Some((nt, np)), Some((mt, mp))) =
+        (find("netobs trace --report -c 10", "rlim", "report"), find("mtr --report -c 10", "rlim", "report"))
+    {
+        let tells = |tool: &str| rows.iter().any(|r| r.tool == tool && r.path == "rlim" && r.right);
+        println!(
+            "path rlim: netobs trace --report {nt:.2} s / {np} probes, mtr --report {mt:.2} s / {mp} probes; \
+             rate limiting told apart from loss: netobs {}, mtr {}",
+            if tells("netobs trace --report -c 10") { "yes" } else { "no" },
+            if tells("mtr --report -c 10") { "yes" } else { "no" },
+        );
     }
     if let Some((et, _)) = find("netobs explain", "tail", "verdict") {
         let right = rows.iter().any(|r| r.tool == "netobs explain" && r.path == "tail" && r.right);
@@ -230,7 +245,7 @@ fn bench_path(netobs_bin: &Path, silent: &[usize], label: &'static str) -> Resul
     let flush = || client.run_unchecked(&["ip", "route", "flush", "cache"]);
 
     let traces: Vec<(String, Vec<&str>)> = vec![
-        ("netobs trace".into(), vec![bin, "trace", &dst]),
+        ("netobs trace".into(), vec![bin, "trace", "-n", &dst]),
         ("traceroute -n".into(), vec!["traceroute", "-n", &dst]),
         ("mtr -n --report -c 1".into(), vec!["mtr", "-n", "--report", "-c", "1", &dst]),
         ("tracepath -n".into(), vec!["tracepath", "-n", &dst]),
@@ -315,6 +330,78 @@ fn bench_path(netobs_bin: &Path, silent: &[usize], label: &'static str) -> Resul
     Ok(rows)
 }
 
+const REPORT_HOPS: usize = 5;
+const LIMITED_HOP: usize = 2;
+
+/// One row of an mtr-style report: (hop, loss %, rest of the line).
+fn report_rows(text: &str) -> Vec<(usize, f64, String)> {
+    text.lines()
+        .filter_map(|l| {
+            let t = l.trim_start();
+            let (num, rest) = t.split_once(".|--")?;
+            let hop = num.trim().parse::<usize>().ok()?;
+            let pct = rest.split_whitespace().find_map(|w| w.strip_suffix('%')?.parse::<f64>().ok())?;
+            Some((hop, pct, rest.to_string()))
+        })
+        .collect()
+}
+
+/// Whether a report tells hop `LIMITED_HOP`'s rate limiting apart from
+/// loss: that hop shows loss, is labelled as rate limiting, and the
+/// destination (hop `REPORT_HOPS`) shows none. Returns (right, note).
+fn judge_report(text: &str) -> (bool, String) {
+    let rows = report_rows(text);
+    let get = |n: usize| rows.iter().find(|(h, _, _)| *h == n);
+    let (Some(lim), Some(dst)) = (get(LIMITED_HOP), get(REPORT_HOPS)) else {
+        return (false, format!("no rows for hops {LIMITED_HOP} and {REPORT_HOPS}"));
+    };
+    let labelled = lim.2.to_lowercase().contains("rate limit");
+    let note = format!(
+        "hop {LIMITED_HOP} loss {:.0}%{}, destination loss {:.0}%",
+        lim.1,
+        if labelled { " labelled rate limiting" } else { " shown as loss" },
+        dst.1
+    );
+    (lim.1 > 0.0 && labelled && dst.1 == 0.0, note)
+}
+
+/// The "rlim" path: `netobs trace --report -c 10` next to `mtr --report -c 10`.
+fn bench_report(netobs_bin: &Path) -> Result<Vec<Row>> {
+    let mut names: Vec<String> = vec!["client".into()];
+    names.extend((1..REPORT_HOPS).map(|i| format!("r{i}")));
+    names.push("server".into());
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let s = scenarios::linear("bench-report", &refs, &[]).context("building the report bench path")?;
+    s.hop(LIMITED_HOP)?.nft(
+        "add rule inet netobs output icmp type time-exceeded limit rate over 3/minute burst 3 packets counter drop",
+    )?;
+    let r1 = s.hop(1)?;
+    r1.nft(&format!(
+        "add chain inet netobs bench {{ type filter hook prerouting priority -300; policy accept; }}\n\
+         add rule inet netobs bench ip saddr {} counter",
+        s.client_v4
+    ))?;
+    let dst = s.server_v4.to_string();
+    let bin = netobs_bin.to_str().context("non-UTF-8 netobs path")?;
+    let tools: Vec<(String, Vec<&str>)> = vec![
+        ("netobs trace --report -c 10".into(), vec![bin, "trace", "-n", "--report", "-c", "10", &dst]),
+        ("mtr --report -c 10".into(), vec!["mtr", "-n", "--report", "-c", "10", &dst]),
+    ];
+    let mut rows = Vec::new();
+    for (tool, argv) in tools.iter().filter(|(t, _)| wanted(t)) {
+        // Let the limiter's bucket refill between tools: both start alike.
+        std::thread::sleep(Duration::from_secs(2));
+        let (out, probes, seconds) = measure(&s.client, r1, argv)?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if std::env::var_os("BENCH_VERBOSE").is_some() {
+            eprintln!("--- {tool}\n{text}");
+        }
+        let (right, note) = judge_report(&text);
+        rows.push(Row { tool: tool.clone(), path: "rlim", task: "report", probes, seconds, right, note });
+    }
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +416,15 @@ mod tests {
         assert_eq!(hops_in(mtr)[0].1, Some(Ipv4Addr::new(198, 18, 1, 254)));
         assert_eq!(mtu_in(" 4:  198.18.3.254  0.1ms pmtu 1400\n     Resume: pmtu 1400 hops 10 back 10"), Some(1400));
         assert_eq!(mtu_in("  path MTU 1400\n"), Some(1400));
+    }
+
+    #[test]
+    fn judges_reports() {
+        let mtr = "HOST: c Loss%   Snt   Last   Avg  Best  Wrst StDev\n  1.|-- 198.18.1.254  0.0%    10    0.1   0.1   0.1   0.1   0.0\n  2.|-- 198.18.2.254 70.0%    10    0.1   0.1   0.1   0.1   0.0\n  5.|-- 198.18.5.1  0.0%    10    0.1   0.1   0.1   0.1   0.0";
+        let (right, note) = judge_report(mtr);
+        assert!(!right, "{note}");
+        assert!(note.contains("hop 2 loss 70% shown as loss"), "{note}");
+        let netobs = "  2.|-- 198.18.2.254   70.0%    10  0.1  0.1  0.1  0.1  0.0   ICMP rate limiting at this hop, not loss (later hops answer)\n  5.|-- 198.18.5.1   0.0%    10";
+        assert!(judge_report(netobs).0);
     }
 }

@@ -35,6 +35,7 @@ mod node;
 pub mod scenarios;
 #[cfg(test)]
 mod tests;
+pub mod tracer;
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

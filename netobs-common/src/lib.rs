@@ -19,6 +19,7 @@ pub mod cursor;
 pub mod event;
 pub mod icmp;
 pub mod icmp_send;
+pub mod kfree;
 pub mod parse;
 #[cfg(any(feature = "user", feature = "craft", test))]
 pub mod repr;

@@ -89,7 +89,7 @@ fn parse_outer_v4(c: &Cursor, l3_off: usize, vlan_depth: u8) -> Result<Outer, Sk
         family: 4,
         vlan_depth,
         ttl: ip.ttl,
-        protocol: ip.proto,
+        protocol: ip.protocol,
         l3_off,
         l4_off: l3_off + hlen,
         total_len: ip.total_len() as u32,
@@ -108,7 +108,7 @@ fn parse_outer_v6(c: &Cursor, l3_off: usize, vlan_depth: u8) -> Result<Outer, Sk
     // payload length (Ethernet padding is not a header).
     let total_len = ip.payload_len() as u32 + Ipv6Hdr::LEN as u32;
     let in_packet = c.limit_to(l3_off + total_len as usize);
-    let walk = walk_ipv6_ext(&in_packet, l3_off + Ipv6Hdr::LEN, ip.next_hdr);
+    let walk = walk_ipv6_ext(&in_packet, l3_off + Ipv6Hdr::LEN, ip.next_header);
     Ok(Outer {
         family: 6,
         vlan_depth,
@@ -337,12 +337,12 @@ fn set_rfc4884(ev: &mut Event, len_bytes: u16) {
 fn copy_outer_addrs(c: &Cursor, outer: &Outer, ev: &mut Event) {
     if outer.family == 4 {
         if let Some(ip) = c.get::<Ipv4Hdr>(outer.l3_off) {
-            put_v4(&mut ev.outer_src, &ip.src_addr);
-            put_v4(&mut ev.outer_dst, &ip.dst_addr);
+            put_v4(&mut ev.outer_src, &ip.src);
+            put_v4(&mut ev.outer_dst, &ip.dst);
         }
     } else if let Some(ip) = c.get::<Ipv6Hdr>(outer.l3_off) {
-        put_v6(&mut ev.outer_src, &ip.src_addr);
-        put_v6(&mut ev.outer_dst, &ip.dst_addr);
+        put_v6(&mut ev.outer_src, &ip.src);
+        put_v6(&mut ev.outer_dst, &ip.dst);
     }
 }
 
@@ -384,9 +384,9 @@ pub fn parse_ip_packet_l4(c: &Cursor, off: usize, family: u8, info: &mut PacketI
             return None;
         }
         info.family = 4;
-        put_v4(&mut info.src, &ip.src_addr);
-        put_v4(&mut info.dst, &ip.dst_addr);
-        info.protocol = ip.proto;
+        put_v4(&mut info.src, &ip.src);
+        put_v4(&mut info.dst, &ip.dst);
+        info.protocol = ip.protocol;
         info.ttl = ip.ttl;
         info.total_len = ip.total_len();
         info.ip_id = ip.id() as u32;
@@ -406,12 +406,12 @@ pub fn parse_ip_packet_l4(c: &Cursor, off: usize, family: u8, info: &mut PacketI
             return None;
         }
         info.family = 6;
-        put_v6(&mut info.src, &ip.src_addr);
-        put_v6(&mut info.dst, &ip.dst_addr);
+        put_v6(&mut info.src, &ip.src);
+        put_v6(&mut info.dst, &ip.dst);
         info.ttl = ip.hop_limit;
         info.total_len = ip.payload_len().saturating_add(Ipv6Hdr::LEN as u16);
         info.have |= have::IP;
-        let walk = walk_ipv6_ext(c, off + Ipv6Hdr::LEN, ip.next_hdr);
+        let walk = walk_ipv6_ext(c, off + Ipv6Hdr::LEN, ip.next_header);
         info.protocol = walk.protocol;
         if walk.crossed_any {
             info.have |= have::EXT_HEADERS;
@@ -494,7 +494,7 @@ pub fn is_ordinary_v4(c: &Cursor, df_threshold: u32) -> bool {
     let Some(ip) = c.get::<Ipv4Hdr>(EthHdr::LEN) else {
         return false;
     };
-    if ip.version() != 4 || ip.header_len() < Ipv4Hdr::LEN || ip.proto == IPPROTO_ICMP {
+    if ip.version() != 4 || ip.header_len() < Ipv4Hdr::LEN || ip.protocol == IPPROTO_ICMP {
         return false;
     }
     !(df_threshold != 0 && ip.dont_fragment() && ip.total_len() as u32 > df_threshold)

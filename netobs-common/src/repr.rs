@@ -174,9 +174,9 @@ impl Ipv4Repr {
         }
         let ff = ip.flags_frag();
         Ok(Ipv4Repr {
-            src: Ipv4Addr::from(ip.src_addr),
-            dst: Ipv4Addr::from(ip.dst_addr),
-            protocol: ip.proto,
+            src: Ipv4Addr::from(ip.src),
+            dst: Ipv4Addr::from(ip.dst),
+            protocol: ip.protocol,
             ttl: ip.ttl,
             tos: ip.tos,
             id: ip.id(),
@@ -253,11 +253,11 @@ impl Ipv6Repr {
         if ip.version() != 6 {
             return Err(Error::Malformed);
         }
-        let v = u32::from_be_bytes(ip.vcf);
+        let v = u32::from_be_bytes(ip.version_tc_flow);
         Ok(Ipv6Repr {
-            src: Ipv6Addr::from(ip.src_addr),
-            dst: Ipv6Addr::from(ip.dst_addr),
-            next_header: ip.next_hdr,
+            src: Ipv6Addr::from(ip.src),
+            dst: Ipv6Addr::from(ip.dst),
+            next_header: ip.next_header,
             hop_limit: ip.hop_limit,
             traffic_class: (v >> 20) as u8,
             flow_label: v & 0x000f_ffff,

@@ -118,12 +118,12 @@ pub fn reporter_bucket(addr: &[u8; 16], seed: u32) -> u32 {
 pub fn source_bucket(c: &Cursor, outer: &Outer, seed: u32) -> u32 {
     if outer.family == 4 {
         match c.get::<Ipv4Hdr>(outer.l3_off) {
-            Some(ip) => bucket_of_words([u32::from_ne_bytes(ip.src_addr), 0, 0, 0], seed),
+            Some(ip) => bucket_of_words([u32::from_ne_bytes(ip.src), 0, 0, 0], seed),
             None => 0,
         }
     } else {
         match c.get::<Ipv6Hdr>(outer.l3_off) {
-            Some(ip) => reporter_bucket(&ip.src_addr, seed),
+            Some(ip) => reporter_bucket(&ip.src, seed),
             None => 0,
         }
     }

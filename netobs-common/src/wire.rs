@@ -1,7 +1,8 @@
 //! Wire formats: one `#[repr(C)]` byte-array struct per header.
 //!
 //! The IP, UDP and TCP layouts are network-types' (the crate aya programs
-//! share); Ethernet and VLAN are ours because network-types declares their
+//! share: UDP and TCP as is, IPv4 and IPv6 under the field names every
+//! program already uses, checked offset by offset); Ethernet and VLAN are ours because network-types declares their
 //! ethertype as a `u16` (alignment 2: a reference at an odd offset, as a
 //! fuzzer or a capture gives, would be undefined behaviour), and ICMP is
 //! ours because network-types' ICMP views lack time exceeded and ICMPv6
@@ -68,25 +69,22 @@ impl VlanHdr {
 }
 
 /// IPv4 header without options (20 bytes; `header_len()` says how long it
-/// really is).
-///
-/// The layout is network-types' ([`network_types::ip::Ipv4Hdr`], all byte
-/// arrays, so any offset and any byte pattern are fine): its fields are
-/// reached through `Deref` (`ip.src_addr`, `ip.proto`, `ip.ttl`). The
-/// wrapper adds the accessors the parser needs and that network-types
-/// either lacks or makes panicky (its `options_len()` underflows on an
-/// IHL below 5, which a fuzzer finds in seconds).
-#[repr(transparent)]
-pub struct Ipv4Hdr(pub network_types::ip::Ipv4Hdr);
-
-impl core::ops::Deref for Ipv4Hdr {
-    type Target = network_types::ip::Ipv4Hdr;
-    #[inline(always)]
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
+/// really is). Field for field network-types' `ip::Ipv4Hdr` (asserted
+/// below, and [`Ipv4Hdr::as_network_types`] views one as the other); the
+/// names are ours because every program and probe already reads them.
+#[repr(C)]
+pub struct Ipv4Hdr {
+    pub version_ihl: u8,
+    pub tos: u8,
+    pub total_len: [u8; 2],
+    pub id: [u8; 2],
+    pub flags_frag: [u8; 2],
+    pub ttl: u8,
+    pub protocol: u8,
+    pub checksum: [u8; 2],
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
 }
-
 impl Ipv4Hdr {
     pub const LEN: usize = 20;
     pub const FLAG_DF: u16 = 0x4000;
@@ -94,24 +92,24 @@ impl Ipv4Hdr {
     pub const OFFSET_MASK: u16 = 0x1fff;
     #[inline(always)]
     pub fn version(&self) -> u8 {
-        self.0.vihl >> 4
+        self.version_ihl >> 4
     }
     /// Header length in bytes (IHL * 4, 0..=60).
     #[inline(always)]
     pub fn header_len(&self) -> usize {
-        ((self.0.vihl & 0x0f) as usize) * 4
+        ((self.version_ihl & 0x0f) as usize) * 4
     }
     #[inline(always)]
     pub fn total_len(&self) -> u16 {
-        be16(self.0.tot_len)
+        be16(self.total_len)
     }
     #[inline(always)]
     pub fn id(&self) -> u16 {
-        be16(self.0.id)
+        be16(self.id)
     }
     #[inline(always)]
     pub fn flags_frag(&self) -> u16 {
-        be16(self.0.frags)
+        be16(self.flags_frag)
     }
     #[inline(always)]
     pub fn dont_fragment(&self) -> bool {
@@ -124,29 +122,26 @@ impl Ipv4Hdr {
     }
 }
 
-/// IPv6 fixed header (40 bytes): network-types' layout
-/// ([`network_types::ip::Ipv6Hdr`]: `ip.src_addr`, `ip.next_hdr`,
-/// `ip.hop_limit` through `Deref`).
-#[repr(transparent)]
-pub struct Ipv6Hdr(pub network_types::ip::Ipv6Hdr);
-
-impl core::ops::Deref for Ipv6Hdr {
-    type Target = network_types::ip::Ipv6Hdr;
-    #[inline(always)]
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
+/// IPv6 fixed header (40 bytes): network-types' `ip::Ipv6Hdr` layout
+/// under our field names, as for [`Ipv4Hdr`].
+#[repr(C)]
+pub struct Ipv6Hdr {
+    pub version_tc_flow: [u8; 4],
+    pub payload_len: [u8; 2],
+    pub next_header: u8,
+    pub hop_limit: u8,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
 }
-
 impl Ipv6Hdr {
     pub const LEN: usize = 40;
     #[inline(always)]
     pub fn version(&self) -> u8 {
-        self.0.vcf[0] >> 4
+        self.version_tc_flow[0] >> 4
     }
     #[inline(always)]
     pub fn payload_len(&self) -> u16 {
-        be16(self.0.payload_len)
+        be16(self.payload_len)
     }
 }
 
@@ -264,6 +259,25 @@ impl NdOptHdr {
     pub const REDIRECTED_HEADER: u8 = 4;
 }
 
+impl Ipv4Hdr {
+    /// The same bytes as network-types' view (setters, typed protocol).
+    #[inline(always)]
+    pub fn as_network_types(&self) -> &network_types::ip::Ipv4Hdr {
+        // SAFETY: identical size and field offsets (asserted below), both
+        // made of bytes only (alignment 1, any bit pattern valid).
+        unsafe { &*(self as *const Ipv4Hdr).cast::<network_types::ip::Ipv4Hdr>() }
+    }
+}
+
+impl Ipv6Hdr {
+    /// The same bytes as network-types' view.
+    #[inline(always)]
+    pub fn as_network_types(&self) -> &network_types::ip::Ipv6Hdr {
+        // SAFETY: as for `Ipv4Hdr::as_network_types`.
+        unsafe { &*(self as *const Ipv6Hdr).cast::<network_types::ip::Ipv6Hdr>() }
+    }
+}
+
 /// The bytes of a header view (host code that wants them by offset).
 #[inline(always)]
 pub fn as_bytes<T: Header, const N: usize>(h: &T) -> &[u8; N] {
@@ -293,6 +307,26 @@ const _: () = {
     assert!(core::mem::size_of::<Ipv6Hdr>() == Ipv6Hdr::LEN);
     assert!(core::mem::size_of::<UdpHdr>() == 8);
     assert!(core::mem::size_of::<TcpHdr>() == 20);
+    // Our IP views are network-types' layouts, field for field.
+    use core::mem::{offset_of, size_of};
+    use network_types::ip::{Ipv4Hdr as N4, Ipv6Hdr as N6};
+    assert!(size_of::<Ipv4Hdr>() == size_of::<N4>() && size_of::<Ipv6Hdr>() == size_of::<N6>());
+    assert!(offset_of!(Ipv4Hdr, version_ihl) == offset_of!(N4, vihl));
+    assert!(offset_of!(Ipv4Hdr, tos) == offset_of!(N4, tos));
+    assert!(offset_of!(Ipv4Hdr, total_len) == offset_of!(N4, tot_len));
+    assert!(offset_of!(Ipv4Hdr, id) == offset_of!(N4, id));
+    assert!(offset_of!(Ipv4Hdr, flags_frag) == offset_of!(N4, frags));
+    assert!(offset_of!(Ipv4Hdr, ttl) == offset_of!(N4, ttl));
+    assert!(offset_of!(Ipv4Hdr, protocol) == offset_of!(N4, proto));
+    assert!(offset_of!(Ipv4Hdr, checksum) == offset_of!(N4, check));
+    assert!(offset_of!(Ipv4Hdr, src) == offset_of!(N4, src_addr));
+    assert!(offset_of!(Ipv4Hdr, dst) == offset_of!(N4, dst_addr));
+    assert!(offset_of!(Ipv6Hdr, version_tc_flow) == offset_of!(N6, vcf));
+    assert!(offset_of!(Ipv6Hdr, payload_len) == offset_of!(N6, payload_len));
+    assert!(offset_of!(Ipv6Hdr, next_header) == offset_of!(N6, next_hdr));
+    assert!(offset_of!(Ipv6Hdr, hop_limit) == offset_of!(N6, hop_limit));
+    assert!(offset_of!(Ipv6Hdr, src) == offset_of!(N6, src_addr));
+    assert!(offset_of!(Ipv6Hdr, dst) == offset_of!(N6, dst_addr));
     // `Header` needs alignment 1: the views may sit at any offset.
     assert!(core::mem::align_of::<Ipv4Hdr>() == 1);
     assert!(core::mem::align_of::<Ipv6Hdr>() == 1);

@@ -93,10 +93,10 @@ fn on_icmp_send(ctx: &RawTracePointContext) {
         if let Some((at, h)) = ip {
             // Element by element: a slice copy may become a memcpy call.
             for i in 0..4 {
-                ev.inner.src[i] = h.src_addr[i];
-                ev.inner.dst[i] = h.dst_addr[i];
+                ev.inner.src[i] = h.src[i];
+                ev.inner.dst[i] = h.dst[i];
             }
-            ev.inner.protocol = h.proto;
+            ev.inner.protocol = h.protocol;
             ev.inner.ttl = h.ttl;
             ev.inner.total_len = h.total_len();
             ev.inner.ip_id = h.id() as u32;
@@ -104,7 +104,7 @@ fn on_icmp_send(ctx: &RawTracePointContext) {
             ev.inner.have = have::IP;
             let first_fragment = h.flags_frag() & Ipv4Hdr::OFFSET_MASK == 0;
             if first_fragment
-                && (h.proto == IPPROTO_TCP || h.proto == IPPROTO_UDP)
+                && (h.protocol == IPPROTO_TCP || h.protocol == IPPROTO_UDP)
                 && let Some(p) = read::<[u8; 4]>(at, h.header_len() as u32)
             {
                 ev.inner.src_port = u16::from_be_bytes([p[0], p[1]]);

@@ -18,6 +18,8 @@ mod foreign;
 #[cfg(target_arch = "bpf")]
 mod icmp_send;
 #[cfg(target_arch = "bpf")]
+mod kfree;
+#[cfg(target_arch = "bpf")]
 mod log;
 #[cfg(target_arch = "bpf")]
 mod maps;

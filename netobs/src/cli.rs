@@ -62,6 +62,33 @@ pub enum Command {
         after_help = "Exit status:\n  0  stopped as asked (Ctrl-C, SIGTERM, --duration, or its output pipe was closed)\n  2  could not start: usage error, missing capability, unknown interface\n  3  failed while running (kernel or I/O error)"
     )]
     Watch(WatchArgs),
+    /// Explain the ICMP errors in a capture file (pcap or pcapng), as `watch` would have.
+    ///
+    /// Every frame goes through the parser the XDP program runs, and every
+    /// ICMP error becomes the same finding, words and JSON as in `watch`
+    /// (hop distance, aggregation, line budget), with the capture's
+    /// timestamps as the clock. Link types: Ethernet, Linux cooked (SLL,
+    /// SLL2), raw IP, PPP, BSD loopback. Ends with a table by ICMP type,
+    /// code and reporter. Frames cut by the snapshot length are read as far
+    /// as they go; malformed frames are counted, never fatal.
+    ///
+    /// Without --local, each ICMP error's destination is taken to be the
+    /// capturing host (tcpdump on the host that received them). A capture
+    /// has no live host to ask, so the socket state, the conntrack original
+    /// and the route-cache PMTU that `watch` adds are missing; the summary
+    /// says which findings would have had them.
+    ///
+    /// Examples:
+    ///   tcpdump -i eth0 -w /tmp/gw.pcap icmp or icmp6   (at 3 am)
+    ///   netobs read /tmp/gw.pcap                        (later, anywhere)
+    ///   netobs read --json --frames /tmp/gw.pcap | jq 'select(.type=="frame")'
+    ///   tcpdump -i any -U -w - | netobs read -          (from a pipe, as it happens)
+    ///   sudo netobs read --kernel /tmp/gw.pcap          (also through the real XDP program)
+    #[command(
+        verbatim_doc_comment,
+        after_help = "Exit status:\n  0  read to its end (malformed frames are counted, not errors); with --kernel, the datapath agreed on every frame\n  1  the capture ends inside a record or at a damaged one (what came before is reported), or --kernel found a disagreement\n  2  could not read: no such file, not a pcap/pcapng capture, --kernel without root\n  3  failed while running (an I/O or kernel error)"
+    )]
+    Read(ReadArgs),
     /// Traceroute with a stable flow (Paris style), all TTLs in flight at once.
     Trace(crate::probe::cli::TraceArgs),
     /// Path-MTU discovery with DF probes, with blackhole detection.
@@ -184,6 +211,61 @@ pub struct WatchArgs {
     /// Also write every JSON line to this file.
     #[arg(long, value_name = "FILE", env = "NETOBS_JSON_FILE")]
     pub json_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The capture (pcap or pcapng); `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Print JSON lines (schema: docs/json-schema.md) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also one `frame` record per ICMP error and per malformed frame,
+    /// numbered as tcpdump's `-#` numbers them (JSON only).
+    #[arg(long, requires = "json")]
+    pub frames: bool,
+
+    /// An address of the host the capture was taken on (repeat for
+    /// several). Decides which traffic was "ours" (outgoing or return)
+    /// and which only forwarded. Default: each error's destination.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub local: Vec<std::net::IpAddr>,
+
+    /// Say findings were seen on this interface (default: the name the
+    /// pcapng capture gives, else the file name).
+    #[arg(long, value_name = "NAME")]
+    pub iface: Option<String>,
+
+    /// TTL / hop limit the capturing host sends with (Linux: 64).
+    #[arg(long, value_name = "TTL", default_value_t = 64)]
+    pub initial_ttl: u8,
+
+    /// Also run every frame through the real XDP program
+    /// (BPF_PROG_TEST_RUN) and print where it disagrees with this parser.
+    /// Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON).
+    #[arg(long)]
+    pub kernel: bool,
+
+    /// Seconds of capture time between updated lines for a flow that keeps
+    /// failing (as `watch --update-interval`).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    pub update_interval: u32,
+
+    /// Most flows/reporters remembered at once (as `watch --max-flows`).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=10_000_000))]
+    pub max_flows: u32,
+
+    /// Show a progress bar on stderr: auto does for files above 32 MiB
+    /// when stderr is a terminal.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: Color,
+
+    /// Colour the terminal output.
+    #[arg(long, value_enum, default_value = "auto", env = "NETOBS_COLOR")]
+    pub color: Color,
 }
 
 /// Parses "250ms", "30s", "5m", "1h" or a plain number of seconds.

@@ -7,10 +7,12 @@
 //!   `explain` verdict that joins them with the kernel's view.
 //! - [`verdict`]: one rule per verdict over shared evidence (used by
 //!   `explain`, meant for `watch --investigate`).
+//! - [`capture`]: `netobs read`, capture files through the same parser and explanations.
 //! - [`output`]: terminal, JSON lines and Prometheus.
 //! - [`commands`]: one module per subcommand, wiring the above together.
 //! - [`exit`]: the exit codes scripts branch on.
 
+pub mod capture;
 pub mod cli;
 pub mod commands;
 pub mod exit;

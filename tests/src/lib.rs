@@ -14,6 +14,8 @@ pub use netobs_lab as lab;
 use netobs_lab::Node;
 use serde_json::Value;
 
+pub mod tcpdump;
+
 /// The netobs binary under test: `$NETOBS_BIN`, else the newest of
 /// target/{release,debug}/netobs (xtask builds it before running tests).
 pub fn netobs_bin() -> PathBuf {

@@ -212,7 +212,7 @@ fn trace_all_protocols_both_families() -> Result<()> {
     for fam in [4, 6] {
         let target = if fam == 4 { s.server_v4.to_string() } else { s.server_v6.to_string() };
         for proto in ["udp", "tcp", "icmp"] {
-            let (v, took) = json(&s.client, &["trace", &target, "--proto", proto])?;
+            let (v, took) = json(&s.client, &["trace", "-n", &target, "--proto", proto])?;
             assert_eq!(v["reached_at"], 4, "{proto} v{fam}: {v:#}");
             for n in 1..=3usize {
                 let want = if fam == 4 { s.hop_v4(n)?.to_string() } else { s.hop_v6(n)?.to_string() };
@@ -226,7 +226,7 @@ fn trace_all_protocols_both_families() -> Result<()> {
             assert!(took < Duration::from_secs(3), "{proto} v{fam} took {took:?}");
         }
         // --burst: every query of a hop at once, as classic traceroute.
-        let (v, _) = json(&s.client, &["trace", &target, "--burst"])?;
+        let (v, _) = json(&s.client, &["trace", "-n", &target, "--burst"])?;
         assert_eq!(v["reached_at"], 4, "burst v{fam}: {v:#}");
         for n in 1..=3usize {
             assert_eq!(v["hops"][n - 1]["answered"], 3, "burst v{fam} hop {n}");
@@ -245,7 +245,7 @@ fn trace_all_protocols_both_families() -> Result<()> {
     // hops around it still cost one probe each.
     s.hop(2)?.nft("add rule inet netobs output meta l4proto { icmp, ipv6-icmp } drop")?;
     for target in [s.server_v4.to_string(), s.server_v6.to_string()] {
-        let (v, _) = json(&s.client, &["trace", &target])?;
+        let (v, _) = json(&s.client, &["trace", "-n", &target])?;
         assert_eq!(v["reached_at"], 4, "{v:#}");
         assert_eq!((&v["hops"][1]["sent"], &v["hops"][1]["answered"]), (&3.into(), &0.into()), "{v:#}");
         for n in [0, 2, 3] {

@@ -310,9 +310,9 @@ fn exit_codes_say_what_was_found() {
         let (got, err) = code(&c, &args);
         assert_eq!(got, Some(want), "tcp port {port}: {err}");
     }
-    let (got, err) = code(&c, &["trace", "198.18.2.1", "--proto", "tcp", "--port", "8080", "--wait", "500ms"]);
+    let (got, err) = code(&c, &["trace", "-n", "198.18.2.1", "--proto", "tcp", "--port", "8080", "--wait", "500ms"]);
     assert_eq!(got, Some(0), "trace reached: {err}");
-    let (got, err) = code(&c, &["trace", "198.18.2.1", "--wait", "300ms", "--gap", "2", "-q", "1"]);
+    let (got, err) = code(&c, &["trace", "-n", "198.18.2.1", "--wait", "300ms", "--gap", "2", "-q", "1"]);
     assert_eq!(got, Some(1), "trace not reached: {err}");
     let (got, err) = code(&c, &["explain", "198.18.2.1", "--port", "8080", "--wait", "500ms", "-m", "6"]);
     assert_eq!(got, Some(0), "explain reachable: {err}");
@@ -328,7 +328,7 @@ fn exit_codes_say_what_was_found() {
     for (args, want) in [
         (vec!["tcp", "198.18.2.1:8080", "--attempts", "2", "--wait", "300ms"], 0),
         (vec!["tcp", "198.18.2.1:83", "--attempts", "2", "--wait", "300ms"], 1),
-        (vec!["trace", "198.18.2.1", "--proto", "tcp", "--port", "8080", "--wait", "500ms"], 0),
+        (vec!["trace", "-n", "198.18.2.1", "--proto", "tcp", "--port", "8080", "--wait", "500ms"], 0),
         (vec!["pmtu", "198.18.2.1", "--proto", "icmp", "--wait", "500ms"], 0),
     ] {
         let out = run(&c, As::Service, &args).unwrap();
@@ -374,9 +374,9 @@ fn after_sigkill_a_restart_attaches_cleanly_and_leaves_nothing() {
     let first = live(&a, As::Service, &args).unwrap();
     let held = held_bpf_objects(first.pid()).unwrap();
     let links = held.iter().filter(|(k, _)| *k == "link").count();
-    // XDP + TC egress + the icmp_send raw tracepoint, all bpf_links, all
-    // in place by the time the attach record is out.
-    assert_eq!(links, 3, "expected XDP, TCX egress and tracepoint links: {held:?}");
+    // XDP + TC egress + the icmp_send and kfree_skb raw tracepoints, all
+    // bpf_links, all in place by the time the attach record is out.
+    assert_eq!(links, 4, "expected XDP, TCX egress and two tracepoint links: {held:?}");
     let killed = stop(first, libc::SIGKILL).unwrap();
     assert_eq!(killed.status.code(), None, "killed by the signal");
     assert_eq!(wait_gone(&held), vec![], "SIGKILL left objects behind");
@@ -397,6 +397,7 @@ fn after_sigkill_a_restart_attaches_cleanly_and_leaves_nothing() {
     let out = stop(second, libc::SIGTERM).unwrap();
     assert!(out.status.success(), "{}", out.stderr);
     assert!(!out.stderr.contains("icmp_send"), "tracepoint attached both times: {}", out.stderr);
+    assert!(!out.stderr.contains("kfree_skb"), "tracepoint attached both times: {}", out.stderr);
     assert_eq!(wait_gone(&held2), vec![], "the second exit left objects behind");
     assert!(!attached_in(&a).contains("netobs"), "{}", attached_in(&a));
 }

@@ -14,6 +14,8 @@ pub enum Which {
     Watch,
     /// netobs trace/pmtu vs traceroute, mtr, tracepath, scamper.
     Probes,
+    /// `netobs read` vs `tcpdump -r -n` on one large capture, frames/s.
+    Read,
     /// `watch` through minutes of spoofed ICMP-error flood: memory, scrape
     /// latency, drain lag, --duration/SIGTERM under load (not part of `all`).
     Soak,
@@ -31,6 +33,7 @@ pub fn run(which: Which, minutes: Option<f64>) -> Result<()> {
         Which::Datapath => "datapath",
         Which::Watch => "watch",
         Which::Probes => "probes",
+        Which::Read => "read",
         Which::Soak => "soak",
         Which::Testrun => "testrun",
         Which::All => "all",

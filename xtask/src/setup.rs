@@ -26,6 +26,9 @@ pub const PACKAGES: &[&str] = &[
     "traceroute",
     "iputils-tracepath",
     "mtr-tiny",
+    // dnsmasq's binary without the system service (the tests start their
+    // own inside a lab namespace, serving PTR records for trace names).
+    "dnsmasq-base",
     "scamper",
     "bpftool",
     "ethtool",

@@ -20,7 +20,7 @@ use crate::{
 };
 
 pub fn run(args: ExplainArgs) -> Result<ExitCode> {
-    let target = probe::resolve(&args.host, args.family.family()).map_err(exit::usage)?;
+    let target = probe::names::resolve_target(&args.host, args.family.family()).map_err(exit::usage)?;
     let port = args.port.unwrap_or(if args.proto == Proto::Udp { 33434 } else { 80 });
     privilege::check("explain", &privilege::needs(!args.no_kernel, true))?;
     let req = Request {

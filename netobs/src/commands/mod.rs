@@ -11,6 +11,7 @@ use crate::cli::{Cli, Command};
 pub mod explain;
 pub mod generate;
 pub mod pmtu;
+pub mod read;
 pub mod tcp;
 pub mod trace;
 pub mod watch;
@@ -19,6 +20,7 @@ pub mod watch;
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Watch(args) => watch::run(args),
+        Command::Read(args) => read::run(args),
         Command::Trace(args) => trace::run(args),
         Command::Pmtu(args) => pmtu::run(args),
         Command::Tcp(args) => tcp::run(args),

@@ -20,7 +20,7 @@ use crate::{
 };
 
 pub fn run(args: PmtuArgs) -> Result<ExitCode> {
-    let target = probe::resolve(&args.host, args.family.family()).map_err(exit::usage)?;
+    let target = probe::names::resolve_target(&args.host, args.family.family()).map_err(exit::usage)?;
     let port = args.port.unwrap_or(if args.proto == Proto::Tcp { 80 } else { 33434 });
     privilege::check("pmtu", &privilege::needs(false, true))?;
     let (_iface, local_mtu) = probe::egress(target).map_err(exit::usage)?;

@@ -1,21 +1,31 @@
-//! `netobs tcp HOST:PORT`: handshake check. Exit 0 open, 1 closed,
-//! rejected or silent (see [`crate::exit`]).
+//! `netobs tcp HOST:PORT` (or `HOST --port PORT`): handshake check. Exit 0
+//! open, 1 closed, rejected or silent (see [`crate::exit`]).
 
 use std::process::ExitCode;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 use crate::{
     exit::{self, Outcome},
     net,
     output::sink,
     privilege,
-    probe::{self, cli::TcpArgs, packet::Proto, socket::Prober, tcp},
+    probe::{self, cli::TcpArgs, names, packet::Proto, socket::Prober, tcp},
 };
 
+/// HOST and PORT from `HOST:PORT` and/or `--port`: exactly one port.
+fn target(args: &TcpArgs) -> Result<(String, u16)> {
+    match (probe::parse_host_port(&args.target), args.port) {
+        (Ok((_, p)), Some(q)) if p != q => bail!("{:?} names port {p} but --port says {q}", args.target),
+        (Ok(hp), _) => Ok(hp),
+        (Err(_), Some(port)) => Ok((args.target.clone(), port)),
+        (Err(e), None) => Err(e.context("give the port as HOST:PORT or with --port")),
+    }
+}
+
 pub fn run(args: TcpArgs) -> Result<ExitCode> {
-    let (host, port) = probe::parse_host_port(&args.target).map_err(exit::usage)?;
-    let target = probe::resolve(&host, None).map_err(exit::usage)?;
+    let (host, port) = target(&args).map_err(exit::usage)?;
+    let target = names::resolve_target(&host, args.family.family()).map_err(exit::usage)?;
     privilege::check("tcp", &privilege::needs(false, true))?;
     let rt =
         tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the tokio runtime")?;

@@ -11,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::WatchArgs,
-    explain::{Aggregator, Finding, HostContext, Ledger, words},
+    explain::{Aggregator, Finding, HostContext, Ledger, drops::HostLosses, words},
     health::{self, Op},
     join::{self, Reporter},
     kernel::{self, LoadOptions, Session, counters, events::EventStream, hotplug, stage},
@@ -79,9 +79,13 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
     let _ebpf_logger = kernel::loader::start_ebpf_logger(&mut session.ebpf, args.ebpf_log_level)?;
     let mut events = EventStream::new(&mut session.ebpf)?;
-    if let Err(e) = kernel::icmp_send::attach(&mut session.ebpf) {
-        sink::note(&format!("netobs: note: {e:#}"));
-    }
+    let generated_seen =
+        kernel::icmp_send::attach(&mut session.ebpf).map_err(|e| sink::note(&format!("netobs: note: {e:#}"))).is_ok();
+    // Dropped ICMP errors (kfree_skb) and the rate-limit baseline, before
+    // the attach records: what follows them is counted.
+    let (mut losses, notes) =
+        HostLosses::start(&mut session.ebpf, Duration::from_secs(u64::from(args.update_interval)));
+    notes.iter().for_each(|n| sink::note(&format!("netobs: note: {n}")));
     privilege::drop_to_or_warn(&privilege::after_attach(args.all));
 
     let (metrics, mut rec) = metrics::Metrics::new(kernel::CounterReader::new(&session.ebpf)?);
@@ -116,7 +120,8 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let mut ctx = HostContext::discover()?;
     let mut refresh = join::Refresh::new(CONTEXT_REFRESH);
     let mut agg = Aggregator::new(args.max_flows as usize);
-    let mut ledger = Ledger::new(args.max_flows as usize);
+    let egress_everywhere = !args.no_egress && session.attached.iter().all(|a| a.egress);
+    let mut ledger = Ledger::new(args.max_flows as usize).observing(generated_seen, egress_everywhere);
     // Host lookups (sockets, conntrack, route cache) run on their own
     // thread: the drain below never waits on netlink.
     let mut reporter =
@@ -154,6 +159,10 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
                     sink.aggregate(&a);
                 }
                 emit_folds(&mut agg, &mut sink, false);
+                losses.tick(&session.ebpf, |i| ctx.ifname(i), &rec).iter().for_each(|(v, t)| {
+                    sink.record(v);
+                    sink.text(t);
+                });
                 publish(&agg, &rec);
             }
             _ = sighup.recv() => sink.reopen(),
@@ -200,6 +209,10 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         sink.aggregate(&a);
     }
     emit_folds(&mut agg, &mut sink, true);
+    losses.finish(&session.ebpf, |i| ctx.ifname(i), &rec).iter().for_each(|(v, t)| {
+        sink.record(v);
+        sink.text(t);
+    });
     let js = reporter.stats();
     if js.skipped + js.expired + js.abandoned > 0 {
         log::warn!(

@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod context;
+pub mod drops;
 pub mod finding;
 pub mod hops;
 pub mod ledger;

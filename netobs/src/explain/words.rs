@@ -239,16 +239,28 @@ pub fn advice(f: &Finding) -> String {
             let mss = mss_for(mtu, f.family);
             let src = f.flow.as_ref().map(|fl| fl.src.to_string()).unwrap_or_else(|| f.reporter.to_string());
             let msg = if f.family == 4 { "frag-needed (ICMP 3/4)" } else { "Packet Too Big (ICMPv6 2)" };
+            // Each claim only from what was observed (see `Ledger`): no
+            // egress observer means "none left" is unknown, no icmp_send
+            // tracepoint means "none generated" is.
             let back = match f.icmp_back {
-                Some(b) if b.sent > 0 => format!(
-                    "{} {msg} went back to {src} ({} seen leaving); if {src} still sends big packets, the ICMP is lost further upstream",
-                    b.sent, b.sent
+                Some(IcmpBack { sent: Some(n), .. }) if n > 0 => format!(
+                    "{n} {msg} went back to {src} ({n} seen leaving); if {src} still sends big packets, the ICMP is lost further upstream"
                 ),
-                Some(IcmpBack { generated: Some(g), sent: 0 }) if g > 0 => format!(
+                Some(IcmpBack { generated: Some(g), sent: Some(0) }) if g > 0 => format!(
                     "the kernel generated {g} {msg} for {src} but none left this host: its own firewall (nft/iptables output) drops them. That is a PMTU blackhole made here: allow ICMP type 3 code 4 out, or clamp TCP MSS to {mss}"
                 ),
-                Some(IcmpBack { generated: Some(0), sent: 0 }) => format!(
+                Some(IcmpBack { generated: Some(g), sent: None }) if g > 0 => format!(
+                    "the kernel generated {g} {msg} for {src}; whether they left is not known (no egress observer: --no-egress). If {src} keeps sending big packets, clamp TCP MSS to {mss} here"
+                ),
+                Some(IcmpBack { generated: Some(0), .. }) => format!(
                     "no {msg} was generated for {src} (ICMP rate limit, or the packets were dropped before routing): the sender never learns the MTU. Clamp TCP MSS to {mss} here or raise the MTU"
+                ),
+                Some(IcmpBack { generated: None, sent: None }) => format!(
+                    "netobs cannot see whether a {msg} went back to {src} (no egress observer{}); clamp TCP MSS to {mss} here or raise the MTU if {src} keeps sending big packets",
+                    if f.family == 4 { ", no icmp_send tracepoint" } else { "" }
+                ),
+                Some(IcmpBack { generated: None, sent: Some(_) }) if f.family == 4 => format!(
+                    "no {msg} was seen leaving towards {src}, and without the icmp_send tracepoint netobs cannot tell whether this host generated one: if it is filtered, that is a PMTU blackhole; clamp TCP MSS to {mss} here or raise the MTU"
                 ),
                 _ => format!(
                     "no {msg} was seen leaving towards {src}: if it is filtered, that is a PMTU blackhole; clamp TCP MSS to {mss} here or raise the MTU"

@@ -49,7 +49,21 @@ struct Type {
     kind: u32,
     /// Size in bytes (int, struct, union, enum) or referenced type id.
     size_or_type: u32,
+    /// Struct/union members; a function prototype's parameters (no offset).
     members: Vec<Member>,
+    /// Enumerators of an enum: (name offset, value).
+    values: Vec<(u32, u64)>,
+}
+
+/// What a tracepoint argument is, as far as netobs needs to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgType {
+    /// A pointer to `struct NAME`.
+    StructPtr(String),
+    /// A value of `enum NAME`.
+    Enum(String),
+    /// Anything else (`void *`, integers, ...).
+    Other,
 }
 
 /// A parsed BTF blob: its types (id 1 is `types[0]`) and strings.
@@ -100,6 +114,7 @@ impl Btf {
             let kind = (info >> 24) & 0x1f;
             let kind_flag = info >> 31 == 1;
             let mut members = Vec::new();
+            let mut values = Vec::new();
             let extra = match kind {
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
                 KIND_ARRAY => 12,
@@ -118,13 +133,40 @@ impl Btf {
                     }
                     vlen * 12
                 }
-                KIND_ENUM | KIND_FUNC_PROTO => vlen * 8,
-                KIND_DATASEC | KIND_ENUM64 => vlen * 12,
+                KIND_ENUM => {
+                    for i in 0..vlen {
+                        let e = p + i * 8;
+                        // Signedness is in kind_flag; the numbers netobs
+                        // compares with are the kernel's u32 view.
+                        values.push((u32_at(tsec, e)?, u64::from(u32_at(tsec, e + 4)?)));
+                    }
+                    vlen * 8
+                }
+                KIND_ENUM64 => {
+                    for i in 0..vlen {
+                        let e = p + i * 12;
+                        let v = u64::from(u32_at(tsec, e + 4)?) | (u64::from(u32_at(tsec, e + 8)?) << 32);
+                        values.push((u32_at(tsec, e)?, v));
+                    }
+                    vlen * 12
+                }
+                KIND_FUNC_PROTO => {
+                    for i in 0..vlen {
+                        let a = p + i * 8;
+                        members.push(Member {
+                            name_off: u32_at(tsec, a)?,
+                            type_id: u32_at(tsec, a + 4)?,
+                            bit_offset: None,
+                        });
+                    }
+                    vlen * 8
+                }
+                KIND_DATASEC => vlen * 12,
                 0..=19 => 0,
                 k => bail!("unknown BTF kind {k}"),
             };
             p += extra;
-            types.push(Type { name_off, kind, size_or_type, members });
+            types.push(Type { name_off, kind, size_or_type, members, values });
         }
         Ok(Btf { types, strings })
     }
@@ -184,6 +226,54 @@ impl Btf {
         Ok(None)
     }
 
+    /// The enumerators of `enum name` (e.g. `skb_drop_reason`), as (name,
+    /// value) in declaration order.
+    pub fn enum_values(&self, name: &str) -> Result<Vec<(String, u64)>> {
+        let t = self
+            .types
+            .iter()
+            .find(|t| matches!(t.kind, KIND_ENUM | KIND_ENUM64) && self.name(t.name_off) == name.as_bytes())
+            .with_context(|| format!("enum {name} not in the kernel's BTF"))?;
+        Ok(t.values.iter().map(|&(n, v)| (String::from_utf8_lossy(self.name(n)).into_owned(), v)).collect())
+    }
+
+    /// The argument types of raw tracepoint `tp` (what a raw tracepoint
+    /// program finds in `args[0..]`), from the kernel's `btf_trace_<tp>`
+    /// typedef: a pointer to a prototype whose first parameter is the
+    /// tracepoint's private `void *` (not passed to the program).
+    pub fn tracepoint_args(&self, tp: &str) -> Result<Vec<ArgType>> {
+        let want = format!("btf_trace_{tp}");
+        let i = self
+            .types
+            .iter()
+            .position(|t| t.kind == KIND_TYPEDEF && self.name(t.name_off) == want.as_bytes())
+            .with_context(|| format!("tracepoint {tp} not in the kernel's BTF (no {want})"))?;
+        let (_, ptr) = self.resolve(i as u32 + 1)?;
+        if ptr.kind != KIND_PTR {
+            bail!("{want} is not a function pointer");
+        }
+        let (_, proto) = self.resolve(ptr.size_or_type)?;
+        if proto.kind != KIND_FUNC_PROTO || proto.members.is_empty() {
+            bail!("{want} is not a function pointer");
+        }
+        proto.members[1..].iter().map(|m| self.arg_type(m.type_id)).collect()
+    }
+
+    fn arg_type(&self, id: u32) -> Result<ArgType> {
+        let (_, t) = self.resolve(id)?;
+        Ok(match t.kind {
+            KIND_ENUM | KIND_ENUM64 => ArgType::Enum(String::from_utf8_lossy(self.name(t.name_off)).into_owned()),
+            KIND_PTR if t.size_or_type != 0 => {
+                let (_, to) = self.resolve(t.size_or_type)?;
+                match to.kind {
+                    KIND_STRUCT => ArgType::StructPtr(String::from_utf8_lossy(self.name(to.name_off)).into_owned()),
+                    _ => ArgType::Other,
+                }
+            }
+            _ => ArgType::Other,
+        })
+    }
+
     /// Byte offset of `path` (members separated by dots, e.g.
     /// `nd_net.net`) in `struct name`, and the size of the last member: 8
     /// for a pointer, the byte size of an int/struct/union/enum.
@@ -241,7 +331,11 @@ pub(crate) mod tests {
                 let m = add(mname);
                 tsec.extend_from_slice(&m.to_le_bytes());
                 tsec.extend_from_slice(&ty.to_le_bytes());
-                tsec.extend_from_slice(&bits.to_le_bytes());
+                // Enumerators (name, value) and parameters (name, type)
+                // are 8 bytes.
+                if !matches!(*kind, KIND_ENUM | KIND_FUNC_PROTO) {
+                    tsec.extend_from_slice(&bits.to_le_bytes());
+                }
             }
         }
         let mut b = Vec::new();
@@ -275,6 +369,48 @@ pub(crate) mod tests {
         assert_eq!(btf.offset_of("sk_buff", "network_header").unwrap(), (180, 2));
         assert!(btf.offset_of("sk_buff", "nosuch").is_err());
         assert!(btf.offset_of("net_device", "nd_net").is_err());
+    }
+
+    #[test]
+    fn enum_values_and_tracepoint_arguments() {
+        // 1 enum skb_drop_reason, 2 struct sk_buff, 3 ptr -> 2, 4 void ptr,
+        // 5 proto (void *, sk_buff *, void *, reason), 6 ptr -> 5,
+        // 7 typedef btf_trace_kfree_skb -> 6.
+        let b = blob(&[
+            (
+                "skb_drop_reason",
+                KIND_ENUM,
+                4,
+                &[("SKB_NOT_DROPPED_YET", 0, 0), ("SKB_CONSUMED", 1, 0), ("SKB_DROP_REASON_NETFILTER_DROP", 11, 0)],
+            ),
+            ("sk_buff", KIND_STRUCT, 232, &[("len", 1, 0)]),
+            ("", KIND_PTR, 2, &[]),
+            ("", KIND_PTR, 0, &[]),
+            ("", KIND_FUNC_PROTO, 0, &[("", 4, 0), ("", 3, 0), ("", 4, 0), ("", 1, 0)]),
+            ("", KIND_PTR, 5, &[]),
+            ("btf_trace_kfree_skb", KIND_TYPEDEF, 6, &[]),
+        ]);
+        let btf = Btf::parse(&b).unwrap();
+        let v = btf.enum_values("skb_drop_reason").unwrap();
+        assert_eq!(v[2], ("SKB_DROP_REASON_NETFILTER_DROP".to_string(), 11));
+        assert_eq!(v.len(), 3);
+        assert!(btf.enum_values("nosuch").is_err());
+        let args = btf.tracepoint_args("kfree_skb").unwrap();
+        assert_eq!(
+            args,
+            vec![ArgType::StructPtr("sk_buff".into()), ArgType::Other, ArgType::Enum("skb_drop_reason".into())]
+        );
+        assert!(btf.tracepoint_args("nosuch").is_err());
+    }
+
+    #[test]
+    fn the_running_kernel_names_its_drop_reasons() {
+        let Ok(btf) = Btf::from_sys_fs() else { return };
+        let v = btf.enum_values("skb_drop_reason").unwrap();
+        assert!(v.iter().any(|(n, _)| n == "SKB_DROP_REASON_NETFILTER_DROP"), "{v:?}");
+        let args = btf.tracepoint_args("kfree_skb").unwrap();
+        assert_eq!(args[0], ArgType::StructPtr("sk_buff".into()));
+        assert!(args.contains(&ArgType::Enum("skb_drop_reason".into())), "{args:?}");
     }
 
     #[test]

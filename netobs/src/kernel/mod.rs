@@ -5,12 +5,14 @@
 pub mod attach;
 pub(crate) mod btf;
 pub mod counters;
+pub mod drops;
 pub mod events;
 pub mod features;
 pub mod hotplug;
 pub mod icmp_send;
 pub mod loader;
 mod rtnl;
+pub mod snmp;
 pub mod stage;
 
 pub use attach::{AttachMode, Attached, ForeignProgram, Hook, Session};

@@ -13,7 +13,9 @@
 //!   never takes a lock the loop holds while it works.
 //!
 //! Labels are bounded by construction: interface (`iface`, `egress`),
-//! `family`, `direction`, ICMP `type`/`code`, `verdict`, `hook`, `op`.
+//! `family`, `direction`, ICMP `type`/`code`, `verdict`, `hook`, `op`,
+//! `reason` (three PTB suspects, or the running kernel's drop reasons: a
+//! fixed enum of about 130), `limit` (three rate-limit counters).
 //! Addresses and ports never become labels; they are in `--json` and `/top`.
 //! `docs/fleet.md` computes the series budget these labels allow.
 
@@ -45,7 +47,7 @@ use prometheus_client::{
 };
 
 use crate::{
-    explain::Finding,
+    explain::{Finding, ptb::PtbSuspect},
     health::{self, Op},
     kernel::{
         Attached, CounterReader, Counters, Hook,
@@ -133,6 +135,25 @@ struct AttachLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
     verdict: &'static str,
+}
+
+/// A dropped ICMP error: `reason` is a name of the running kernel's
+/// `enum skb_drop_reason` (about 130 values) or "other".
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    direction: &'static str,
+    family: &'static str,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -345,6 +366,11 @@ pub(crate) struct Live {
     attached: Family<AttachLabels, Gauge>,
     findings_active: Gauge,
     new_reporters: Family<VerdictLabels, Counter>,
+    icmp_dropped: Family<DropLabels, Counter>,
+    icmp_dropped_netns_unknown: Counter,
+    icmp_rate_limited: Family<LimitLabels, Counter>,
+    ptb_suspect: Family<ReasonLabels, Counter>,
+    ptb_mtu_zero: Counter,
     findings_evicted: AtomicU64,
     pub(crate) heartbeat: Heartbeat,
     started_unix: f64,
@@ -407,6 +433,11 @@ impl Metrics {
             attached: Family::default(),
             findings_active: Gauge::default(),
             new_reporters: Family::default(),
+            icmp_dropped: Family::default(),
+            icmp_dropped_netns_unknown: Counter::default(),
+            icmp_rate_limited: Family::default(),
+            ptb_suspect: Family::default(),
+            ptb_mtu_zero: Counter::default(),
             findings_evicted: AtomicU64::new(0),
             heartbeat: Heartbeat::new(),
             started_unix,
@@ -445,6 +476,37 @@ impl Metrics {
             "new_reporters",
             "Reporters of received ICMP errors not seen before (or forgotten since), by verdict",
             live.new_reporters.clone(),
+        );
+        for r in [PtbSuspect::MtuNotSmaller, PtbSuspect::MtuBelowMinimum, PtbSuspect::UnknownFlow] {
+            live.ptb_suspect.get_or_create(&ReasonLabels { reason: ptb_reason(r) }).inc_by(0);
+        }
+        registry.register(
+            "icmp_ptb_suspect",
+            "Received frag-needed / Packet Too Big not believed (impossible MTU, or quoting a flow this host never sent), \
+by reason (sampled events); kept out of icmp_ptb_mtu_bytes",
+            live.ptb_suspect.clone(),
+        );
+        registry.register(
+            "icmp_ptb_mtu_zero",
+            "Received frag-needed announcing MTU 0 (routers before RFC 1191; sampled events); kept out of icmp_ptb_mtu_bytes",
+            live.ptb_mtu_zero.clone(),
+        );
+        registry.register(
+            "icmp_dropped",
+            "ICMP/ICMPv6 errors this host's kernel dropped (kfree_skb tracepoint, this network namespace), by direction \
+(inbound: arrived on an interface; outbound: generated here), family and drop reason (names from the kernel's BTF)",
+            live.icmp_dropped.clone(),
+        );
+        registry.register(
+            "icmp_dropped_netns_unknown",
+            "Dropped ICMP errors whose network namespace could not be told (no device, no socket): not counted as this namespace's",
+            live.icmp_dropped_netns_unknown.clone(),
+        );
+        registry.register(
+            "icmp_rate_limited",
+            "ICMP errors this host should have sent but suppressed since watch started (/proc/net/snmp OutRateLimitGlobal: \
+icmp_msgs_per_sec, OutRateLimitHost: icmp_ratelimit; /proc/net/snmp6 Icmp6OutRateLimitHost), by limit",
+            live.icmp_rate_limited.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector { live: live.clone() }));
         let recorder = Recorder { live: live.clone(), reporters: LruCache::new(reporters_cap()) };
@@ -508,8 +570,17 @@ impl Recorder {
         if f.kind != "icmp_error" {
             return;
         }
-        if let Some(m) = f.mtu {
-            self.live.ptb_mtu.observe(f64::from(m));
+        // A PTB not believed, or one with MTU 0, would put a number in the
+        // histogram that no path has (MTU 0 landed in the 576 bucket).
+        match (f.ptb_suspect, f.mtu) {
+            (Some(r), _) => {
+                self.live.ptb_suspect.get_or_create(&ReasonLabels { reason: ptb_reason(r) }).inc();
+            }
+            (None, Some(0)) => {
+                self.live.ptb_mtu_zero.inc();
+            }
+            (None, Some(m)) => self.live.ptb_mtu.observe(f64::from(m)),
+            (None, None) => {}
         }
         if let Some(d) = f.hops.as_ref().and_then(|h| h.distance) {
             self.live.hop_distance.observe(f64::from(d));
@@ -527,6 +598,28 @@ impl Recorder {
         new
     }
 
+    /// The `kfree_skb` observer's exact totals (absolute since start).
+    pub(crate) fn icmp_dropped(&self, totals: &crate::kernel::drops::Totals, netns_unknown: u64) {
+        for ((direction, family, reason), n) in totals {
+            let labels = DropLabels {
+                direction: direction.as_str(),
+                family: if *family == 6 { "ipv6" } else { "ipv4" },
+                reason: reason.clone(),
+            };
+            set_counter(&self.live.icmp_dropped.get_or_create(&labels), *n);
+        }
+        set_counter(&self.live.icmp_dropped_netns_unknown, netns_unknown);
+    }
+
+    /// Rate-limited ICMP errors since start, by counter.
+    pub(crate) fn icmp_rate_limited(&self, total: &crate::kernel::snmp::RateLimitCounts) {
+        for (limit, n) in [("global", total.global), ("host", total.host), ("host_v6", total.host6)] {
+            if let Some(n) = n {
+                set_counter(&self.live.icmp_rate_limited.get_or_create(&LimitLabels { limit }), n);
+            }
+        }
+    }
+
     /// The aggregator's size and how many entries it forgot so far.
     pub(crate) fn findings(&self, active: usize, evicted: u64) {
         self.live.findings_active.set(i64::try_from(active).unwrap_or(i64::MAX));
@@ -537,6 +630,22 @@ impl Recorder {
     /// swap under the lock, never serialisation).
     pub(crate) fn set_top(&self, json: String) {
         *self.live.top.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(json);
+    }
+}
+
+/// Raises a counter to `total` (counts handed over as absolute values).
+fn set_counter(c: &Counter, total: u64) {
+    let now = c.get();
+    if total > now {
+        c.inc_by(total - now);
+    }
+}
+
+fn ptb_reason(r: PtbSuspect) -> &'static str {
+    match r {
+        PtbSuspect::MtuNotSmaller => "mtu_not_smaller",
+        PtbSuspect::MtuBelowMinimum => "mtu_below_minimum",
+        PtbSuspect::UnknownFlow => "unknown_flow",
     }
 }
 
@@ -605,6 +714,47 @@ mod tests {
 
     fn sample<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next())
+    }
+
+    #[test]
+    fn ptb_suspects_and_mtu_zero_are_counted_apart_from_the_histogram() {
+        let (m, mut rec) = Metrics::new(Fixed(Some(snapshot())));
+        let ptb = Finding {
+            verdict: Verdict::FragNeeded,
+            icmp_type: 3,
+            icmp_code: 4,
+            mtu: Some(9000),
+            ptb_suspect: Some(PtbSuspect::MtuNotSmaller),
+            ..Finding::example()
+        };
+        rec.observe(&ptb);
+        rec.observe(&Finding { mtu: Some(0), ptb_suspect: None, ..ptb.clone() });
+        rec.observe(&Finding { mtu: Some(1400), ptb_suspect: None, ..ptb.clone() });
+        let text = m.encode(Format::PrometheusText);
+        assert_eq!(sample(&text, "netobs_icmp_ptb_suspect_total{reason=\"mtu_not_smaller\"}"), Some("1"), "{text}");
+        assert_eq!(sample(&text, "netobs_icmp_ptb_suspect_total{reason=\"unknown_flow\"}"), Some("0"), "{text}");
+        assert_eq!(sample(&text, "netobs_icmp_ptb_mtu_zero_total"), Some("1"), "{text}");
+        // Only the believable, non-zero MTU is in the histogram.
+        assert_eq!(sample(&text, "netobs_icmp_ptb_mtu_bytes_count"), Some("1"), "{text}");
+        assert_eq!(sample(&text, "netobs_icmp_ptb_mtu_bytes_sum"), Some("1400.0"), "{text}");
+    }
+
+    #[test]
+    fn drops_and_rate_limits_are_exported_as_absolute_totals() {
+        use crate::kernel::{drops::Direction, snmp::RateLimitCounts};
+        let (m, rec) = Metrics::new(Fixed(Some(snapshot())));
+        let mut t = crate::kernel::drops::Totals::new();
+        t.insert((Direction::Inbound, 4, "NETFILTER_DROP".to_string()), 3);
+        rec.icmp_dropped(&t, 0);
+        t.insert((Direction::Inbound, 4, "NETFILTER_DROP".to_string()), 5);
+        rec.icmp_dropped(&t, 1);
+        rec.icmp_rate_limited(&RateLimitCounts { global: Some(0), host: Some(7), host6: None });
+        let text = m.encode(Format::PrometheusText);
+        let dropped = "netobs_icmp_dropped_total{direction=\"inbound\",family=\"ipv4\",reason=\"NETFILTER_DROP\"}";
+        assert_eq!(sample(&text, dropped), Some("5"), "{text}");
+        assert_eq!(sample(&text, "netobs_icmp_dropped_netns_unknown_total"), Some("1"), "{text}");
+        assert_eq!(sample(&text, "netobs_icmp_rate_limited_total{limit=\"host\"}"), Some("7"), "{text}");
+        assert!(!text.contains("limit=\"host_v6\""), "no such counter on this kernel: {text}");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - [`packet`]: probe bytes and reply parsing (pure, unit-tested);
 //! - [`socket`]: raw sockets, sending and matching answers to probes;
 //! - [`trace`], [`pmtu`], [`tcp`]: the three probe kinds;
+//! - [`multipath`] (`trace --flows`), [`quote`] (middleboxes seen in the
+//!   ICMP quote), [`hopmtu`] (`trace --mtu`): what `trace` adds;
 //! - [`verdict`]: the rules that turn evidence into one verdict, now
 //!   [`crate::verdict`] (re-exported here for existing callers);
 //! - [`explain`]: runs everything at once next to the kernel observer.
@@ -13,12 +15,19 @@
 
 pub mod cli;
 pub mod explain;
+pub mod hopmtu;
+pub mod multipath;
+pub mod names;
 pub mod packet;
 pub mod pmtu;
+pub mod progress;
+pub mod quote;
+pub mod report;
 pub mod socket;
 pub mod tcp;
 pub mod trace;
 pub use crate::verdict;
+pub use progress::Progress;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 
@@ -104,38 +113,6 @@ pub fn egress(dst: IpAddr) -> Result<(String, u32)> {
         .find(|l| l.index == oif)
         .with_context(|| format!("the route to {dst} leaves through interface {oif}, which is gone"))?;
     Ok((link.name, link.mtu.unwrap_or(1500)))
-}
-
-/// A one-line progress indicator on stderr, only when it is a terminal.
-pub struct Progress {
-    on: bool,
-    last: std::cell::Cell<Option<std::time::Instant>>,
-}
-
-impl Progress {
-    pub fn new(enabled: bool) -> Progress {
-        use std::io::IsTerminal as _;
-        Progress { on: enabled && std::io::stderr().is_terminal(), last: std::cell::Cell::new(None) }
-    }
-
-    /// Redraws at most 10 times a second.
-    pub fn show(&self, msg: &str) {
-        if !self.on {
-            return;
-        }
-        let now = std::time::Instant::now();
-        if self.last.get().is_some_and(|l| now.duration_since(l).as_millis() < 100) {
-            return;
-        }
-        self.last.set(Some(now));
-        eprint!("\r\x1b[2K{msg}");
-    }
-
-    pub fn clear(&self) {
-        if self.on {
-            eprint!("\r\x1b[2K");
-        }
-    }
 }
 
 /// Wraps a result in the versioned JSON envelope.

@@ -255,7 +255,7 @@ impl Default for PmtuOptions {
 
 /// Sends a burst and collects answers per probe token until each probe
 /// has answered or timed out (adaptive wait).
-async fn burst(
+pub(crate) async fn burst(
     prober: &mut Prober,
     probes: &[(u8, u32)],
     opts: &PmtuOptions,
@@ -302,7 +302,7 @@ async fn burst_until<F: std::future::Future<Output = ()>>(
     Ok((out, false))
 }
 
-fn outcome(prober: &Prober, a: &Option<Answer>) -> Outcome {
+pub(crate) fn outcome(prober: &Prober, a: &Option<Answer>) -> Outcome {
     let Some(a) = a else { return Outcome::Silent };
     let fam = prober.flow.family();
     let r = &a.reply;

@@ -39,6 +39,44 @@ pub fn source_for(dst: IpAddr) -> Result<IpAddr> {
     Ok(s.local_addr().context("reading the chosen source address")?.ip())
 }
 
+/// Where probes leave from: traceroute's `-s` (source address) and `-i`
+/// (interface). The default is what the routing table picks.
+#[derive(Clone, Debug, Default)]
+pub struct Bind {
+    pub source: Option<IpAddr>,
+    pub iface: Option<String>,
+}
+
+fn bind_device(s: &Socket, iface: Option<&str>) -> Result<()> {
+    if let Some(i) = iface {
+        s.bind_device(Some(i.as_bytes())).with_context(|| format!("binding to interface {i:?}"))?;
+    }
+    Ok(())
+}
+
+/// The source address towards `dst` for `bind`: `-s` as given (checked
+/// to be an address of this host, of the right family), else the route
+/// lookup of [`source_for`], through `-i` when given.
+pub fn source_with(dst: IpAddr, bind: &Bind) -> Result<IpAddr> {
+    if let Some(src) = bind.source {
+        if src.is_ipv4() != dst.is_ipv4() {
+            bail!("source address {src} and destination {dst} are of different families");
+        }
+        let domain = if src.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+        let s = Socket::new(domain, Type::DGRAM, None).context("creating a UDP socket to check the source")?;
+        s.bind(&SockAddr::from(SocketAddr::new(src, 0)))
+            .with_context(|| format!("source address {src} is not an address of this host"))?;
+        return Ok(src);
+    }
+    let Some(iface) = bind.iface.as_deref() else { return source_for(dst) };
+    let domain = if dst.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(domain, Type::DGRAM, None).context("creating a UDP socket for the route lookup")?;
+    bind_device(&s, Some(iface))?;
+    s.connect(&SockAddr::from(SocketAddr::new(dst, 9)))
+        .with_context(|| format!("no route to {dst} through interface {iface:?}"))?;
+    s.local_addr().ok().and_then(|a| a.as_socket()).map(|a| a.ip()).context("reading the chosen source address")
+}
+
 /// One probe in flight (or answered).
 #[derive(Clone, Copy, Debug)]
 pub struct Sent {
@@ -75,6 +113,13 @@ pub struct Prober {
     pub probes_sent: u32,
     buf: Vec<MaybeUninit<u8>>,
     tcp_buf: Vec<MaybeUninit<u8>>,
+    /// Which buffer holds the last datagram that matched, and its length:
+    /// [`Prober::last_datagram`] (the quote check reads the whole quote).
+    last: (bool, usize),
+    /// IPv6 flow label of every probe, when set ([`Prober::set_flow_label`]).
+    flow_label: Option<u32>,
+    /// TOS / traffic class byte of every probe ([`Prober::set_tos`]).
+    tos: u8,
 }
 
 fn setsockopt_int(s: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
@@ -128,7 +173,13 @@ impl Prober {
     /// Opens the sockets for probes of `proto` to `dst` (`dst_port` for UDP
     /// and TCP). `salt` makes concurrent probers in one process distinct.
     pub fn open(dst: IpAddr, proto: Proto, dst_port: u16, salt: u32) -> Result<Prober> {
-        let src = source_for(dst)?;
+        Prober::open_with(dst, proto, dst_port, salt, &Bind::default())
+    }
+
+    /// [`Prober::open`] from a chosen source address and/or interface.
+    pub fn open_with(dst: IpAddr, proto: Proto, dst_port: u16, salt: u32, bind: &Bind) -> Result<Prober> {
+        let src = source_with(dst, bind)?;
+        let iface = bind.iface.as_deref();
         let domain = if dst.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
         let v4 = dst.is_ipv4();
         let (reserved, src_port) = match proto {
@@ -180,6 +231,11 @@ impl Prober {
         };
         let icmp = recv_socket(domain, if v4 { libc::IPPROTO_ICMP } else { libc::IPPROTO_ICMPV6 })?;
         let tcp = if proto == Proto::Tcp { Some(recv_socket(domain, libc::IPPROTO_TCP)?) } else { None };
+        bind_device(&send, iface)?;
+        bind_device(icmp.get_ref(), iface)?;
+        if let Some(t) = &tcp {
+            bind_device(t.get_ref(), iface)?;
+        }
         Ok(Prober {
             flow,
             send,
@@ -192,6 +248,9 @@ impl Prober {
             probes_sent: 0,
             buf: vec![MaybeUninit::uninit(); 65536],
             tcp_buf: vec![MaybeUninit::uninit(); 65536],
+            last: (false, 0),
+            flow_label: None,
+            tos: 0,
         })
     }
 
@@ -204,9 +263,18 @@ impl Prober {
             token = 1;
         }
         self.next_token = token.wrapping_add(1);
-        let dst = SockAddr::from(SocketAddr::new(self.flow.dst, 0));
+        let dst = match (self.flow.dst, self.flow_label) {
+            (IpAddr::V6(d), Some(label)) => SockAddr::from(std::net::SocketAddrV6::new(d, 0, label, 0)),
+            (d, _) => SockAddr::from(SocketAddr::new(d, 0)),
+        };
         let res = if self.flow.dst.is_ipv4() {
-            let p = packet::try_ipv4_packet(&self.flow, token, ttl, size, df)?;
+            let mut p = packet::try_ipv4_packet(&self.flow, token, ttl, size, df)?;
+            if self.tos != 0 {
+                // TOS is byte 1 of the IPv4 header; the header checksum is
+                // recomputed over the changed header.
+                p[1] = self.tos;
+                netobs_common::repr::Ipv4Repr::fill_checksum(&mut p[..20]);
+            }
             self.send.send_to(&p, &dst)
         } else {
             self.send.set_unicast_hops_v6(u32::from(ttl)).context("IPV6_UNICAST_HOPS")?;
@@ -224,6 +292,50 @@ impl Prober {
         self.sent.insert(token, s);
         self.probes_sent += 1;
         Ok(s)
+    }
+
+    /// Gives every IPv6 probe this flow label (20 bits), so balancers that
+    /// hash the label (Linux's default IPv6 multipath hash) see one flow
+    /// per label (`trace --flows`). Without it the kernel picks the label.
+    pub fn set_flow_label(&mut self, label: u32) -> Result<()> {
+        if self.flow.dst.is_ipv6() {
+            setsockopt_int(&self.send, libc::IPPROTO_IPV6, libc::IPV6_FLOWINFO_SEND, 1)
+                .context("IPV6_FLOWINFO_SEND")?;
+            self.flow_label = Some(label & 0x000f_ffff);
+        }
+        Ok(())
+    }
+
+    /// Sends every probe with this TOS (IPv4) / traffic class (IPv6) byte,
+    /// DSCP << 2 | ECN, so a box that clears or rewrites it shows in the
+    /// quotes (`trace --tos`).
+    pub fn set_tos(&mut self, tos: u8) -> Result<()> {
+        if self.flow.dst.is_ipv6() {
+            setsockopt_int(&self.send, libc::IPPROTO_IPV6, libc::IPV6_TCLASS, i32::from(tos)).context("IPV6_TCLASS")?;
+        }
+        self.tos = tos;
+        Ok(())
+    }
+
+    /// The TOS / traffic class byte the probes carry.
+    pub fn tos(&self) -> u8 {
+        self.tos
+    }
+
+    /// The IPv6 flow label the probes carry, when this prober sets one.
+    pub fn flow_label(&self) -> Option<u32> {
+        self.flow_label
+    }
+
+    /// The bytes of the last datagram [`Prober::recv`] returned (IPv4: from
+    /// the IP header; IPv6: from the ICMPv6 or TCP header), for readers
+    /// that need more than [`Reply`] keeps, like the quote comparison.
+    pub fn last_datagram(&self) -> &[u8] {
+        let (is_tcp, n) = self.last;
+        let src = if is_tcp { &self.tcp_buf } else { &self.buf };
+        // SAFETY: recvmsg initialised the first `n` bytes of that buffer
+        // (`n` is 0 before the first datagram).
+        unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<u8>(), n.min(src.len())) }
     }
 
     /// The probe a token belongs to.
@@ -280,6 +392,7 @@ impl Prober {
                 (false, n, f, h)
             }
         };
+        self.last = (is_tcp, n);
         let src = if is_tcp { &self.tcp_buf } else { &self.buf };
         // SAFETY: recvmsg initialised the first `n` bytes of that buffer.
         let data: &[u8] = unsafe { std::slice::from_raw_parts(src.as_ptr().cast::<u8>(), n.min(src.len())) };

@@ -27,7 +27,9 @@ use netobs_common::icmp;
 use serde::Serialize;
 
 use super::{
+    hopmtu,
     packet::{Proto, ReplyKind},
+    quote,
     socket::{Answer, Prober},
 };
 use crate::explain::hops::hops_from_arrival_ttl;
@@ -53,6 +55,12 @@ pub struct TraceOptions {
     /// TTL / hop limit this host uses for its own packets (to turn quoted
     /// TTLs into distances).
     pub initial_ttl: u8,
+    /// Pause between two probes (traceroute's `-z`), for routers and
+    /// firewalls that punish bursts; zero sends each round at once.
+    pub send_wait: Duration,
+    /// TOS / traffic class byte of the probes (0: unmarked); a marked
+    /// probe lets the quotes show a box that clears it.
+    pub tos: u8,
 }
 
 impl Default for TraceOptions {
@@ -66,6 +74,8 @@ impl Default for TraceOptions {
             min_wait: Duration::from_millis(250),
             max_wait: Duration::from_secs(3),
             initial_ttl: 64,
+            send_wait: Duration::ZERO,
+            tos: 0,
         }
     }
 }
@@ -75,6 +85,8 @@ impl Default for TraceOptions {
 pub struct ProbeResult {
     /// Who answered; absent for a silent probe (`*`).
     pub from: Option<IpAddr>,
+    /// Reverse DNS name of `from` (null: none, `-n`, or not in time).
+    pub name: Option<String>,
     pub rtt_ms: Option<f64>,
     /// ICMP type/code of the answer (absent for echo replies / TCP).
     pub icmp_type: Option<u8>,
@@ -95,6 +107,10 @@ pub struct ProbeResult {
     /// to spot asymmetric return paths.
     pub return_hops: Option<u8>,
     pub mtu: Option<u32>,
+    /// The quoted probe compared with the probe as sent (ICMP errors only):
+    /// what middleboxes changed ([`super::quote`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quote: Option<quote::QuoteCheck>,
 }
 
 /// One TTL.
@@ -140,6 +156,12 @@ pub struct TraceResult {
     pub stop: &'static str,
     pub probes_sent: u32,
     pub seconds: f64,
+    /// Changes middleboxes made to the probes, each at the first hop whose
+    /// quote shows it ([`super::quote`]).
+    pub middleboxes: Vec<quote::PathChange>,
+    /// Per-hop MTU (`--mtu`, [`super::hopmtu`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<hopmtu::HopMtu>,
 }
 
 impl TraceResult {
@@ -185,6 +207,7 @@ pub fn describe(family: u8, a: &Answer) -> ProbeResult {
     let return_hops = hops_from_arrival_ttl(r.outer_ttl);
     ProbeResult {
         from: Some(r.from),
+        name: None,
         rtt_ms: Some(a.rtt.as_secs_f64() * 1000.0),
         icmp_type,
         icmp_code,
@@ -195,12 +218,14 @@ pub fn describe(family: u8, a: &Answer) -> ProbeResult {
         reply_ttl: Some(r.outer_ttl),
         return_hops,
         mtu: r.mtu,
+        quote: None,
     }
 }
 
 fn silent() -> ProbeResult {
     ProbeResult {
         from: None,
+        name: None,
         rtt_ms: None,
         icmp_type: None,
         icmp_code: None,
@@ -211,13 +236,28 @@ fn silent() -> ProbeResult {
         reply_ttl: None,
         return_hops: None,
         mtu: None,
+        quote: None,
     }
+}
+
+/// Waits until `wait` has passed since the previous send (`-z`).
+async fn pace(last: &mut Option<Instant>, wait: Duration) {
+    if wait.is_zero() {
+        return;
+    }
+    if let Some(l) = *last {
+        tokio::time::sleep_until((l + wait).into()).await;
+    }
+    *last = Some(Instant::now());
 }
 
 /// Runs a trace with `prober` (whose flow fixes protocol and ports).
 /// `progress` is called after every answer or timeout with (answered, sent).
 pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl FnMut(u32, u32)) -> Result<TraceResult> {
     let start = Instant::now();
+    if opts.tos != prober.tos() {
+        prober.set_tos(opts.tos)?;
+    }
     let family = prober.flow.family();
     let first = opts.first_ttl.max(1);
     let max_ttl = opts.max_ttl.max(first);
@@ -234,6 +274,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
     let mut highest_answer: Option<u8> = None;
     let mut highest_sent = first - 1;
     let mut answered = 0u32;
+    let mut last_send: Option<Instant> = None;
     let initial_window = opts.gap.saturating_add(3).max(1);
     let mut want = first.saturating_add(initial_window - 1).min(max_ttl);
 
@@ -249,6 +290,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
         while highest_sent < want {
             highest_sent += 1;
             for _ in 0..first_round {
+                pace(&mut last_send, opts.send_wait).await;
                 let s = prober.send(highest_sent, prober.flow.min_size(), false)?;
                 pending.insert(s.token, (highest_sent, s.at));
                 *sent_per_ttl.entry(highest_sent).or_default() += 1;
@@ -269,6 +311,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
             .collect();
         for (ttl, n) in retry {
             for _ in 0..n {
+                pace(&mut last_send, opts.send_wait).await;
                 let s = prober.send(ttl, prober.flow.min_size(), false)?;
                 pending.insert(s.token, (ttl, s.at));
                 *sent_per_ttl.entry(ttl).or_default() += 1;
@@ -298,7 +341,9 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
                 let e = rtt_by_ttl.entry(ttl).or_insert(a.rtt);
                 *e = (*e).max(a.rtt);
                 highest_answer = Some(highest_answer.map_or(ttl, |h| h.max(ttl)));
-                let res = describe(family, &a);
+                let mut res = describe(family, &a);
+                let how = quote::SentAs { flow_label: prober.flow_label(), tos: prober.tos() };
+                res.quote = quote::check(&prober.flow, how, &a.probe, prober.last_datagram());
                 if a.reply.from_destination(&prober.flow) {
                     reached = Some(reached.map_or(ttl, |r| r.min(ttl)));
                 } else if !matches!(res.reply, "time_exceeded") {
@@ -321,7 +366,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
     }
 
     let end = reached.or(terminal).unwrap_or(highest_sent).min(highest_sent);
-    let hops = (first..=end)
+    let hops: Vec<Hop> = (first..=end)
         .map(|ttl| {
             let mut probes = results.remove(&ttl).unwrap_or_default();
             let sent = sent_per_ttl.get(&ttl).copied().unwrap_or(0);
@@ -356,6 +401,7 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
     } else {
         "gap"
     };
+    let middleboxes = quote::summarize(&hops);
     Ok(TraceResult {
         target: prober.flow.dst,
         source: prober.flow.src,
@@ -368,6 +414,8 @@ pub async fn run(prober: &mut Prober, opts: &TraceOptions, mut progress: impl Fn
         stop,
         probes_sent: prober.probes_sent,
         seconds: start.elapsed().as_secs_f64(),
+        middleboxes,
+        mtu: None,
     })
 }
 
@@ -392,7 +440,14 @@ pub fn render(t: &TraceResult) -> String {
             match (p.from, p.rtt_ms) {
                 (Some(f), Some(rtt)) => {
                     if last_from != Some(f) {
-                        let _ = write!(line, "{f}  ");
+                        match &p.name {
+                            Some(n) => {
+                                let _ = write!(line, "{n} ({f})  ");
+                            }
+                            None => {
+                                let _ = write!(line, "{f}  ");
+                            }
+                        }
                         last_from = Some(f);
                     }
                     let _ = write!(line, "{rtt:.3} ms");
@@ -412,7 +467,7 @@ pub fn render(t: &TraceResult) -> String {
                 _ => line.push_str("*  "),
             }
         }
-        let line = line.trim_end().to_string();
+        let line = format!("{}{}", line.trim_end(), path_notes(t, h.ttl));
         if notes.is_empty() {
             let _ = writeln!(s, "{line}");
         } else {
@@ -428,6 +483,19 @@ pub fn render(t: &TraceResult) -> String {
         ),
         _ => "not reached within the TTL limit".to_string(),
     };
+    for c in &t.middleboxes {
+        let _ = writeln!(s, "{}", c.words());
+    }
+    if let Some(m) = &t.mtu {
+        let _ = writeln!(s, "{}", m.summary());
+    }
     let _ = writeln!(s, "{end}; {} probes in {:.2} s", t.probes_sent, t.seconds);
     s
+}
+
+/// What the hop line of `ttl` gets from `--mtu` (`F=1400`) and from the
+/// quote comparison (`[NAT src=...]`).
+fn path_notes(t: &TraceResult, ttl: u8) -> String {
+    let mtu = t.mtu.as_ref().map(|m| m.hop_note(ttl)).unwrap_or_default();
+    format!("{mtu}{}", quote::hop_notes(&t.middleboxes, ttl))
 }

@@ -20,6 +20,7 @@ fn ip(s: &str) -> IpAddr {
 fn answer(from: &str, reply: &'static str, t: Option<u8>, c: Option<u8>) -> ProbeResult {
     ProbeResult {
         from: Some(ip(from)),
+        name: None,
         rtt_ms: Some(0.1),
         icmp_type: t,
         icmp_code: c,
@@ -30,6 +31,7 @@ fn answer(from: &str, reply: &'static str, t: Option<u8>, c: Option<u8>) -> Prob
         reply_ttl: Some(63),
         return_hops: Some(2),
         mtu: None,
+        quote: None,
     }
 }
 
@@ -69,6 +71,8 @@ fn trace(proto: Proto, hops: Vec<ProbeResult>, reached: Option<u8>) -> TraceResu
         stop: "gap",
         probes_sent: 10,
         seconds: 0.5,
+        middleboxes: Vec::new(),
+        mtu: None,
     }
 }
 

@@ -284,13 +284,9 @@ fn randomize(f: &mut [u8], r: u64) {
     f[ICMP + 2..ICMP + 4].copy_from_slice(&c.to_be_bytes());
 }
 
-/// RFC 1071 checksum.
+/// RFC 1071 checksum: the shared one.
 fn checksum(b: &[u8]) -> u16 {
-    let mut sum: u32 = b.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    netobs_common::repr::checksum::of(b)
 }
 
 #[cfg(test)]

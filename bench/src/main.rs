@@ -12,6 +12,7 @@ mod probes;
 mod read;
 mod soak;
 mod stats;
+mod testrun;
 mod watch;
 
 fn main() -> Result<()> {
@@ -23,6 +24,7 @@ fn main() -> Result<()> {
     match which.as_str() {
         "datapath" => datapath::run(),
         "watch" => watch::run(),
+        "testrun" => testrun::run(std::env::args().nth(2).and_then(|n| n.parse().ok())),
         "probes" => probes(),
         "read" => read::run(std::path::Path::new(&netobs_bin())),
         "soak" => {
@@ -39,7 +41,7 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        other => bail!("unknown benchmark {other:?}: use datapath, watch, probes, read, soak or all"),
+        other => bail!("unknown benchmark {other:?}: use datapath, watch, probes, read, soak, testrun or all"),
     }
 }
 

@@ -10,6 +10,8 @@
 #[cfg(any(feature = "user", feature = "craft", test))]
 extern crate std;
 
+#[cfg(feature = "craft")]
+pub mod check;
 pub mod counters;
 #[cfg(feature = "craft")]
 pub mod craft;
@@ -21,6 +23,8 @@ pub mod icmp_send;
 pub mod kfree;
 pub mod parse;
 pub mod retrans;
+#[cfg(any(feature = "user", feature = "craft", test))]
+pub mod repr;
 pub mod sample;
 pub mod wire;
 

@@ -104,7 +104,11 @@ fn parse_outer_v6(c: &Cursor, l3_off: usize, vlan_depth: u8) -> Result<Outer, Sk
     if ip.version() != 6 {
         return Err(Skip::Malformed);
     }
-    let walk = walk_ipv6_ext(c, l3_off + Ipv6Hdr::LEN, ip.next_header);
+    // Extension headers belong to the packet: none is read past its
+    // payload length (Ethernet padding is not a header).
+    let total_len = ip.payload_len() as u32 + Ipv6Hdr::LEN as u32;
+    let in_packet = c.limit_to(l3_off + total_len as usize);
+    let walk = walk_ipv6_ext(&in_packet, l3_off + Ipv6Hdr::LEN, ip.next_header);
     Ok(Outer {
         family: 6,
         vlan_depth,
@@ -112,7 +116,7 @@ fn parse_outer_v6(c: &Cursor, l3_off: usize, vlan_depth: u8) -> Result<Outer, Sk
         protocol: walk.protocol,
         l3_off,
         l4_off: walk.l4_off,
-        total_len: ip.payload_len() as u32 + Ipv6Hdr::LEN as u32,
+        total_len,
         dont_fragment: true,
         later_fragment: walk.later_fragment,
     })
@@ -168,7 +172,17 @@ pub fn walk_ipv6_ext(c: &Cursor, mut off: usize, mut nh: u8) -> ExtWalk {
                 return walk;
             }
         } else {
-            off += ext.options_len();
+            // The whole header must be there, not just its first 8 bytes:
+            // a length that runs past the input is a cut-short walk, and
+            // the transport offset stays at this header (never past the end).
+            let len = ext.options_len();
+            if c.u8_at(off + len - 1).is_none() {
+                walk.protocol = nh;
+                walk.l4_off = off;
+                walk.incomplete = true;
+                return walk;
+            }
+            off += len;
             nh = ext.next_header;
         }
     }
@@ -201,10 +215,23 @@ pub fn is_reported_icmp(family: u8, icmp_type: u8) -> bool {
     if family == 4 { matches!(icmp_type, 3 | 4 | 5 | 11 | 12) } else { matches!(icmp_type, 1 | 2 | 3 | 4 | 137) }
 }
 
+/// The ICMP header of the frame, if it lies inside the outer IP packet:
+/// one past the IP length is not there (the kernel trims the packet to
+/// its IP length before ICMP sees it). The programs decide "error or not"
+/// on this, and [`parse_icmp_error`] reads the same bytes.
+#[inline(always)]
+pub fn icmp_header<'a>(c: &Cursor<'a>, outer: &Outer) -> Option<&'a IcmpHdr> {
+    c.limit_to(outer.l3_off + outer.total_len as usize).get::<IcmpHdr>(outer.l4_off)
+}
+
 /// Fills `ev` (all but `ts_ns`, `ifindex`, `hook`) from the ICMP error at
 /// `outer.l4_off`. `ev` must be zeroed by the caller.
 #[inline(always)]
 pub fn parse_icmp_error(c: &Cursor, outer: &Outer, ev: &mut Event) -> IcmpOutcome {
+    // The ICMP message ends where the outer IP packet does: Ethernet
+    // padding and trailing bytes after it are neither ICMP body nor quote.
+    let full = c;
+    let c = &c.limit_to(outer.l3_off + outer.total_len as usize);
     let off = outer.l4_off;
     let Some(icmp) = c.get::<IcmpHdr>(off) else {
         return IcmpOutcome::Truncated;
@@ -219,7 +246,7 @@ pub fn parse_icmp_error(c: &Cursor, outer: &Outer, ev: &mut Event) -> IcmpOutcom
     ev.outer_ttl = outer.ttl;
     ev.vlan_depth = outer.vlan_depth;
     ev.outer_len = outer.total_len;
-    copy_outer_addrs(c, outer, ev);
+    copy_outer_addrs(full, outer, ev);
 
     let mut quote_off = off + IcmpHdr::LEN;
     if outer.family == 4 {
@@ -355,7 +382,7 @@ pub fn parse_ip_packet(c: &Cursor, off: usize, family: u8, info: &mut PacketInfo
 /// one is expected there: the IP header was present, the packet is not a
 /// later fragment and the IPv6 extension-header walk completed.
 #[inline(always)]
-fn parse_ip_packet_l4(c: &Cursor, off: usize, family: u8, info: &mut PacketInfo) -> Option<usize> {
+pub fn parse_ip_packet_l4(c: &Cursor, off: usize, family: u8, info: &mut PacketInfo) -> Option<usize> {
     let l4_off;
     if family == 4 {
         let ip = c.get::<Ipv4Hdr>(off)?;

@@ -1,5 +1,13 @@
 //! Wire formats: one `#[repr(C)]` byte-array struct per header.
 //!
+//! The IP, UDP and TCP layouts are network-types' (the crate aya programs
+//! share: UDP and TCP as is, IPv4 and IPv6 under the field names every
+//! program already uses, checked offset by offset); Ethernet and VLAN are ours because network-types declares their
+//! ethertype as a `u16` (alignment 2: a reference at an odd offset, as a
+//! fuzzer or a capture gives, would be undefined behaviour), and ICMP is
+//! ours because network-types' ICMP views lack time exceeded and ICMPv6
+//! unreachable.
+//!
 //! Each struct *is* the table of field offsets for its header; accessors
 //! decode big-endian fields. A reference to one of these is only ever obtained
 //! through [`crate::cursor::Cursor::get`], which has already proved the whole
@@ -60,7 +68,10 @@ impl VlanHdr {
     }
 }
 
-/// IPv4 header without options (20 bytes; `ihl()` says how long it really is).
+/// IPv4 header without options (20 bytes; `header_len()` says how long it
+/// really is). Field for field network-types' `ip::Ipv4Hdr` (asserted
+/// below, and [`Ipv4Hdr::as_network_types`] views one as the other); the
+/// names are ours because every program and probe already reads them.
 #[repr(C)]
 pub struct Ipv4Hdr {
     pub version_ihl: u8,
@@ -111,7 +122,8 @@ impl Ipv4Hdr {
     }
 }
 
-/// IPv6 fixed header (40 bytes).
+/// IPv6 fixed header (40 bytes): network-types' `ip::Ipv6Hdr` layout
+/// under our field names, as for [`Ipv4Hdr`].
 #[repr(C)]
 pub struct Ipv6Hdr {
     pub version_tc_flow: [u8; 4],
@@ -132,6 +144,11 @@ impl Ipv6Hdr {
         be16(self.payload_len)
     }
 }
+
+/// TCP header without options (20 bytes): network-types' layout as is.
+pub use network_types::tcp::TcpHdr;
+/// UDP header (8 bytes): network-types' layout as is.
+pub use network_types::udp::UdpHdr;
 
 /// The first 8 bytes every IPv6 extension header shares (hop-by-hop,
 /// routing, destination options: length in 8-byte units after the first 8;
@@ -242,11 +259,41 @@ impl NdOptHdr {
     pub const REDIRECTED_HEADER: u8 = 4;
 }
 
+impl Ipv4Hdr {
+    /// The same bytes as network-types' view (setters, typed protocol).
+    #[inline(always)]
+    pub fn as_network_types(&self) -> &network_types::ip::Ipv4Hdr {
+        // SAFETY: identical size and field offsets (asserted below), both
+        // made of bytes only (alignment 1, any bit pattern valid).
+        unsafe { &*(self as *const Ipv4Hdr).cast::<network_types::ip::Ipv4Hdr>() }
+    }
+}
+
+impl Ipv6Hdr {
+    /// The same bytes as network-types' view.
+    #[inline(always)]
+    pub fn as_network_types(&self) -> &network_types::ip::Ipv6Hdr {
+        // SAFETY: as for `Ipv4Hdr::as_network_types`.
+        unsafe { &*(self as *const Ipv6Hdr).cast::<network_types::ip::Ipv6Hdr>() }
+    }
+}
+
+/// The bytes of a header view (host code that wants them by offset).
+#[inline(always)]
+pub fn as_bytes<T: Header, const N: usize>(h: &T) -> &[u8; N] {
+    const { assert!(core::mem::size_of::<T>() == N) };
+    // SAFETY: `T: Header` is N bytes of `u8`-only fields without padding
+    // (alignment 1), so it is a valid `[u8; N]`, borrowed for as long.
+    unsafe { &*(h as *const T).cast::<[u8; N]>() }
+}
+
 // SAFETY: all fields are u8 / [u8; N]; repr(C) without padding.
 unsafe impl Header for EthHdr {}
 unsafe impl Header for VlanHdr {}
 unsafe impl Header for Ipv4Hdr {}
 unsafe impl Header for Ipv6Hdr {}
+unsafe impl Header for UdpHdr {}
+unsafe impl Header for TcpHdr {}
 unsafe impl Header for Ipv6ExtHdr {}
 unsafe impl Header for IcmpHdr {}
 unsafe impl Header for L4Head {}
@@ -258,6 +305,33 @@ const _: () = {
     assert!(core::mem::size_of::<VlanHdr>() == VlanHdr::LEN);
     assert!(core::mem::size_of::<Ipv4Hdr>() == Ipv4Hdr::LEN);
     assert!(core::mem::size_of::<Ipv6Hdr>() == Ipv6Hdr::LEN);
+    assert!(core::mem::size_of::<UdpHdr>() == 8);
+    assert!(core::mem::size_of::<TcpHdr>() == 20);
+    // Our IP views are network-types' layouts, field for field.
+    use core::mem::{offset_of, size_of};
+    use network_types::ip::{Ipv4Hdr as N4, Ipv6Hdr as N6};
+    assert!(size_of::<Ipv4Hdr>() == size_of::<N4>() && size_of::<Ipv6Hdr>() == size_of::<N6>());
+    assert!(offset_of!(Ipv4Hdr, version_ihl) == offset_of!(N4, vihl));
+    assert!(offset_of!(Ipv4Hdr, tos) == offset_of!(N4, tos));
+    assert!(offset_of!(Ipv4Hdr, total_len) == offset_of!(N4, tot_len));
+    assert!(offset_of!(Ipv4Hdr, id) == offset_of!(N4, id));
+    assert!(offset_of!(Ipv4Hdr, flags_frag) == offset_of!(N4, frags));
+    assert!(offset_of!(Ipv4Hdr, ttl) == offset_of!(N4, ttl));
+    assert!(offset_of!(Ipv4Hdr, protocol) == offset_of!(N4, proto));
+    assert!(offset_of!(Ipv4Hdr, checksum) == offset_of!(N4, check));
+    assert!(offset_of!(Ipv4Hdr, src) == offset_of!(N4, src_addr));
+    assert!(offset_of!(Ipv4Hdr, dst) == offset_of!(N4, dst_addr));
+    assert!(offset_of!(Ipv6Hdr, version_tc_flow) == offset_of!(N6, vcf));
+    assert!(offset_of!(Ipv6Hdr, payload_len) == offset_of!(N6, payload_len));
+    assert!(offset_of!(Ipv6Hdr, next_header) == offset_of!(N6, next_hdr));
+    assert!(offset_of!(Ipv6Hdr, hop_limit) == offset_of!(N6, hop_limit));
+    assert!(offset_of!(Ipv6Hdr, src) == offset_of!(N6, src_addr));
+    assert!(offset_of!(Ipv6Hdr, dst) == offset_of!(N6, dst_addr));
+    // `Header` needs alignment 1: the views may sit at any offset.
+    assert!(core::mem::align_of::<Ipv4Hdr>() == 1);
+    assert!(core::mem::align_of::<Ipv6Hdr>() == 1);
+    assert!(core::mem::align_of::<UdpHdr>() == 1);
+    assert!(core::mem::align_of::<TcpHdr>() == 1);
     assert!(core::mem::size_of::<Ipv6ExtHdr>() == Ipv6ExtHdr::LEN);
     assert!(core::mem::size_of::<IcmpHdr>() == IcmpHdr::LEN);
     assert!(core::mem::size_of::<L4Head>() == L4Head::LEN);

@@ -6,11 +6,11 @@ use netobs_common::{
     cursor::Cursor,
     event::{DfCounterKey, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
     parse::{
-        Outer, Skip, ip_len_in_frame, is_df_candidate, is_ordinary_v4, is_reported_icmp, parse_icmp_error,
+        Outer, Skip, icmp_header, ip_len_in_frame, is_df_candidate, is_ordinary_v4, is_reported_icmp, parse_icmp_error,
         parse_ip_packet, parse_outer,
     },
     sample::source_bucket,
-    wire::{IPPROTO_ICMP, IPPROTO_ICMPV6, IcmpHdr},
+    wire::{IPPROTO_ICMP, IPPROTO_ICMPV6},
 };
 
 use crate::{
@@ -83,7 +83,7 @@ pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook:
 /// neighbour discovery), which the caller treats as ordinary traffic.
 #[inline(always)]
 fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, st: Stats) -> bool {
-    let Some(h) = c.get::<IcmpHdr>(outer.l4_off) else {
+    let Some(h) = icmp_header(c, outer) else {
         st.add(stat::MALFORMED);
         return true;
     };

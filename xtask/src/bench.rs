@@ -19,6 +19,9 @@ pub enum Which {
     /// `watch` through minutes of spoofed ICMP-error flood: memory, scrape
     /// latency, drain lag, --duration/SIGTERM under load (not part of `all`).
     Soak,
+    /// 1 M random and mutated frames through BPF_PROG_TEST_RUN, compared
+    /// with the host parser (not part of `all`).
+    Testrun,
     All,
 }
 
@@ -32,6 +35,7 @@ pub fn run(which: Which, minutes: Option<f64>) -> Result<()> {
         Which::Probes => "probes",
         Which::Read => "read",
         Which::Soak => "soak",
+        Which::Testrun => "testrun",
         Which::All => "all",
     };
     let mut c = util::cargo();

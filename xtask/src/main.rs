@@ -1,4 +1,4 @@
-//! Developer tasks: `cargo xtask <setup|build|run|test|bench|install|lab>`.
+//! Developer tasks: `cargo xtask <setup|build|run|test|bench|fuzz|install|lab>`.
 //!
 //! Everything a fresh machine needs is installed by `setup`, which the
 //! other tasks run first when something is missing, so the README's two
@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod demo;
+mod fuzz;
 mod install;
 mod lab;
 mod labtool;
@@ -63,6 +64,10 @@ enum Task {
         #[arg(long)]
         minutes: Option<f64>,
     },
+    /// libFuzzer over the shared parser and the probe-reply parser (every
+    /// fuzz/src/bin target), seeded from the tcpdump corpus; prints the
+    /// execution counts (`--runs 10000000` for the bench-style run).
+    Fuzz(fuzz::FuzzArgs),
     /// Install the release binary, the systemd unit, /etc/default/netobs,
     /// shell completions and man pages (`--prefix`, `--destdir`).
     Install(install::InstallArgs),
@@ -87,6 +92,7 @@ fn main() {
         Task::Run { release, args } => run(release, args),
         Task::Test { args } => test::run(&args),
         Task::Bench { which, minutes } => bench::run(which, minutes),
+        Task::Fuzz(args) => fuzz::run(&args),
         Task::Install(args) => install::run(&args),
         Task::Lab { cmd } => lab::run(cmd),
         Task::LabTool { cmd } => labtool::run(cmd),

@@ -52,6 +52,7 @@ pub fn run(check: bool) -> Result<()> {
     step("Debian packages", || packages(check), &mut missing)?;
     step("nightly rust-src", || rust_src(check), &mut missing)?;
     step("bpf-linker", || bpf_linker(check), &mut missing)?;
+    step("cargo-fuzz", || cargo_fuzz(check), &mut missing)?;
     if check && !missing.is_empty() {
         bail!("missing: {} (run `cargo xtask setup`)", missing.join(", "));
     }
@@ -69,6 +70,30 @@ pub fn ensure() -> Result<()> {
     }
     eprintln!("xtask: something is missing; running `cargo xtask setup` first");
     run(false)
+}
+
+/// `cargo xtask fuzz` needs cargo-fuzz (the other tasks do not, so
+/// [`ensure`] leaves it out).
+pub fn ensure_cargo_fuzz() -> Result<()> {
+    rust_src(false)?;
+    cargo_fuzz(false).map(|_| ())
+}
+
+/// cargo-fuzz from the crates registry (`--locked`: its own lock file).
+fn cargo_fuzz(check: bool) -> Result<Vec<String>> {
+    let bin = cargo_home().join("bin").join("cargo-fuzz");
+    let works = Command::new(&bin).arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    if works {
+        eprintln!("xtask:   {} works", bin.display());
+        return Ok(Vec::new());
+    }
+    eprintln!("xtask:   cargo-fuzz is missing");
+    if check {
+        return Ok(vec!["cargo-fuzz".into()]);
+    }
+    run_loud(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+        .context("installing cargo-fuzz (retry with: cargo install cargo-fuzz --locked)")?;
+    Ok(Vec::new())
 }
 
 fn step(name: &str, f: impl FnOnce() -> Result<Vec<String>>, missing: &mut Vec<String>) -> Result<()> {

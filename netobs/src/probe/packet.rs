@@ -20,7 +20,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netobs_common::{Cursor, PacketInfo, event::have, parse::parse_ip_packet};
+use netobs_common::{
+    Cursor, PacketInfo,
+    event::have,
+    icmp,
+    parse::{is_reported_icmp, parse_ip_packet_l4},
+    repr::{self, Checksum, IcmpRepr, IpPair, Ipv4Repr, Ipv6Repr, TcpRepr, UdpRepr, tcp_flags},
+    wire::{IPPROTO_ICMP, IPPROTO_TCP},
+};
 use serde::Serialize;
 
 /// Transport protocol of the probes.
@@ -103,110 +110,118 @@ pub const TOKEN_LEN: usize = 2;
 /// TCP SYN: 20-byte header + 4-byte MSS option.
 pub const TCP_SYN_LEN: usize = 24;
 
-/// Ones'-complement sum of 16-bit words (RFC 1071), not yet inverted.
-fn sum16(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        acc += u32::from(*last) << 8;
-    }
-    acc
+/// Why a probe could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A `size`-byte probe does not fit the IP length field (65,535 for
+    /// IPv4, 65,535 of payload for IPv6): refused, never cut to 16 bits.
+    #[error("a {size}-byte probe does not fit the IP length field")]
+    TooBig { size: usize },
+    #[error("probe addresses of mixed families")]
+    MixedFamilies,
+    #[error("building the probe: {0}")]
+    Header(#[from] repr::Error),
 }
 
-fn fold(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
+fn ip_pair(flow: &Flow) -> Result<IpPair, BuildError> {
+    match (flow.src, flow.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Ok(IpPair::V4(s, d)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Ok(IpPair::V6(s, d)),
+        _ => Err(BuildError::MixedFamilies),
     }
-    !(acc as u16)
-}
-
-/// Internet checksum of `data`.
-pub fn checksum(data: &[u8]) -> u16 {
-    fold(sum16(0, data))
-}
-
-fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u32 {
-    let mut acc = sum16(0, &src.octets());
-    acc = sum16(acc, &dst.octets());
-    acc + u32::from(proto) + len as u32
 }
 
 /// Transport part (UDP/TCP/ICMP header + payload) of a probe of `size`
 /// bytes in total (IP header included). The checksum is filled for IPv4;
 /// for IPv6 the kernel fills it (IPV6_CHECKSUM / ICMPv6 raw sockets),
-/// because it knows the source address it finally picks.
-pub fn transport(flow: &Flow, token: u16, size: usize) -> Vec<u8> {
-    let ip_len = if flow.family() == 4 { 20 } else { 40 };
+/// because it knows the source address it finally picks. A size that does
+/// not fit the IP length field is an error.
+pub fn try_transport(flow: &Flow, token: u16, size: usize) -> Result<Vec<u8>, BuildError> {
+    let v4 = flow.family() == 4;
+    let ip_len = if v4 { 20 } else { 40 };
     let size = size.max(flow.min_size());
     let l4_len = size - ip_len;
+    let max = if v4 { Ipv4Repr::max_payload(ip_len) } else { Ipv6Repr::MAX_PAYLOAD };
+    if l4_len > max {
+        return Err(BuildError::TooBig { size });
+    }
+    let csum = |plain: bool| -> Result<Checksum, BuildError> {
+        Ok(match (v4, plain) {
+            (false, _) => Checksum::Kernel,
+            (true, true) => Checksum::Plain,
+            (true, false) => Checksum::Pseudo(ip_pair(flow)?),
+        })
+    };
     let mut b = vec![0u8; l4_len];
     match flow.proto {
         Proto::Udp => {
-            b[0..2].copy_from_slice(&flow.src_port.to_be_bytes());
-            b[2..4].copy_from_slice(&flow.dst_port.to_be_bytes());
-            b[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-            if flow.family() == 6 {
-                b[8..10].copy_from_slice(&token.to_be_bytes());
+            if !v4 {
+                b[UdpRepr::LEN..UdpRepr::LEN + TOKEN_LEN].copy_from_slice(&token.to_be_bytes());
             }
+            UdpRepr { src_port: flow.src_port, dst_port: flow.dst_port }.emit(&mut b, csum(false)?)?;
         }
         Proto::Tcp => {
-            b[0..2].copy_from_slice(&flow.src_port.to_be_bytes());
-            b[2..4].copy_from_slice(&flow.dst_port.to_be_bytes());
-            b[4..8].copy_from_slice(&flow.seq_base.wrapping_add(u32::from(token)).to_be_bytes());
-            b[12] = ((TCP_SYN_LEN / 4) as u8) << 4;
-            b[13] = 0x02; // SYN
-            b[14..16].copy_from_slice(&64240u16.to_be_bytes());
             // MSS option: what we could receive on a 1500-byte link. The
             // server's answer is what the test is about.
-            let mss: u16 = if flow.family() == 4 { 1460 } else { 1440 };
-            b[20..24].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
+            let mss: u16 = if v4 { 1460 } else { 1440 };
+            let syn = TcpRepr {
+                src_port: flow.src_port,
+                dst_port: flow.dst_port,
+                seq: flow.seq_base.wrapping_add(u32::from(token)),
+                ack: 0,
+                flags: tcp_flags::SYN,
+                window: 64240,
+                header_len: TCP_SYN_LEN,
+                mss: Some(mss),
+            };
+            syn.emit(&mut b, csum(false)?)?;
         }
         Proto::Icmp => {
-            b[0] = if flow.family() == 4 { 8 } else { 128 };
-            b[4..6].copy_from_slice(&flow.icmp_id.to_be_bytes());
-            b[6..8].copy_from_slice(&token.to_be_bytes());
             // seq + !seq == 0xffff whatever seq is: the checksum stays the
             // same for every probe of the flow (Paris traceroute).
-            b[8..10].copy_from_slice(&(!token).to_be_bytes());
+            b[IcmpRepr::LEN..IcmpRepr::LEN + 2].copy_from_slice(&(!token).to_be_bytes());
+            IcmpRepr::echo_request(flow.family(), flow.icmp_id, token).emit(&mut b, csum(true)?)?;
         }
     }
-    if let (IpAddr::V4(s), IpAddr::V4(d)) = (flow.src, flow.dst) {
-        let (off, acc) = match flow.proto {
-            Proto::Udp => (6, pseudo_v4(s, d, 17, l4_len)),
-            Proto::Tcp => (16, pseudo_v4(s, d, 6, l4_len)),
-            Proto::Icmp => (2, 0),
-        };
-        let mut c = fold(sum16(acc, &b));
-        if flow.proto == Proto::Udp && c == 0 {
-            c = 0xffff;
-        }
-        b[off..off + 2].copy_from_slice(&c.to_be_bytes());
-    }
-    b
+    Ok(b)
+}
+
+/// [`try_transport`] for callers that pass sizes known to fit; an empty
+/// packet otherwise (the kernel refuses to send it). Sending code uses
+/// [`try_transport`] and reports the error.
+pub fn transport(flow: &Flow, token: u16, size: usize) -> Vec<u8> {
+    try_transport(flow, token, size).unwrap_or_default()
 }
 
 /// A whole IPv4 probe (for an IP_HDRINCL socket): our own header so the IP
 /// id carries the token and DF is exactly what we ask for.
-pub fn ipv4_packet(flow: &Flow, token: u16, ttl: u8, size: usize, df: bool) -> Vec<u8> {
-    let (IpAddr::V4(s), IpAddr::V4(d)) = (flow.src, flow.dst) else {
-        return Vec::new();
+pub fn try_ipv4_packet(flow: &Flow, token: u16, ttl: u8, size: usize, df: bool) -> Result<Vec<u8>, BuildError> {
+    let (IpAddr::V4(src), IpAddr::V4(dst)) = (flow.src, flow.dst) else {
+        return Err(BuildError::MixedFamilies);
     };
-    let l4 = transport(flow, token, size);
-    let total = 20 + l4.len();
-    let mut p = Vec::with_capacity(total);
-    p.extend_from_slice(&[0x45, 0]);
-    p.extend_from_slice(&(total as u16).to_be_bytes());
-    p.extend_from_slice(&token.to_be_bytes());
-    p.extend_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
-    p.extend_from_slice(&[ttl, flow.proto.number(4), 0, 0]);
-    p.extend_from_slice(&s.octets());
-    p.extend_from_slice(&d.octets());
-    let c = checksum(&p);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    p.extend_from_slice(&l4);
-    p
+    let l4 = try_transport(flow, token, size)?;
+    let ip = Ipv4Repr {
+        src,
+        dst,
+        protocol: flow.proto.number(4),
+        ttl,
+        tos: 0,
+        id: token,
+        dont_fragment: df,
+        more_fragments: false,
+        frag_offset: 0,
+        header_len: 20,
+        payload_len: l4.len(),
+    };
+    let mut p = vec![0u8; 20 + l4.len()];
+    ip.emit(&[], &mut p)?;
+    p[20..].copy_from_slice(&l4);
+    Ok(p)
+}
+
+/// [`try_ipv4_packet`], empty when it cannot be built (see [`transport`]).
+pub fn ipv4_packet(flow: &Flow, token: u16, ttl: u8, size: usize, df: bool) -> Vec<u8> {
+    try_ipv4_packet(flow, token, ttl, size, df).unwrap_or_default()
 }
 
 /// What came back.
@@ -264,7 +279,9 @@ fn addr(family: u8, b: &[u8; 16]) -> IpAddr {
 }
 
 /// Matches a quoted packet to our flow; returns the probe token.
-fn token_from_quote(flow: &Flow, q: &PacketInfo, quote: &[u8]) -> Option<u16> {
+/// `l4_off` is where the shared parser found the quoted transport header
+/// (after any extension headers), `quote` the quoted bytes.
+fn token_from_quote(flow: &Flow, q: &PacketInfo, quote: &Cursor, l4_off: Option<usize>) -> Option<u16> {
     let fam = flow.family();
     if q.have & have::IP == 0 || q.family != fam || addr(fam, &q.dst) != flow.dst {
         return None;
@@ -293,9 +310,14 @@ fn token_from_quote(flow: &Flow, q: &PacketInfo, quote: &[u8]) -> Option<u16> {
     match flow.proto {
         Proto::Tcp => Some(q.seq.wrapping_sub(flow.seq_base) as u16),
         Proto::Icmp => Some(q.seq as u16),
-        // The token follows the 8-byte UDP header (no extension headers:
-        // we send none).
-        Proto::Udp => quote.get(48..50).map(|t| u16::from_be_bytes([t[0], t[1]])),
+        // The token follows the 8-byte UDP header, wherever the parser
+        // found that header: a router may add extension headers, and a
+        // fixed offset would then read the wrong bytes (another probe's
+        // token).
+        Proto::Udp => {
+            let t = quote.get::<[u8; TOKEN_LEN]>(l4_off? + UdpRepr::LEN)?;
+            Some(u16::from_be_bytes(*t))
+        }
     }
 }
 
@@ -303,65 +325,56 @@ fn token_from_quote(flow: &Flow, q: &PacketInfo, quote: &[u8]) -> Option<u16> {
 /// that arrived with `outer_ttl`; returns it if it concerns `flow`.
 pub fn parse_icmp(flow: &Flow, msg: &[u8], from: IpAddr, outer_ttl: u8) -> Option<Reply> {
     let fam = flow.family();
-    if msg.len() < 8 {
-        return None;
-    }
-    let (t, code) = (msg[0], msg[1]);
-    let (echo_reply, is_error) =
-        if fam == 4 { (t == 0, matches!(t, 3 | 4 | 5 | 11 | 12)) } else { (t == 129, matches!(t, 1..=4)) };
+    let c = Cursor::from_slice(msg);
+    let icmp = IcmpRepr::parse(&c, 0).ok()?;
+    let t = icmp.icmp_type;
+    let echo_reply = IcmpRepr::echo_reply(fam, 0, 0).icmp_type == t;
     if echo_reply {
-        let id = u16::from_be_bytes([msg[4], msg[5]]);
-        if flow.proto != Proto::Icmp || id != flow.icmp_id || from != flow.dst {
+        if flow.proto != Proto::Icmp || icmp.echo_id() != flow.icmp_id || from != flow.dst {
             return None;
         }
         return Some(Reply {
             kind: ReplyKind::EchoReply,
             from,
             outer_ttl,
-            token: u16::from_be_bytes([msg[6], msg[7]]),
+            token: icmp.rest_hi16(),
             mtu: None,
             quoted_ttl: None,
             quoted_len: None,
         });
     }
-    if !is_error {
+    // The errors the kernel observer reports too (a v6 redirect quotes
+    // after ND options, and never answers a probe).
+    if !is_reported_icmp(fam, t) || (fam == 6 && t == icmp::v6::REDIRECT) {
         return None;
     }
-    let quote = &msg[8..];
+    let quote = Cursor::from_slice(msg.get(IcmpRepr::LEN..)?);
     let mut q = PacketInfo::default();
-    parse_ip_packet(&Cursor::from_slice(quote), 0, fam, &mut q);
-    let token = token_from_quote(flow, &q, quote)?;
-    let mtu = if fam == 4 && t == 3 && code == 4 {
-        Some(u32::from(u16::from_be_bytes([msg[6], msg[7]])))
-    } else if fam == 6 && t == 2 {
-        Some(u32::from_be_bytes([msg[4], msg[5], msg[6], msg[7]]))
-    } else {
-        None
-    };
+    let l4_off = parse_ip_packet_l4(&quote, 0, fam, &mut q);
+    let token = token_from_quote(flow, &q, &quote, l4_off)?;
     Some(Reply {
-        kind: ReplyKind::IcmpError { icmp_type: t, code },
+        kind: ReplyKind::IcmpError { icmp_type: t, code: icmp.code },
         from,
         outer_ttl,
         token,
-        mtu,
+        mtu: icmp.mtu(fam),
         quoted_ttl: Some(q.ttl),
         quoted_len: Some(q.total_len),
     })
 }
 
 /// Parses an IPv4 packet as a raw socket returns it (IP header first):
-/// ICMP (errors, echo replies) or TCP (SYN-ACK / RST).
+/// ICMP (errors, echo replies) or TCP (SYN-ACK / RST). A header shorter
+/// than 20 bytes, or a total length shorter than the header, is not a
+/// reply; bytes past the total length are not part of the packet.
 pub fn parse_ipv4(flow: &Flow, pkt: &[u8]) -> Option<Reply> {
-    if pkt.len() < 20 || pkt[0] >> 4 != 4 {
-        return None;
-    }
-    let ihl = usize::from(pkt[0] & 0x0f) * 4;
-    let from = IpAddr::V4(Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]));
-    let ttl = pkt[8];
-    let body = pkt.get(ihl..)?;
-    match pkt[9] {
-        1 => parse_icmp(flow, body, from, ttl),
-        6 => parse_tcp(flow, body, from, ttl),
+    let ip = Ipv4Repr::parse(&Cursor::from_slice(pkt), 0).ok()?;
+    let end = pkt.len().min(ip.header_len + ip.payload_len);
+    let body = pkt.get(ip.header_len..end)?;
+    let from = IpAddr::V4(ip.src);
+    match ip.protocol {
+        IPPROTO_ICMP => parse_icmp(flow, body, from, ip.ttl),
+        IPPROTO_TCP => parse_tcp(flow, body, from, ip.ttl),
         _ => None,
     }
 }
@@ -371,54 +384,28 @@ pub fn parse_ipv4(flow: &Flow, pkt: &[u8]) -> Option<Reply> {
 /// the probe token plus the SYN's payload length (padded PMTU probes);
 /// [`super::socket::Prober`] resolves that against the probes it sent.
 pub fn parse_tcp(flow: &Flow, seg: &[u8], from: IpAddr, ttl: u8) -> Option<Reply> {
-    if flow.proto != Proto::Tcp || seg.len() < 20 || from != flow.dst {
+    if flow.proto != Proto::Tcp || from != flow.dst {
         return None;
     }
-    let sport = u16::from_be_bytes([seg[0], seg[1]]);
-    let dport = u16::from_be_bytes([seg[2], seg[3]]);
-    if sport != flow.dst_port || dport != flow.src_port {
+    let tcp = TcpRepr::parse(&Cursor::from_slice(seg), 0).ok()?;
+    if tcp.src_port != flow.dst_port || tcp.dst_port != flow.src_port {
         return None;
     }
-    let flags = seg[13];
-    let ack = u32::from_be_bytes([seg[8], seg[9], seg[10], seg[11]]);
-    let token = ack.wrapping_sub(1).wrapping_sub(flow.seq_base) as u16;
-    let kind = if flags & 0x04 != 0 {
+    let token = tcp.ack.wrapping_sub(1).wrapping_sub(flow.seq_base) as u16;
+    let kind = if tcp.flags & tcp_flags::RST != 0 {
         ReplyKind::Rst
-    } else if flags & 0x12 == 0x12 {
-        ReplyKind::SynAck { mss: tcp_mss(seg) }
+    } else if tcp.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK {
+        ReplyKind::SynAck { mss: tcp.mss }
     } else {
         return None;
     };
     Some(Reply { kind, from, outer_ttl: ttl, token, mtu: None, quoted_ttl: None, quoted_len: None })
 }
 
-/// The MSS option of a TCP header, if present.
-fn tcp_mss(seg: &[u8]) -> Option<u16> {
-    let doff = usize::from(seg[12] >> 4) * 4;
-    let opts = seg.get(20..doff.min(seg.len()))?;
-    let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => break,
-            1 => i += 1,
-            kind => {
-                let len = usize::from(*opts.get(i + 1)?);
-                if len < 2 {
-                    break;
-                }
-                if kind == 2 && len == 4 {
-                    return Some(u16::from_be_bytes([*opts.get(i + 2)?, *opts.get(i + 3)?]));
-                }
-                i += len;
-            }
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netobs_common::repr::checksum;
 
     fn flow4(proto: Proto) -> Flow {
         Flow {
@@ -455,10 +442,10 @@ mod tests {
         assert_eq!(p[8], 3);
         assert_eq!(u16::from_be_bytes([p[4], p[5]]), 7);
         assert_eq!(p[6] & 0x40, 0x40);
-        assert_eq!(checksum(&p[..20]), 0);
+        assert_eq!(checksum::of(&p[..20]), 0);
         // UDP checksum verifies over the pseudo header.
         let (IpAddr::V4(s), IpAddr::V4(d)) = (f.src, f.dst) else { unreachable!() };
-        assert_eq!(fold(sum16(pseudo_v4(s, d, 17, 40), &p[20..])), 0);
+        assert_eq!(checksum::finish(checksum::add(IpPair::V4(s, d).pseudo_sum(17, 40), &p[20..])), 0);
     }
 
     #[test]
@@ -477,7 +464,7 @@ mod tests {
         let a = transport(&f, 1, 64);
         let b = transport(&f, 999, 64);
         assert_eq!(a[2..4], b[2..4]);
-        assert_eq!(checksum(&a), 0);
+        assert_eq!(checksum::of(&a), 0);
         assert_ne!(a[6..8], b[6..8]);
     }
 
@@ -570,6 +557,91 @@ mod tests {
         assert!(parse_ipv4(&f, &[]).is_none());
         assert!(parse_ipv4(&f, &[0x45; 19]).is_none());
         assert!(parse_icmp(&f, &[11, 0, 0, 0, 0, 0, 0, 0, 0x45], f.dst, 1).is_none());
-        assert!(tcp_mss(&[0u8; 20]).is_none());
+        assert!(parse_tcp(&flow4(Proto::Tcp), &[0u8; 20], flow4(Proto::Tcp).dst, 1).is_none());
+    }
+
+    /// An ICMPv4 time exceeded for `probe`, inside an IPv4 header whose
+    /// version/IHL byte is `vihl`, as a raw socket hands it over.
+    fn ipv4_reply(vihl: u8, probe: &[u8]) -> Vec<u8> {
+        let m = icmp4_error(11, 0, [0; 4], probe, 1);
+        let mut p = vec![vihl, 0, 0, 0, 0, 0, 0, 0, 63, 1, 0, 0, 198, 18, 2, 254, 198, 18, 1, 1];
+        p.resize((usize::from(vihl & 0x0f) * 4).max(20), 0);
+        let total = (p.len() + m.len()) as u16;
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&m);
+        p
+    }
+
+    #[test]
+    fn a_short_ipv4_header_is_not_a_reply() {
+        let f = flow4(Proto::Udp);
+        let probe = ipv4_packet(&f, 42, 2, 60, false);
+        let good = ipv4_reply(0x45, &probe);
+        assert_eq!(parse_ipv4(&f, &good).map(|r| r.token), Some(42));
+        // IHL 4 (16 bytes) used to be accepted, and the "ICMP message"
+        // read from byte 16, inside the IP header.
+        for ihl in 0..5u8 {
+            let mut bad = good.clone();
+            bad[0] = 0x40 | ihl;
+            assert_eq!(parse_ipv4(&f, &bad), None, "IHL {ihl}");
+        }
+        // Options are skipped, whatever their length.
+        assert_eq!(parse_ipv4(&f, &ipv4_reply(0x47, &probe)).map(|r| r.token), Some(42));
+        // Bytes past the IP total length are not part of the reply.
+        let mut short = good.clone();
+        short[2..4].copy_from_slice(&27u16.to_be_bytes());
+        assert_eq!(parse_ipv4(&f, &short), None, "an ICMP header cut by the IP length");
+    }
+
+    /// An ICMPv6 Packet Too Big quoting `l4` behind an IPv6 header and
+    /// `ext` (extension-header bytes whose first next-header is `first`).
+    fn ptb_with_ext(f: &Flow, first: u8, ext: &[u8], l4: &[u8]) -> Vec<u8> {
+        let (IpAddr::V6(s), IpAddr::V6(d)) = (f.src, f.dst) else { unreachable!() };
+        let mut q = vec![0x60, 0, 0, 0];
+        q.extend_from_slice(&((ext.len() + l4.len()) as u16).to_be_bytes());
+        q.extend_from_slice(&[first, 60]);
+        q.extend_from_slice(&s.octets());
+        q.extend_from_slice(&d.octets());
+        q.extend_from_slice(ext);
+        q.extend_from_slice(l4);
+        let mut m = vec![2, 0, 0, 0, 0, 0, 0x05, 0x78];
+        m.extend_from_slice(&q);
+        m
+    }
+
+    #[test]
+    fn udp_v6_token_follows_extension_headers() {
+        let f = flow6(Proto::Udp);
+        let l4 = transport(&f, 77, 100);
+        // Destination options (16 bytes: Hdr Ext Len 1), then UDP. The
+        // bytes at the old fixed offset 48 are the options' PadN content,
+        // set here to another probe's token (5).
+        let mut ext = vec![17, 1, 1, 12];
+        ext.resize(16, 0);
+        ext[8..10].copy_from_slice(&5u16.to_be_bytes());
+        let m = ptb_with_ext(&f, 60, &ext, &l4);
+        assert_eq!(u16::from_be_bytes([m[8 + 48], m[8 + 49]]), 5, "the trap is set");
+        let r = parse_icmp(&f, &m, "2001:db8:2::fe".parse().unwrap(), 63).unwrap();
+        assert_eq!(r.token, 77);
+        // Without extension headers the token is where it always was.
+        let plain = ptb_with_ext(&f, 17, &[], &l4);
+        assert_eq!(parse_icmp(&f, &plain, "2001:db8:2::fe".parse().unwrap(), 63).unwrap().token, 77);
+        // A quote cut inside the token has none: no match, not a guess.
+        let cut = &plain[..8 + 40 + 9];
+        assert!(parse_icmp(&f, cut, "2001:db8:2::fe".parse().unwrap(), 63).is_none());
+    }
+
+    #[test]
+    fn sizes_above_the_ip_length_field_are_refused() {
+        let f4 = flow4(Proto::Udp);
+        assert_eq!(try_ipv4_packet(&f4, 1, 1, 65_535, true).unwrap().len(), 65_535);
+        assert!(matches!(try_ipv4_packet(&f4, 1, 1, 65_536, true), Err(BuildError::TooBig { size: 65_536 })));
+        // The old builder wrote 65,536 & 0xffff = 0 into the length field.
+        assert!(ipv4_packet(&f4, 1, 1, 70_000, true).is_empty());
+        let f6 = flow6(Proto::Icmp);
+        assert_eq!(try_transport(&f6, 1, 40 + 65_535).unwrap().len(), 65_535);
+        assert!(matches!(try_transport(&f6, 1, 40 + 65_536), Err(BuildError::TooBig { .. })));
+        let t6 = flow6(Proto::Udp);
+        assert!(try_transport(&t6, 1, 40 + 65_536).is_err(), "UDP length is 16 bits too");
     }
 }

@@ -277,19 +277,17 @@ impl Prober {
             (d, _) => SockAddr::from(SocketAddr::new(d, 0)),
         };
         let res = if self.flow.dst.is_ipv4() {
-            let mut p = packet::ipv4_packet(&self.flow, token, ttl, size, df);
+            let mut p = packet::try_ipv4_packet(&self.flow, token, ttl, size, df)?;
             if self.tos != 0 {
-                // TOS is byte 1 of the IPv4 header; the header checksum
-                // (bytes 10-11) is recomputed over the changed header.
+                // TOS is byte 1 of the IPv4 header; the header checksum is
+                // recomputed over the changed header.
                 p[1] = self.tos;
-                p[10..12].copy_from_slice(&[0, 0]);
-                let c = packet::checksum(&p[..20]);
-                p[10..12].copy_from_slice(&c.to_be_bytes());
+                netobs_common::repr::Ipv4Repr::fill_checksum(&mut p[..20]);
             }
             self.send.send_to(&p, &dst)
         } else {
             self.send.set_unicast_hops_v6(u32::from(ttl)).context("IPV6_UNICAST_HOPS")?;
-            let p = packet::transport(&self.flow, token, size);
+            let p = packet::try_transport(&self.flow, token, size)?;
             self.send.send_to(&p, &dst)
         };
         match res {

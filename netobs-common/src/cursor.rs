@@ -82,42 +82,6 @@ impl<'a> Cursor<'a> {
         Some(unsafe { &*(at as *const T) })
     }
 
-    /// Copies `len` bytes (at most 127) from `off` into `dst`, returning
-    /// whether it did. The caller has already bounded `off + len` by the
-    /// readable bytes ([`len`](Self::len)).
-    ///
-    /// In the kernel this is one `bpf_probe_read_kernel` call, with the
-    /// length bounded by a mask and no comparison: the RFC 4884 capture
-    /// calls it at the end of every ICMP-error path, where a loop of checked
-    /// word reads (each leaving the packet pointer with another verified
-    /// range) multiplied the verifier's states past its 1M limit. The
-    /// helper needs CAP_PERFMON at load (which `watch` requires) and never
-    /// faults: on an unreadable source it zeroes `dst` and fails.
-    #[inline(always)]
-    pub fn copy_to(&self, off: usize, dst: &mut [u8; 128], len: usize) -> bool {
-        #[cfg(target_arch = "bpf")]
-        {
-            // BPF_FUNC_probe_read_kernel = 113 (include/uapi/linux/bpf.h).
-            // SAFETY: a helper call by number, as aya-ebpf's bindings make
-            // it; `dst` holds 128 bytes and the length is at most 127.
-            let probe_read_kernel: unsafe extern "C" fn(*mut u8, u32, *const u8) -> i64 =
-                unsafe { core::mem::transmute(113usize) };
-            unsafe { probe_read_kernel(dst.as_mut_ptr(), (len as u32) & 0x7f, (self.start + off) as *const u8) == 0 }
-        }
-        #[cfg(not(target_arch = "bpf"))]
-        {
-            let len = len & 0x7f;
-            if off + len > self.len() {
-                return false;
-            }
-            // SAFETY: `[start + off, start + off + len)` is inside
-            // `[start, end)` (checked above), readable by construction.
-            let src = unsafe { core::slice::from_raw_parts((self.start + off) as *const u8, len) };
-            dst[..len].copy_from_slice(src);
-            true
-        }
-    }
-
     /// One byte at `off`.
     #[inline(always)]
     pub fn u8_at(&self, off: usize) -> Option<u8> {

@@ -36,10 +36,6 @@ pub const CARRY_MAX: usize = 128;
 /// Words of [`CARRY_MAX`] (the kernel copies 4 bytes at a time: every
 /// object is a multiple of 4 bytes long).
 pub const CARRY_WORDS: usize = CARRY_MAX / 4;
-/// The most the datapath copies: 124 bytes, one word short of the field,
-/// so that the length is bounded by a mask (`& 0x7c`) the verifier can see
-/// without a comparison.
-pub const CARRY_LIMIT: usize = 0x7c;
 
 /// Object classes (IANA "ICMP Extension Object Classes").
 pub mod class {
@@ -629,68 +625,59 @@ impl<'a> InterfaceInfoRepr<'a> {
 
 /// Copies the extension structure of the ICMP error in `ev` (parsed from
 /// the ICMP header at `icmp_off`) into `ev.ext` / `ev.ext_len`, at most
-/// [`CARRY_MAX`] bytes, never past the outer IP packet. Runs in the
-/// datapath: every read is a bounded [`Cursor::get`] of one 4-byte word
-/// at a constant step, the loop has a constant bound, and a message
-/// without an extension costs one flag test (RFC 4884 length set) or,
-/// with length 0, one length comparison and one byte read (the pre-RFC
-/// layout at byte 128). The version and checksum are judged in user
-/// space ([`locate`], [`ExtHeaderRepr`]).
+/// [`CARRY_MAX`] bytes, never past the outer IP packet. Host parser only
+/// (`read`, the tests): in the datapath this copy, even rewritten
+/// branch-free around one `bpf_probe_read_kernel`, pushed the TC programs
+/// past the verifier's 1M instructions, so kernel events carry the
+/// RFC 4884 length and flag but no bytes (`EXT_EXAMINED` unset). The
+/// version and checksum are judged later ([`locate`], [`ExtHeaderRepr`]).
 #[inline(always)]
 pub fn capture(c: &Cursor, outer: &Outer, icmp_off: usize, ev: &mut Event) {
-    // Written without a single branch, on purpose: this runs at the end of
-    // every ICMP-error path of the datapath, and each branch here doubled
-    // the verifier's states past its 1M-instruction limit. So no early
-    // return, no packet-range check (the copy is one bounded helper call,
-    // see `Cursor::copy_to`), and every decision is arithmetic: `lt(a, b)`
-    // is 1 when a < b, `min` and `pos` use the sign bit. What is copied is
-    // judged in user space ([`Event::ext_layout`] needs the version nibble,
-    // [`locate`] the checksum), as before.
     ev.flags |= flags::EXT_EXAMINED;
-    #[inline(always)]
-    fn lt(a: i64, b: i64) -> i64 {
-        ((a - b) >> 63) & 1
+    let types = if outer.family == 4 {
+        ev.icmp_type == 3 || ev.icmp_type == 11 || ev.icmp_type == 12
+    } else {
+        ev.icmp_type == 1 || ev.icmp_type == 3
+    };
+    if !types {
+        return;
     }
-    #[inline(always)]
-    fn min(a: i64, b: i64) -> i64 {
-        b + ((a - b) & ((a - b) >> 63))
+    let quote_off = icmp_off + ICMP_HEADER_LEN;
+    // The length field is read again here rather than taken from
+    // `ev.rfc4884_len`: a byte keeps the offset's bound small (at most
+    // 2040) for the verifier's packet-range check.
+    // Whole 4-byte reads, not `u8_at`: LLVM may turn a 1-byte bound check
+    // into `end > p`, which gives the verifier a range of 0 bytes.
+    let Some(hdr) = c.get::<[u8; 8]>(icmp_off) else { return };
+    let (words, unit) = if outer.family == 4 { (hdr[5], 4) } else { (hdr[4], 8) };
+    let at = quote_off + if words != 0 { words as usize * unit } else { COMPAT_OFFSET };
+    // Only a version-2 header is an extension: a length field that does not
+    // point at one (a sender that sets it without extensions, or garbage)
+    // carries nothing.
+    match c.get::<[u8; 4]>(at) {
+        Some(v) if v[0] >> 4 == VERSION => {}
+        _ => return,
     }
-    #[inline(always)]
-    fn pos(a: i64) -> i64 {
-        a & !(a >> 63)
+    // The outer packet's end: trailing bytes (Ethernet padding) are not
+    // extension.
+    let ip_end = outer.l3_off + outer.total_len as usize;
+    if ip_end < at + HEADER_LEN {
+        return;
     }
-    // Types that may carry RFC 4884 extensions: ICMPv4 3, 11, 12; ICMPv6
-    // 1, 3. `is4` is 1 for family 4, 0 for 6.
-    let is4 = ((i64::from(outer.family) ^ 6) >> 1) & 1;
-    let mask: i64 = 0b1010 + is4 * ((1 << 3 | 1 << 11 | 1 << 12) - 0b1010);
-    let eligible = (mask >> (i64::from(ev.icmp_type) & 63)) & 1;
-    // The extension starts after the length the RFC 4884 field gave (in
-    // bytes in the event), or at byte 128 of the quote without one.
-    let len = i64::from(ev.rfc4884_len);
-    let at = (icmp_off + ICMP_HEADER_LEN) as i64 + len + (((len - 1) >> 63) & COMPAT_OFFSET as i64);
-    // Up to the outer packet's end (Ethernet padding is not extension) and
-    // the frame's (a capture may be cut by its snaplen), whole words, at
-    // most CARRY_LIMIT bytes.
-    let room = (outer.l3_off + outer.total_len as usize) as i64 - at;
-    let held = c.len() as i64 - at;
-    let carried = (pos(min(min(room, held), CARRY_LIMIT as i64)) & !3) * eligible;
-    let carried = (carried as usize) & CARRY_LIMIT;
-    // Through memory: a helper's size argument is tracked precisely by the
-    // verifier, back through every register it came from (offsets that
-    // differ on each parse path), which would stop it from merging those
-    // paths. Read back from the event it is just some number, bounded by
-    // the mask in `copy_to`.
-    ev.ext_len = carried as u16;
-    // SAFETY: a plain read of a field we just wrote.
-    let carried = unsafe { core::ptr::read_volatile(&ev.ext_len) } as usize;
-    // SAFETY: `ext` is 32 words of 4 bytes: 128 bytes, alignment 1.
-    let dst = unsafe { &mut *(ev.ext.as_mut_ptr().cast::<[u8; CARRY_MAX]>()) };
-    let copied = c.copy_to(at as usize, dst, carried) as i64;
-    let carried = carried as i64 * copied;
-    // More in the packet than carried: flagged (only when something was).
-    let cut = lt(carried, room) & lt(0, carried);
-    ev.flags |= (cut as u8) << 5;
-    ev.ext_len = carried as u16;
+    let room = ip_end - at;
+    let mut n = 0usize;
+    for i in 0..CARRY_WORDS {
+        if i * 4 + 4 > room {
+            break;
+        }
+        let Some(w) = c.get::<[u8; 4]>(at + i * 4) else { break };
+        ev.ext[i] = *w;
+        n = i + 1;
+    }
+    if room > n * 4 {
+        ev.flags |= flags::EXT_CUT;
+    }
+    ev.ext_len = (n * 4) as u16;
 }
 
 impl Event {

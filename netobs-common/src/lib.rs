@@ -22,9 +22,9 @@ pub mod icmp;
 pub mod icmp_send;
 pub mod kfree;
 pub mod parse;
-pub mod retrans;
 #[cfg(any(feature = "user", feature = "craft", test))]
 pub mod repr;
+pub mod retrans;
 pub mod sample;
 pub mod wire;
 

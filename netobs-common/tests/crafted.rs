@@ -58,9 +58,11 @@ fn parse(bytes: &[u8]) -> Parsed {
 }
 
 /// The event of a frame that must be a reported ICMP error.
+/// The event as the datapath would write it: the RFC 4884 bytes the host
+/// parser adds are tested in `ext.rs` and `ext_corpus.rs`.
 fn event(bytes: &[u8]) -> Event {
     match parse(bytes).icmp {
-        Some((IcmpOutcome::Error, ev)) => ev,
+        Some((IcmpOutcome::Error, ev)) => ev.as_datapath(),
         other => panic!("not an ICMP error: {other:?}\n{bytes:02x?}"),
     }
 }

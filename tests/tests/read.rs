@@ -199,6 +199,41 @@ fn tcpdump_mpls_label_stacks_are_parsed_for_the_extension_test() {
     }
 }
 
+/// Must show: the MPLS labels of the corpus's MPLS traceroute, shown by
+/// `read` in JSON and in text, frame for frame the stacks tcpdump printed.
+#[test]
+fn read_shows_the_mpls_labels_tcpdump_printed() {
+    let text = std::fs::read_to_string(corpus().join("mpls-traceroute-v.out")).expect("out");
+    let want: Vec<Vec<(u64, u64, bool, u64)>> = tcpdump::parse_out(&text)
+        .iter()
+        .filter(|e| !e.mpls.is_empty())
+        .map(|e| e.mpls.iter().map(|m| (u64::from(m.label), u64::from(m.tc), m.bottom, u64::from(m.ttl))).collect())
+        .collect();
+    assert!(!want.is_empty(), "tcpdump printed MPLS stacks");
+    let (code, records) = read(&corpus().join("mpls-traceroute.pcap"), &[]);
+    assert_eq!(code, 0);
+    let got: Vec<Vec<(u64, u64, bool, u64)>> = records
+        .iter()
+        .filter(|r| r["type"] == "frame")
+        .filter_map(|r| r["finding"]["extensions"]["mpls"].as_array())
+        .map(|stack| {
+            stack
+                .iter()
+                .map(|m| {
+                    let n = |k: &str| m[k].as_u64().unwrap_or(u64::MAX);
+                    (n("label"), n("tc"), m["bottom"].as_bool().unwrap_or(false), n("ttl"))
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(got, want, "read's MPLS stacks, frame by frame, against tcpdump's");
+    let out = Command::new(netobs_bin()).arg("read").arg(corpus().join("mpls-traceroute.pcap")).output().expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (l, e, s_, t) = want[0][0];
+    let words = format!("MPLS L={l},E={e},S={},T={t}", u8::from(s_));
+    assert!(text.contains(&words), "{words} in:\n{text}");
+}
+
 #[test]
 fn not_a_capture_and_a_missing_file_are_usage_errors() {
     let tmp = std::env::temp_dir().join(format!("netobs-read-{}.txt", std::process::id()));

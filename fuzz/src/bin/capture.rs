@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use netobs_fuzz::capture::{
+use netobs_fuzz::{
     frame,
     linktype::{Link, as_ethernet, classify},
     pcap::Capture,

@@ -115,6 +115,12 @@ pub fn classify(eth: &[u8], wire_l3: u64, ifindex: u32, way: Way) -> (Outcome, O
     if !is_icmp {
         return (Outcome::Ip { icmp_other: false }, host_check);
     }
+    // An ICMP header past the IP length: the shared parser (bounded by the
+    // IP length, as the datapath is) refuses it, so it is malformed, not
+    // only a host-side remark.
+    if need > ip_len {
+        return (Outcome::Malformed(Malformed::HeadersBeyondIpLength), None);
+    }
     let Some(h) = c.get::<IcmpHdr>(outer.l4_off) else {
         return (Outcome::Malformed(Malformed::IcmpHeader), None);
     };

@@ -105,7 +105,10 @@ impl KernelCheck {
         if short != 0 {
             diffs.push(format!("{short} ring-buffer records were not whole events"));
         }
-        let host_malformed = matches!(host, Outcome::Malformed(Malformed::IpHeader | Malformed::IcmpHeader));
+        let host_malformed = matches!(
+            host,
+            Outcome::Malformed(Malformed::IpHeader | Malformed::IcmpHeader | Malformed::HeadersBeyondIpLength)
+        );
         if host_malformed != (delta(stat::MALFORMED) > 0) {
             diffs.push(format!(
                 "malformed: host {host_malformed}, kernel counted {} (kernel icmp_errors +{})",

@@ -169,7 +169,12 @@ pub fn run() -> Result<()> {
     let v0 = netns::ifindex("v0")?;
 
     let config = Config { min_mtu: 1500, events_per_sec: u32::MAX, burst: 1_000_000, ..Config::DEFAULT };
-    let mut ebpf = netobs::kernel::load(&LoadOptions { config, ringbuf_bytes: 8 << 20, ..LoadOptions::default() })?;
+    let mut ebpf = netobs::kernel::load(&LoadOptions {
+        config,
+        ringbuf_bytes: 8 << 20,
+        forwarded_tcp: true,
+        ..LoadOptions::default()
+    })?;
     let _drainer = Drainer::start(RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?);
 
     println!(
@@ -248,13 +253,32 @@ pub fn run() -> Result<()> {
 fn tc_cases(ebpf: &mut Ebpf) -> Result<bool> {
     let mut all_met = true;
     for case in cases().into_iter().take(2) {
-        for (hook, prog) in [("TC ingress", "netobs_tc_ingress"), ("TC egress", "netobs_tc_egress")] {
+        for (hook, prog) in [
+            ("TC ingress", "netobs_tc_ingress"),
+            ("TC egress", "netobs_tc_egress"),
+            ("flow tracker", netobs_common::flows::PROGRAM),
+        ] {
             let before = counters::read(ebpf)?;
             let (empty, empty_kernel_ns) = time_any(ebpf, "netobs_tc_baseline", &case.frame, None, true)?;
             let (ours, kernel_ns) = time_any(ebpf, prog, &case.frame, None, true)?;
             let after = counters::read(ebpf)?;
             let Target::Relative { ratio, extra_ns } = case.target else { continue };
             let met = ours / empty <= ratio || ours - empty < extra_ns;
+            if prog == netobs_common::flows::PROGRAM {
+                // Opt-in (--forwarded-tcp), so no target; the same segment
+                // over and over is its worst case: every run after the
+                // first is a retransmission, recorded per destination.
+                println!(
+                    "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {:<26} -     (kernel avg {kernel_ns:.0} ns, empty {empty_kernel_ns:.0}; the same segment again: a retransmission each time)",
+                    format!("{} {hook}", case.name.trim_end_matches(" (= MTU)")),
+                    empty,
+                    ours,
+                    ours / empty,
+                    ours - empty,
+                    "opt-in, no target",
+                );
+                continue;
+            }
             all_met &= met;
             let name = format!("{} {hook}", case.name.trim_end_matches(" (= MTU)"));
             println!(
@@ -333,9 +357,10 @@ fn verifier_stats(ebpf: &mut Ebpf) -> Result<()> {
         "netobs_flush",
         "netobs_baseline",
         "netobs_tc_baseline",
+        netobs_common::flows::PROGRAM,
     ] {
         let info = match name {
-            "netobs_tc_ingress" | "netobs_tc_egress" | "netobs_tc_baseline" => {
+            "netobs_tc_ingress" | "netobs_tc_egress" | "netobs_tc_baseline" | netobs_common::flows::PROGRAM => {
                 load_program::<aya::programs::SchedClassifier>(ebpf, name)?.info()?
             }
             "netobs_icmp_send" | "netobs_flush" => load_program::<aya::programs::RawTracePoint>(ebpf, name)?.info()?,

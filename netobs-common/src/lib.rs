@@ -18,6 +18,7 @@ pub mod craft;
 pub mod cursor;
 pub mod event;
 pub mod ext;
+pub mod flows;
 pub mod icmp;
 pub mod icmp_send;
 pub mod kfree;

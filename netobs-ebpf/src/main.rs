@@ -14,6 +14,8 @@ mod emit;
 #[cfg(target_arch = "bpf")]
 mod fib;
 #[cfg(target_arch = "bpf")]
+mod flows;
+#[cfg(target_arch = "bpf")]
 mod foreign;
 #[cfg(target_arch = "bpf")]
 mod icmp_send;

@@ -101,25 +101,27 @@ fn addresses(l: &RetransLayout, sk: u64) -> Option<(u8, [u8; 16], [u8; 16])> {
 }
 
 /// What one retransmission adds to its destination's entry.
-struct Retransmission {
-    key: RetransKey,
-    local: [u8; 16],
-    lport: u16,
-    rport: u16,
-    state: u8,
+pub(crate) struct Retransmission {
+    pub(crate) key: RetransKey,
+    pub(crate) local: [u8; 16],
+    pub(crate) lport: u16,
+    pub(crate) rport: u16,
+    pub(crate) state: u8,
     /// Payload bytes (data only).
-    len: u32,
-    mss: u32,
-    acked: u64,
+    pub(crate) len: u32,
+    pub(crate) mss: u32,
+    pub(crate) acked: u64,
 }
 
+/// Adds `r` to its destination's entry in `map` (this module's
+/// [`RETRANS`], or the forwarded flows' `FORWARDED`).
 #[inline(always)]
-fn record(r: &Retransmission) {
+pub(crate) fn record(map: &LruHashMap<RetransKey, RetransCounts>, r: &Retransmission) {
     let full = r.key.kind != kind::DATA || (r.mss > 0 && r.len >= r.mss);
     let small = r.key.kind == kind::DATA && r.len > 0 && !full;
     // SAFETY: helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(v) = RETRANS.get_ptr_mut(&r.key) {
+    if let Some(v) = map.get_ptr_mut(&r.key) {
         // SAFETY: the entry stays valid while the program runs (RCU).
         // Plain increments (this target has no atomic fetch-add in core):
         // two CPUs retransmitting to one destination in the same instant
@@ -168,7 +170,7 @@ fn record(r: &Retransmission) {
     };
     // Another CPU may have made the entry meanwhile: its count stands,
     // this one is lost (rare, and only ever an undercount).
-    let _ = RETRANS.insert(&r.key, &v, BPF_NOEXIST);
+    let _ = map.insert(&r.key, &v, BPF_NOEXIST);
 }
 
 #[inline(always)]
@@ -196,7 +198,7 @@ fn on_retransmit_skb(ctx: &RawTracePointContext) {
         kind: if syn { kind::SYN } else { kind::DATA },
         port: if syn { rport } else { lport },
     };
-    record(&Retransmission {
+    record(&RETRANS, &Retransmission {
         key,
         local,
         lport,
@@ -222,7 +224,7 @@ fn on_retransmit_synack(ctx: &RawTracePointContext) {
     let Some((family, remote, local)) = addresses(l, req) else { return };
     let lport = read::<u16>(req, l.skc_num).unwrap_or(0);
     let rport = u16::from_be(read::<u16>(req, l.skc_dport).unwrap_or(0));
-    record(&Retransmission {
+    record(&RETRANS, &Retransmission {
         key: RetransKey { addr: remote, family, kind: kind::SYNACK, port: lport },
         local,
         lport,

@@ -151,6 +151,16 @@ pub struct WatchArgs {
     #[arg(long, value_parser = bool_env(), env = "NETOBS_FORCE")]
     pub force: bool,
 
+    /// On a gateway: also notice blackholes and silent drops in the TCP it
+    /// forwards (no socket of its own to retransmit), from per-flow state
+    /// kept in the kernel: full-size segments passing again without the
+    /// receiver's ACKs moving, SYNs resent with nothing coming back,
+    /// SYN-ACKs resent without their ACK. Watch every interface the flows
+    /// cross (both directions must pass here). Costs a hash lookup per TCP
+    /// segment at TC ingress; at most 16384 flows, least recent forgotten.
+    #[arg(long, value_parser = bool_env(), env = "NETOBS_FORWARDED_TCP")]
+    pub forwarded_tcp: bool,
+
     /// Print JSON lines (schema: docs/json-schema.md) instead of text.
     #[arg(long, value_parser = bool_env(), env = "NETOBS_JSON")]
     pub json: bool,

@@ -15,7 +15,7 @@ use crate::{
     health::{self, Op},
     investigate,
     join::{self, Reporter},
-    kernel::{self, LoadOptions, Session, counters, events::EventStream, hotplug, stage},
+    kernel::{self, AttachOptions, LoadOptions, Session, counters, events::EventStream, hotplug, stage},
     net,
     output::{
         http, json, metrics,
@@ -76,8 +76,18 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         config,
         ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024),
         ebpf_log_level: args.ebpf_log_level,
+        forwarded_tcp: args.forwarded_tcp,
     })?;
-    let mut session = Session::attach(ebpf, &ifaces, args.xdp_mode, !args.no_egress, args.force)?;
+    let mut session = Session::attach(
+        ebpf,
+        &ifaces,
+        AttachOptions {
+            mode: args.xdp_mode,
+            egress: !args.no_egress,
+            force: args.force,
+            forwarded_tcp: args.forwarded_tcp,
+        },
+    )?;
     let _ebpf_logger = kernel::loader::start_ebpf_logger(&mut session.ebpf, args.ebpf_log_level)?;
     let mut events = EventStream::new(&mut session.ebpf)?;
     let generated_seen =
@@ -138,7 +148,13 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     let mut reporter =
         Reporter::spawn(join::Netlink { timeout: join::LOOKUP_TIMEOUT }, join::QUEUE_CAPACITY, join::MAX_WAIT)?;
     let interval = Duration::from_secs(u64::from(args.update_interval));
-    let mut closing = investigate::Tick { retrans: retrans.ok(), absence: Absence::new(interval), investigator };
+    let forwarded = args
+        .forwarded_tcp
+        .then(|| kernel::retrans::RetransReader::take(&mut session.ebpf, netobs_common::flows::FORWARDED_MAP))
+        .transpose()?
+        .map(|r| (r, Absence::forwarded(interval)));
+    let mut closing =
+        investigate::Tick { retrans: retrans.ok(), absence: Absence::new(interval), forwarded, investigator };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut flush_tick = tokio::time::interval(stage::FLUSH_INTERVAL);
     flush_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -19,11 +19,15 @@
 //!   ICMP error rejected those SYN-ACKs (seed scenario 1), the finding says
 //!   it agrees with that evidence and names the ICMP finding.
 //!
+//! On a gateway, `watch --forwarded-tcp` keeps per-flow state in the
+//! kernel for the TCP it forwards (`netobs_common::flows`) and counts the
+//! same three patterns, in the same shape; [`Source::Forwarded`] findings
+//! come from those counts and say so in their words and in JSON
+//! (`source`).
+//!
 //! Counts are judged over a window: an entry whose counts stop growing for
 //! [`WINDOW`] starts again from zero, so a flow that lost three segments a
-//! week ago does not add up with one that loses one today. What is
-//! inferred needs local TCP: on a gateway that forwards other hosts'
-//! traffic there are no sockets, and none of these findings can appear.
+//! week ago does not add up with one that loses one today.
 
 use std::{
     collections::HashMap,
@@ -74,6 +78,33 @@ impl AbsenceKind {
     }
 }
 
+/// Whose TCP retransmitted (`source` in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Source {
+    /// This host's own sockets (the `tcp_retransmit_*` tracepoints).
+    LocalTcp,
+    /// TCP this gateway forwards (flow state in the kernel).
+    Forwarded,
+}
+
+impl Source {
+    /// How the finding was inferred, for its details.
+    fn how(self) -> String {
+        match self {
+            Source::LocalTcp => {
+                "inferred from this host's own TCP (kernel tcp_retransmit_* tracepoints): nothing came back to say so"
+                    .to_string()
+            }
+            Source::Forwarded => format!(
+                "inferred from TCP this gateway forwards (flow state in the kernel, at most {} flows): \
+                 the same segment passed here again, nothing came back to say why",
+                netobs_common::flows::MAX_FLOWS
+            ),
+        }
+    }
+}
+
 /// An ICMP finding that speaks for the same destination.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub(crate) struct IcmpAgreement {
@@ -91,11 +122,13 @@ pub(crate) struct IcmpAgreement {
 pub(crate) struct AbsenceFinding {
     pub id: u64,
     pub kind: AbsenceKind,
+    pub source: Source,
     pub family: u8,
-    /// The destination our TCP retransmits to.
+    /// The destination our TCP retransmits to (forwarded: the receiver).
     pub remote: IpAddr,
     /// The service port: the remote one for SYNs, the local one otherwise.
     pub port: u16,
+    /// This host's address (forwarded: the sender's, whose TCP resends).
     pub local: IpAddr,
     pub local_port: u16,
     pub remote_port: u16,
@@ -124,12 +157,23 @@ impl AbsenceFinding {
     /// A short stable key: "silent_drop 198.18.4.1:443" (the remote
     /// service), "pmtu_blackhole_suspected 198.18.1.1 from :5001" (our
     /// service).
+    /// Forwarded: "silent_drop 198.18.4.1:443 forwarded",
+    /// "pmtu_blackhole_suspected 198.18.1.1 from 198.18.4.1:5001".
     pub(crate) fn key(&self) -> String {
-        match self.kind {
-            AbsenceKind::SilentDrop => {
+        match (self.kind, self.source) {
+            (AbsenceKind::SilentDrop, Source::LocalTcp) => {
                 format!("{} {}", self.kind.as_str(), super::words::endpoint(self.remote, Some(self.port)))
             }
-            _ => format!("{} {} from :{}", self.kind.as_str(), self.remote, self.port),
+            (AbsenceKind::SilentDrop, Source::Forwarded) => {
+                format!("{} {} forwarded", self.kind.as_str(), super::words::endpoint(self.remote, Some(self.port)))
+            }
+            (_, Source::LocalTcp) => format!("{} {} from :{}", self.kind.as_str(), self.remote, self.port),
+            (_, Source::Forwarded) => format!(
+                "{} {} from {}",
+                self.kind.as_str(),
+                self.remote,
+                super::words::endpoint(self.local, Some(self.port))
+            ),
         }
     }
 
@@ -246,6 +290,7 @@ struct Tracked {
 
 /// The judge: fed the kernel counts once a second, says what is new.
 pub(crate) struct Absence {
+    source: Source,
     tracked: HashMap<RetransKey, Tracked>,
     next_id: u64,
     /// Shortest time between two lines about the same finding.
@@ -266,8 +311,19 @@ impl Absence {
     /// Ids start far above the aggregator's, so an id names one record.
     const FIRST_ID: u64 = 1 << 40;
 
+    /// The judge of this host's own retransmissions.
     pub(crate) fn new(interval: Duration) -> Absence {
-        Absence { tracked: HashMap::new(), next_id: Self::FIRST_ID, interval }
+        Absence { source: Source::LocalTcp, tracked: HashMap::new(), next_id: Self::FIRST_ID, interval }
+    }
+
+    /// The judge of the forwarded flows' counts (ids of their own range).
+    pub(crate) fn forwarded(interval: Duration) -> Absence {
+        Absence { source: Source::Forwarded, tracked: HashMap::new(), next_id: Self::FIRST_ID << 1, interval }
+    }
+
+    /// Nothing tracked: an empty read changes nothing.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.tracked.is_empty()
     }
 
     /// Judges one read of the kernel map; returns findings that are new or
@@ -303,7 +359,7 @@ impl Absence {
                 continue;
             }
             let d = delta(&e.counts, &t.base);
-            let Some(mut f) = assess(e, &d, icmp) else { continue };
+            let Some(mut f) = assess(e, &d, icmp, self.source) else { continue };
             match t.reported {
                 None => {
                     f.id = self.next_id;
@@ -322,11 +378,13 @@ impl Absence {
 }
 
 /// The finding an entry's window counts make, if any.
-fn assess(e: &Retransmissions, d: &RetransCounts, icmp: &IcmpSeen) -> Option<AbsenceFinding> {
+fn assess(e: &Retransmissions, d: &RetransCounts, icmp: &IcmpSeen, src: Source) -> Option<AbsenceFinding> {
     let fam = e.key.family;
+    let fwd = src == Source::Forwarded;
     let base = |kind: AbsenceKind, headline: String| AbsenceFinding {
         id: 0,
         kind,
+        source: src,
         family: fam,
         remote: e.remote,
         port: e.key.port,
@@ -347,7 +405,7 @@ fn assess(e: &Retransmissions, d: &RetransCounts, icmp: &IcmpSeen) -> Option<Abs
         recommendation: String::new(),
     };
     let too_big = if fam == 4 { "frag-needed" } else { "Packet Too Big" };
-    let source = "inferred from this host's own TCP (kernel tcp_retransmit_* tracepoints): nothing came back to say so";
+    let source = src.how();
     match e.key.kind {
         kind::DATA => {
             // Short segments lost as often as full-size ones: that is loss,
@@ -359,18 +417,31 @@ fn assess(e: &Retransmissions, d: &RetransCounts, icmp: &IcmpSeen) -> Option<Abs
                 return None;
             }
             let mss = e.counts.mss;
-            let mut f = base(
-                AbsenceKind::PmtuBlackholeSuspected,
+            let headline = if fwd {
+                format!(
+                    "SUSPECTED PMTU BLACKHOLE toward {}: {} full-size retransmissions from {} passed this gateway (segments of {mss} bytes), no {too_big} seen",
+                    e.remote,
+                    d.full,
+                    super::words::endpoint(e.local, Some(e.counts.lport))
+                )
+            } else {
                 format!(
                     "SUSPECTED PMTU BLACKHOLE toward {}: {} full-size retransmissions (MSS {mss}), no {too_big} seen",
                     e.remote, d.full
-                ),
-            );
+                )
+            };
+            let mut f = base(AbsenceKind::PmtuBlackholeSuspected, headline);
             f.details.push(format!(
                 "{} of them resent the same data (no progress in between); {} shorter segment(s) needed resending",
                 d.stalled, d.small
             ));
-            if e.counts.state == netobs_common::retrans::tcp_state::ESTABLISHED {
+            if fwd && e.counts.state == netobs_common::retrans::tcp_state::ESTABLISHED {
+                f.details.push(format!(
+                    "the handshake passed here both ways and the receiver's ACKs come through ({} data bytes acknowledged): small packets pass, segments of {} bytes do not",
+                    e.counts.acked,
+                    e.counts.max_len.max(mss)
+                ));
+            } else if e.counts.state == netobs_common::retrans::tcp_state::ESTABLISHED {
                 f.details.push(format!(
                     "the handshake got through (connection established, {} bytes acknowledged): small packets pass, segments of {} bytes do not",
                     e.counts.acked,
@@ -382,11 +453,18 @@ fn assess(e: &Retransmissions, d: &RetransCounts, icmp: &IcmpSeen) -> Option<Abs
                 super::words::endpoint(e.local, Some(e.counts.lport)),
                 super::words::endpoint(e.remote, Some(e.counts.rport))
             ));
-            f.recommendation = format!(
-                "confirm with `netobs pmtu {}` (or run watch with --investigate): it finds the path MTU and the narrow link; then clamp the MSS on the path or permit {} back to this host",
-                e.remote,
-                if fam == 4 { "ICMP 3/4" } else { "ICMPv6 type 2" }
-            );
+            let icmp_name = if fam == 4 { "ICMP 3/4" } else { "ICMPv6 type 2" };
+            f.recommendation = if fwd {
+                format!(
+                    "confirm with `netobs pmtu {}` from this gateway (or run watch with --investigate): it finds the path MTU and the narrow link; then clamp the MSS here (nft: tcp flags syn tcp option maxseg size set rt mtu) or permit {icmp_name} back to {}",
+                    e.remote, e.local
+                )
+            } else {
+                format!(
+                    "confirm with `netobs pmtu {}` (or run watch with --investigate): it finds the path MTU and the narrow link; then clamp the MSS on the path or permit {icmp_name} back to this host",
+                    e.remote
+                )
+            };
             Some(f)
         }
         kind::SYN => {
@@ -394,9 +472,10 @@ fn assess(e: &Retransmissions, d: &RetransCounts, icmp: &IcmpSeen) -> Option<Abs
                 return None;
             }
             let to = super::words::endpoint(e.remote, Some(e.key.port));
+            let through = if fwd { " passed this gateway" } else { "" };
             let mut f = base(
                 AbsenceKind::SilentDrop,
-                format!("SILENT DROP toward {to}: {} SYN retransmissions, no answer and no ICMP error", d.full),
+                format!("SILENT DROP toward {to}: {} SYN retransmissions{through}, no answer and no ICMP error", d.full),
             );
             f.details.push(format!("neither a SYN-ACK, a RST nor an ICMP error came back; {source}"));
             f.recommendation = format!(
@@ -410,15 +489,20 @@ fn assess(e: &Retransmissions, d: &RetransCounts, icmp: &IcmpSeen) -> Option<Abs
                 return None;
             }
             let agree = icmp.synack_rejected(e.remote, e.counts.lport);
-            let mut f = base(
-                AbsenceKind::SynackRetransmitted,
+            let to = super::words::endpoint(e.remote, Some(e.counts.rport));
+            let headline = if fwd {
                 format!(
-                    "SYN-ACK RETRANSMITTED to {} from :{}: {} times, the client's ACK never came",
-                    super::words::endpoint(e.remote, Some(e.counts.rport)),
-                    e.counts.lport,
+                    "SYN-ACK RETRANSMITTED to {to} from {}: {} times through this gateway, the client's ACK never came back through it",
+                    super::words::endpoint(e.local, Some(e.counts.lport)),
                     d.full
-                ),
-            );
+                )
+            } else {
+                format!(
+                    "SYN-ACK RETRANSMITTED to {to} from :{}: {} times, the client's ACK never came",
+                    e.counts.lport, d.full
+                )
+            };
+            let mut f = base(AbsenceKind::SynackRetransmitted, headline);
             match &agree {
                 Some(a) => {
                     f.details.push(format!(

@@ -42,7 +42,7 @@ use crate::{
         absence::{Absence, AbsenceFinding, AbsenceKind, IcmpSeen},
     },
     health::{self, Op},
-    kernel::retrans::RetransReader,
+    kernel::retrans::{RetransReader, Retransmissions},
     output::{metrics::Recorder, sink::Sink},
     probe::packet::Proto,
     verdict::{self, Diagnosis, Evidence},
@@ -428,6 +428,8 @@ async fn investigate(id: u64, trigger: Trigger, budget: &mut budget::Budget) -> 
 pub(crate) struct Tick {
     pub retrans: Option<RetransReader>,
     pub absence: Absence,
+    /// `--forwarded-tcp`: the forwarded flows' counts and their judge.
+    pub forwarded: Option<(RetransReader, Absence)>,
     pub investigator: Option<Investigator>,
 }
 
@@ -438,25 +440,13 @@ impl Tick {
     pub(crate) fn run(&mut self, agg: &mut Aggregator, ctx: &HostContext, sink: &mut Sink, rec: &Recorder) {
         let now = Instant::now();
         if let Some(r) = &self.retrans {
-            match r.read() {
-                Ok(entries) if entries.is_empty() => {}
-                Ok(entries) => {
-                    let icmp = IcmpSeen::from_aggregator(agg);
-                    for f in self.absence.judge(&entries, &icmp, now, SystemTime::now()) {
-                        sink.record(&f.json());
-                        sink.text(&f.text());
-                        rec.absence(f.kind.as_str());
-                        if let Some(i) = &mut self.investigator {
-                            let t = Trigger::of_absence(&f);
-                            let kind = t.kind;
-                            if !i.offer(t, ctx, now) {
-                                rec.investigation(kind.as_str(), "skipped_queue");
-                            }
-                        }
-                    }
-                }
-                Err(e) => health::transient(Op::MapRead, &e),
-            }
+            Self::judge(r, &mut self.absence, agg, ctx, sink, rec, &mut self.investigator, now, |_| true);
+        }
+        if let Some((r, judge)) = &mut self.forwarded {
+            // Flows to or from this host are its own TCP, which the
+            // tracepoints see with more certainty.
+            let forwarded = |e: &Retransmissions| !ctx.is_local(&e.remote) && !ctx.is_local(&e.local);
+            Self::judge(r, judge, agg, ctx, sink, rec, &mut self.investigator, now, forwarded);
         }
         let Some(i) = &mut self.investigator else { return };
         for kind in i.offer_findings(agg, ctx, now) {
@@ -466,6 +456,44 @@ impl Tick {
             sink.record(&o.json());
             sink.text(&o.text());
             rec.investigation(o.trigger.kind.as_str(), &o.verdict_label());
+        }
+    }
+}
+
+impl Tick {
+    /// Reads one counts map, judges it, reports and offers what is new.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        r: &RetransReader,
+        judge: &mut Absence,
+        agg: &mut Aggregator,
+        ctx: &HostContext,
+        sink: &mut Sink,
+        rec: &Recorder,
+        investigator: &mut Option<Investigator>,
+        now: Instant,
+        keep: impl Fn(&Retransmissions) -> bool,
+    ) {
+        let mut entries = match r.read() {
+            Ok(entries) => entries,
+            Err(e) => return health::transient(Op::MapRead, &e),
+        };
+        entries.retain(|e| keep(e));
+        if entries.is_empty() && judge.is_idle() {
+            return;
+        }
+        let icmp = IcmpSeen::from_aggregator(agg);
+        for f in judge.judge(&entries, &icmp, now, SystemTime::now()) {
+            sink.record(&f.json());
+            sink.text(&f.text());
+            rec.absence(f.kind.as_str());
+            if let Some(i) = investigator {
+                let t = Trigger::of_absence(&f);
+                let kind = t.kind;
+                if !i.offer(t, ctx, now) {
+                    rec.investigation(kind.as_str(), "skipped_queue");
+                }
+            }
         }
     }
 }

@@ -123,10 +123,14 @@ pub fn ifindex(iface: &str) -> Result<u32> {
 
 /// What to attach, kept for interfaces attached after start.
 #[derive(Clone, Copy, Debug)]
-struct Options {
-    mode: AttachMode,
-    egress: bool,
-    force: bool,
+pub struct AttachOptions {
+    pub mode: AttachMode,
+    /// TC egress: the ICMP errors this host sends, its DF packets.
+    pub egress: bool,
+    /// Replace a foreign XDP program.
+    pub force: bool,
+    /// The forwarded-TCP flow tracker at TC ingress (`--forwarded-tcp`).
+    pub forwarded_tcp: bool,
 }
 
 /// Everything one interface got. Dropping it detaches all of it, then
@@ -194,14 +198,14 @@ pub struct Session {
     pub attached: Vec<Attached>,
     /// What the kernel offers, probed before attaching.
     pub features: Features,
-    opts: Options,
+    opts: AttachOptions,
 }
 
 impl Session {
     /// Attaches to every interface in `ifaces` or to none: the interfaces are
     /// all resolved before anything is attached, and an error while
     /// attaching drops (detaches) what was attached so far.
-    pub fn attach(mut ebpf: Ebpf, ifaces: &[String], mode: AttachMode, egress: bool, force: bool) -> Result<Session> {
+    pub fn attach(mut ebpf: Ebpf, ifaces: &[String], opts: AttachOptions) -> Result<Session> {
         if ifaces.is_empty() {
             bail!("no interface to attach to: name one with -i IFACE, or use --all");
         }
@@ -212,7 +216,7 @@ impl Session {
         // Verified before anything attaches: staged events must be flushable.
         super::stage::prepare(&mut ebpf)?;
         let mut session =
-            Session { links: Vec::new(), ebpf, attached: Vec::new(), features, opts: Options { mode, egress, force } };
+            Session { links: Vec::new(), ebpf, attached: Vec::new(), features, opts };
         for (iface, idx) in resolved {
             session.attach_resolved(&iface, idx)?;
         }
@@ -263,6 +267,18 @@ impl Session {
             )
             .with_context(|| format!("attaching the TC egress observer to {iface}"))?;
         }
+        if self.opts.forwarded_tcp {
+            attach_tc(
+                &mut self.ebpf,
+                &self.features,
+                netobs_common::flows::PROGRAM,
+                iface,
+                TcAttachType::Ingress,
+                &mut links,
+                &mut notes,
+            )
+            .with_context(|| format!("attaching the forwarded-TCP flow tracker to {iface}"))?;
+        }
         let tc = (!links.tc.is_empty()).then(|| self.features.tc_path());
         self.attached.push(Attached {
             iface: iface.to_string(),
@@ -307,7 +323,7 @@ fn attach_ingress(
     features: &Features,
     iface: &str,
     idx: u32,
-    opts: Options,
+    opts: AttachOptions,
     links: &mut IfaceLinks,
     notes: &mut Vec<String>,
 ) -> Result<(Hook, Option<ForeignProgram>)> {

@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, Result};
 use aya::{Ebpf, EbpfLoader};
-use netobs_common::Config;
+use netobs_common::{Config, flows};
 
 /// The eBPF object built from `netobs-ebpf` by `build.rs`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netobs"));
@@ -45,11 +45,20 @@ pub struct LoadOptions {
     pub ringbuf_bytes: u32,
     /// Kernel-side diagnostics level.
     pub ebpf_log_level: EbpfLogLevel,
+    /// Size the forwarded-TCP flow maps for use (`--forwarded-tcp`);
+    /// otherwise they get one entry each, not megabytes of kernel memory
+    /// for a program that is never attached.
+    pub forwarded_tcp: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { config: Config::DEFAULT, ringbuf_bytes: 1 << 21, ebpf_log_level: EbpfLogLevel::Off }
+        LoadOptions {
+            config: Config::DEFAULT,
+            ringbuf_bytes: 1 << 21,
+            ebpf_log_level: EbpfLogLevel::Off,
+            forwarded_tcp: false,
+        }
     }
 }
 
@@ -71,10 +80,15 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
         log_level: u32::from(level),
         ..opts.config
     };
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global("CONFIG", &config, true)
         .override_global(aya_log::LEVEL, &level, true)
-        .map_max_entries("EVENTS", bytes)
+        .map_max_entries("EVENTS", bytes);
+    if !opts.forwarded_tcp {
+        loader.map_max_entries(flows::FLOWS_MAP, 1).map_max_entries(flows::FORWARDED_MAP, 1);
+    }
+    let mut ebpf = loader
         .load(OBJECT)
         .context(
             "loading the netobs eBPF object failed (netobs needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)",

@@ -16,7 +16,7 @@ mod rtnl;
 pub mod snmp;
 pub mod stage;
 
-pub use attach::{AttachMode, Attached, ForeignProgram, Hook, Session};
+pub use attach::{AttachMode, AttachOptions, Attached, ForeignProgram, Hook, Session};
 pub use counters::{CounterReader, Counters};
 pub use features::{Features, Support, TcPath};
 pub use loader::{LoadOptions, load};

@@ -86,8 +86,7 @@ pub fn attach(ebpf: &mut Ebpf) -> Result<RetransReader> {
         let p: &mut RawTracePoint = load_program(ebpf, prog)?;
         p.attach(tp).with_context(|| format!("attaching the {tp} raw tracepoint; {LOST}"))?;
     }
-    let counts = ebpf.take_map(MAP).with_context(|| format!("{MAP} map missing"))?;
-    Ok(RetransReader { map: HashMap::try_from(counts).with_context(|| format!("{MAP} map type"))? })
+    RetransReader::take(ebpf, MAP)
 }
 
 /// One destination's counts, decoded.
@@ -104,12 +103,21 @@ pub fn addr(family: u8, b: &[u8; 16]) -> IpAddr {
     if family == 6 { IpAddr::V6(Ipv6Addr::from(*b)) } else { IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])) }
 }
 
-/// The counts map, owned (taken out of the object).
+/// The counts map, owned (taken out of the object): the tracepoints'
+/// [`MAP`], or the forwarded flows' (`netobs_common::flows::FORWARDED_MAP`),
+/// which has the same shape.
 pub struct RetransReader {
     map: HashMap<MapData, RetransKey, RetransCounts>,
+    name: &'static str,
 }
 
 impl RetransReader {
+    /// Takes map `name` out of the object.
+    pub fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<RetransReader> {
+        let counts = ebpf.take_map(name).with_context(|| format!("{name} map missing"))?;
+        Ok(RetransReader { map: HashMap::try_from(counts).with_context(|| format!("{name} map type"))?, name })
+    }
+
     /// Every destination with its counts (at most
     /// `netobs_common::retrans::MAX_DESTINATIONS`). An entry evicted
     /// between listing and reading is skipped.
@@ -124,7 +132,7 @@ impl RetransReader {
                     counts,
                 }),
                 Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(e).context("reading the RETRANS map"),
+                Err(e) => return Err(e).with_context(|| format!("reading the {} map", self.name)),
             }
         }
         Ok(out)

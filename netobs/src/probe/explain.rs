@@ -40,7 +40,7 @@ use super::{
 };
 use crate::{
     explain::{ptb::judge_ptb, words::endpoint},
-    kernel::{self, AttachMode, LoadOptions, Session, counters::Counters, events::EventStream},
+    kernel::{self, AttachMode, AttachOptions, LoadOptions, Session, counters::Counters, events::EventStream},
     net,
     verdict::{self, Diagnosis, Evidence, KernelView, PtbSeen, RateTest},
 };
@@ -79,7 +79,11 @@ fn attach(iface: &str) -> Result<(Session, EventStream)> {
     let config = Config { min_mtu: 0, events_per_sec: EXPLAIN_EVENTS_PER_SEC, burst: EXPLAIN_BURST, ..Config::DEFAULT };
     let opts = LoadOptions { config, ringbuf_bytes: 1 << 20, ..LoadOptions::default() };
     let ebpf = kernel::load(&opts)?;
-    let mut session = Session::attach(ebpf, &[iface.to_string()], AttachMode::Auto, false, false)?;
+    let mut session = Session::attach(
+        ebpf,
+        &[iface.to_string()],
+        AttachOptions { mode: AttachMode::Auto, egress: false, force: false, forwarded_tcp: false },
+    )?;
     let events = EventStream::new(&mut session.ebpf)?;
     Ok((session, events))
 }

@@ -11,9 +11,12 @@
 //! (`new_checked`, then accessors that cannot panic) and a `Repr` (the
 //! decoded values), as in smoltcp's `wire` module. No allocation, no panics.
 
-use crate::cursor::Cursor;
-use crate::event::{Event, flags};
-use crate::parse::Outer;
+#[cfg(not(target_arch = "bpf"))]
+use crate::{
+    cursor::Cursor,
+    event::{Event, flags},
+    parse::Outer,
+};
 
 /// The only extension version there is (RFC 4884 §7).
 pub const VERSION: u8 = 2;
@@ -631,6 +634,7 @@ impl<'a> InterfaceInfoRepr<'a> {
 /// past the verifier's 1M instructions, so kernel events carry the
 /// RFC 4884 length and flag but no bytes (`EXT_EXAMINED` unset). The
 /// version and checksum are judged later ([`locate`], [`ExtHeaderRepr`]).
+#[cfg(not(target_arch = "bpf"))]
 #[inline(always)]
 pub fn capture(c: &Cursor, outer: &Outer, icmp_off: usize, ev: &mut Event) {
     ev.flags |= flags::EXT_EXAMINED;
@@ -680,6 +684,7 @@ pub fn capture(c: &Cursor, outer: &Outer, icmp_off: usize, ev: &mut Event) {
     ev.ext_len = (n * 4) as u16;
 }
 
+#[cfg(not(target_arch = "bpf"))]
 impl Event {
     /// This event as the datapath writes it: without the extension bytes,
     /// which only the host parser copies (see `parse_icmp_error`). For

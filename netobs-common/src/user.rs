@@ -1,7 +1,7 @@
 //! User-space extras: `aya::Pod` so the records can cross maps and ring
 //! buffers, and address helpers.
 
-use crate::event::{Config, DfCounterKey, Event, EventStage, IcmpCounterKey, PacketInfo, TokenBucket};
+use crate::event::{Config, DATAPATH_EVENT_LEN, DfCounterKey, Event, EventStage, IcmpCounterKey, PacketInfo, TokenBucket};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 // SAFETY: all are repr(C), padding-free (asserted in event.rs) plain data.
@@ -23,24 +23,28 @@ pub fn addr(family: u8, raw: &[u8; 16]) -> IpAddr {
 }
 
 impl Event {
-    /// Decodes one event from the start of `bytes`; `None` when too short.
+    /// Decodes one datapath event ([`DATAPATH_EVENT_LEN`] bytes) from the
+    /// start of `bytes`, with empty extension bytes; `None` when too short.
     pub fn from_bytes(bytes: &[u8]) -> Option<Event> {
-        if bytes.len() < core::mem::size_of::<Event>() {
-            return None;
-        }
-        // SAFETY: length checked; Event is plain data valid for any bytes.
-        Some(unsafe { core::ptr::read_unaligned(bytes.as_ptr() as *const Event) })
+        let datapath = bytes.get(..DATAPATH_EVENT_LEN)?;
+        let mut ev = Event::default();
+        // SAFETY: Event is plain data valid for any bytes, and its first
+        // DATAPATH_EVENT_LEN bytes are the datapath's event (asserted in
+        // event.rs); the source has that many bytes.
+        unsafe {
+            core::ptr::copy_nonoverlapping(datapath.as_ptr(), (&mut ev as *mut Event).cast::<u8>(), DATAPATH_EVENT_LEN)
+        };
+        Some(ev)
     }
 
     /// Decodes a ring-buffer record: one event, or a batch of whole events
     /// written out of a CPU's [`EventStage`]. `None` when the record is
     /// empty or not a whole number of events.
     pub fn from_record(bytes: &[u8]) -> Option<impl Iterator<Item = Event> + '_> {
-        let size = core::mem::size_of::<Event>();
-        if bytes.is_empty() || !bytes.len().is_multiple_of(size) {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(DATAPATH_EVENT_LEN) {
             return None;
         }
-        Some(bytes.chunks_exact(size).filter_map(Event::from_bytes))
+        Some(bytes.chunks_exact(DATAPATH_EVENT_LEN).filter_map(Event::from_bytes))
     }
     pub fn outer_src_ip(&self) -> IpAddr {
         addr(self.outer_family, &self.outer_src)

@@ -589,6 +589,22 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_findings_say_where_they_come_from_and_keep_ids_apart() {
+        let none = IcmpSeen::default();
+        let t = Instant::now();
+        let fwd = judge(&mut Absence::forwarded(Duration::ZERO), &[data(4, 0, 3)], &none, t);
+        let local = judge(&mut Absence::new(Duration::ZERO), &[data(4, 0, 3)], &none, t);
+        assert_eq!((fwd[0].source, local[0].source), (Source::Forwarded, Source::LocalTcp));
+        assert_ne!(fwd[0].id, local[0].id, "one id names one record");
+        assert_eq!(fwd[0].key(), "pmtu_blackhole_suspected 198.18.1.1 from 198.18.4.1:5001");
+        assert_eq!(local[0].key(), "pmtu_blackhole_suspected 198.18.1.1 from :5001");
+        assert!(fwd[0].headline.contains("from 198.18.4.1:5001 passed this gateway"), "{}", fwd[0].headline);
+        assert!(fwd[0].text().contains("inferred from TCP this gateway forwards"), "{}", fwd[0].text());
+        assert_eq!(fwd[0].json()["source"], "forwarded");
+        assert_eq!(local[0].json()["source"], "local_tcp");
+    }
+
+    #[test]
     fn loss_of_small_segments_too_or_progress_is_no_blackhole() {
         let none = IcmpSeen::default();
         let t = Instant::now();

@@ -31,8 +31,8 @@
 
 use crate::{
     cursor::Cursor,
-    parse::Outer,
-    wire::{IPPROTO_TCP, TcpHdr},
+    parse::{Outer, put_v4, put_v6},
+    wire::{IPPROTO_TCP, Ipv4Hdr, Ipv6Hdr, TcpHdr},
 };
 
 /// The per-flow state map ([`FlowKey`] -> [`FlowState`]).
@@ -95,18 +95,18 @@ pub fn segment(c: &Cursor, outer: &Outer, s: &mut Segment) -> bool {
     s.ack = u32::from_be_bytes(h.ack_seq);
     s.flags = bytes[13];
     s.payload = outer.total_len - headers;
+    // Word copies (see `parse::put_v6`): a slice copy may become a
+    // memcpy call, which BPF runs byte by byte.
     if outer.family == 4 {
-        let Some(a) = c.get::<[u8; 8]>(outer.l3_off + 12) else { return false };
-        for i in 0..16 {
-            s.src[i] = if i < 4 { a[i] } else { 0 };
-            s.dst[i] = if i < 4 { a[4 + i] } else { 0 };
-        }
+        let Some(ip) = c.get::<Ipv4Hdr>(outer.l3_off) else { return false };
+        put_v6(&mut s.src, &[0; 16]);
+        put_v6(&mut s.dst, &[0; 16]);
+        put_v4(&mut s.src, &ip.src);
+        put_v4(&mut s.dst, &ip.dst);
     } else {
-        let Some(a) = c.get::<[u8; 32]>(outer.l3_off + 8) else { return false };
-        for i in 0..16 {
-            s.src[i] = a[i];
-            s.dst[i] = a[16 + i];
-        }
+        let Some(ip) = c.get::<Ipv6Hdr>(outer.l3_off) else { return false };
+        put_v6(&mut s.src, &ip.src);
+        put_v6(&mut s.dst, &ip.dst);
     }
     true
 }

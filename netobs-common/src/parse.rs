@@ -541,7 +541,7 @@ pub fn tc_needs_pull(parsed: &Result<Outer, Skip>, df_threshold: u32) -> bool {
 /// eBPF object is built with misaligned access allowed, so a word is one
 /// load and one store (see netobs-ebpf/build.rs).
 #[inline(always)]
-fn put_v4(dst: &mut [u8; 16], src: &[u8; 4]) {
+pub(crate) fn put_v4(dst: &mut [u8; 16], src: &[u8; 4]) {
     if let Some(d) = dst.first_chunk_mut::<4>() {
         *d = u32::from_ne_bytes(*src).to_ne_bytes();
     }
@@ -551,7 +551,7 @@ fn put_v4(dst: &mut [u8; 16], src: &[u8; 4]) {
 /// `memcpy`, which BPF expands by the (byte) alignment of the arrays:
 /// sixteen loads and stores.
 #[inline(always)]
-fn put_v6(dst: &mut [u8; 16], src: &[u8; 16]) {
+pub(crate) fn put_v6(dst: &mut [u8; 16], src: &[u8; 16]) {
     let (Some(lo), Some(hi)) = (src.first_chunk::<8>(), src.last_chunk::<8>()) else { return };
     let (lo, hi) = (u64::from_ne_bytes(*lo), u64::from_ne_bytes(*hi));
     if let Some(d) = dst.first_chunk_mut::<8>() {

@@ -1,7 +1,9 @@
 //! User-space extras: `aya::Pod` so the records can cross maps and ring
 //! buffers, and address helpers.
 
-use crate::event::{Config, DATAPATH_EVENT_LEN, DfCounterKey, Event, EventStage, IcmpCounterKey, PacketInfo, TokenBucket};
+use crate::event::{
+    Config, DATAPATH_EVENT_LEN, DfCounterKey, Event, EventStage, IcmpCounterKey, PacketInfo, TokenBucket,
+};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 // SAFETY: all are repr(C), padding-free (asserted in event.rs) plain data.

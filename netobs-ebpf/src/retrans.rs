@@ -198,16 +198,19 @@ fn on_retransmit_skb(ctx: &RawTracePointContext) {
         kind: if syn { kind::SYN } else { kind::DATA },
         port: if syn { rport } else { lport },
     };
-    record(&RETRANS, &Retransmission {
-        key,
-        local,
-        lport,
-        rport,
-        state,
-        len: if syn { 0 } else { read::<u32>(skb, l.skb_len).unwrap_or(0) },
-        mss: read::<u32>(sk, l.tp_mss_cache).unwrap_or(0),
-        acked: read::<u64>(sk, l.tp_bytes_acked).unwrap_or(0),
-    });
+    record(
+        &RETRANS,
+        &Retransmission {
+            key,
+            local,
+            lport,
+            rport,
+            state,
+            len: if syn { 0 } else { read::<u32>(skb, l.skb_len).unwrap_or(0) },
+            mss: read::<u32>(sk, l.tp_mss_cache).unwrap_or(0),
+            acked: read::<u64>(sk, l.tp_bytes_acked).unwrap_or(0),
+        },
+    );
 }
 
 #[inline(always)]
@@ -224,14 +227,17 @@ fn on_retransmit_synack(ctx: &RawTracePointContext) {
     let Some((family, remote, local)) = addresses(l, req) else { return };
     let lport = read::<u16>(req, l.skc_num).unwrap_or(0);
     let rport = u16::from_be(read::<u16>(req, l.skc_dport).unwrap_or(0));
-    record(&RETRANS, &Retransmission {
-        key: RetransKey { addr: remote, family, kind: kind::SYNACK, port: lport },
-        local,
-        lport,
-        rport,
-        state: tcp_state::NEW_SYN_RECV,
-        len: 0,
-        mss: 0,
-        acked: 0,
-    });
+    record(
+        &RETRANS,
+        &Retransmission {
+            key: RetransKey { addr: remote, family, kind: kind::SYNACK, port: lport },
+            local,
+            lport,
+            rport,
+            state: tcp_state::NEW_SYN_RECV,
+            len: 0,
+            mss: 0,
+            acked: 0,
+        },
+    );
 }

@@ -475,7 +475,10 @@ fn assess(e: &Retransmissions, d: &RetransCounts, icmp: &IcmpSeen, src: Source) 
             let through = if fwd { " passed this gateway" } else { "" };
             let mut f = base(
                 AbsenceKind::SilentDrop,
-                format!("SILENT DROP toward {to}: {} SYN retransmissions{through}, no answer and no ICMP error", d.full),
+                format!(
+                    "SILENT DROP toward {to}: {} SYN retransmissions{through}, no answer and no ICMP error",
+                    d.full
+                ),
             );
             f.details.push(format!("neither a SYN-ACK, a RST nor an ICMP error came back; {source}"));
             f.recommendation = format!(

@@ -215,8 +215,7 @@ impl Session {
             ifaces.iter().map(|i| ifindex(i).map(|idx| (i.clone(), idx))).collect::<Result<_>>()?;
         // Verified before anything attaches: staged events must be flushable.
         super::stage::prepare(&mut ebpf)?;
-        let mut session =
-            Session { links: Vec::new(), ebpf, attached: Vec::new(), features, opts };
+        let mut session = Session { links: Vec::new(), ebpf, attached: Vec::new(), features, opts };
         for (iface, idx) in resolved {
             session.attach_resolved(&iface, idx)?;
         }

@@ -88,11 +88,9 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     if !opts.forwarded_tcp {
         loader.map_max_entries(flows::FLOWS_MAP, 1).map_max_entries(flows::FORWARDED_MAP, 1);
     }
-    let mut ebpf = loader
-        .load(OBJECT)
-        .context(
-            "loading the netobs eBPF object failed (netobs needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)",
-        )?;
+    let mut ebpf = loader.load(OBJECT).context(
+        "loading the netobs eBPF object failed (netobs needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)",
+    )?;
     let mut ifindexes: Vec<u32> = crate::net::interface_names().into_keys().collect();
     ifindexes.sort_unstable();
     super::counters::assign_iface_slots(&mut ebpf, std::iter::once(0).chain(ifindexes))?;

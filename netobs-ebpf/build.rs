@@ -13,11 +13,10 @@
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("bpf") {
-        // Off for now: with it, the TCP retransmission raw tracepoint
-        // (retrans.rs) is rejected by the verifier (a misaligned stack
-        // access, as icmp_send.rs had before its headers were read into
-        // aligned slots). Turn it back on once retrans.rs does the same;
-        // `verifier_accepts_every_program` says when it works.
-        // println!("cargo:rustc-link-arg=--cpu-features=+allows-misaligned-mem-access");
+        // Stack values that LLVM copies with word stores must sit on
+        // aligned slots (`mem::Aligned`, field order of stack structs):
+        // the verifier refuses a misaligned stack access, and
+        // `verifier_accepts_every_program` loads every program to check.
+        println!("cargo:rustc-link-arg=--cpu-features=+allows-misaligned-mem-access");
     }
 }

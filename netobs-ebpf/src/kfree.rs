@@ -13,6 +13,7 @@
 //! at a computed kernel address, so nothing here needs the verifier to
 //! bound a packet pointer.
 
+use crate::mem::Aligned;
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
@@ -81,6 +82,12 @@ fn read<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
 }
 
+/// [`read`] of a header onto an 8-aligned stack slot (see [`Aligned`]).
+#[inline(always)]
+fn read_aligned<T>(base: u64, off: u32) -> Option<Aligned<T>> {
+    read::<Aligned<T>>(base, off)
+}
+
 #[inline(always)]
 fn bump_total(index: u32) {
     if let Some(t) = DROP_TOTALS.get_ptr_mut(0) {
@@ -133,11 +140,11 @@ fn on_kfree(ctx: &RawTracePointContext) {
     }
     let ip = head + nh as u64;
     let Some(first) = read::<u8>(ip, 0) else { return };
-    let mut s = DropSample::default();
-    let mut key = DropKey::default();
+    let mut s = Aligned(DropSample::default());
+    let mut key = Aligned(DropKey::default());
     let icmp_at = match first >> 4 {
         4 => {
-            let Some(h) = read::<Ipv4Hdr>(ip, 0) else { return };
+            let Some(h) = read_aligned::<Ipv4Hdr>(ip, 0) else { return };
             if h.protocol != IPPROTO_ICMP || h.flags_frag() & Ipv4Hdr::OFFSET_MASK != 0 || h.header_len() < 20 {
                 return;
             }
@@ -149,7 +156,7 @@ fn on_kfree(ctx: &RawTracePointContext) {
             ip + h.header_len() as u64
         }
         6 => {
-            let Some(h) = read::<Ipv6Hdr>(ip, 0) else { return };
+            let Some(h) = read_aligned::<Ipv6Hdr>(ip, 0) else { return };
             // Extension headers in front of an ICMPv6 error are rare; not walked.
             if h.next_header != IPPROTO_ICMPV6 {
                 return;
@@ -161,7 +168,7 @@ fn on_kfree(ctx: &RawTracePointContext) {
         }
         _ => return,
     };
-    let Some(icmp) = read::<IcmpHdr>(icmp_at, 0) else { return };
+    let Some(icmp) = read_aligned::<IcmpHdr>(icmp_at, 0) else { return };
     if !is_reported_icmp(key.family, icmp.icmp_type) {
         return;
     }
@@ -197,7 +204,7 @@ fn on_kfree(ctx: &RawTracePointContext) {
         if icmp.icmp_type == 3 && icmp.code == 4 {
             s.mtu = u16::from_be_bytes([r[2], r[3]]) as u32;
         }
-        if let Some(q) = read::<Ipv4Hdr>(quote, 0) {
+        if let Some(q) = read_aligned::<Ipv4Hdr>(quote, 0) {
             for i in 0..4 {
                 s.quote_src[i] = q.src[i];
                 s.quote_dst[i] = q.dst[i];
@@ -208,7 +215,7 @@ fn on_kfree(ctx: &RawTracePointContext) {
             let first_fragment = q.flags_frag() & Ipv4Hdr::OFFSET_MASK == 0;
             if first_fragment
                 && (q.protocol == IPPROTO_TCP || q.protocol == IPPROTO_UDP)
-                && let Some(p) = read::<[u8; 4]>(quote, q.header_len() as u32)
+                && let Some(p) = read_aligned::<[u8; 4]>(quote, q.header_len() as u32)
             {
                 s.quote_sport = u16::from_be_bytes([p[0], p[1]]);
                 s.quote_dport = u16::from_be_bytes([p[2], p[3]]);
@@ -219,14 +226,14 @@ fn on_kfree(ctx: &RawTracePointContext) {
         if icmp.icmp_type == 2 {
             s.mtu = u32::from_be_bytes(r);
         }
-        if let Some(q) = read::<Ipv6Hdr>(quote, 0) {
+        if let Some(q) = read_aligned::<Ipv6Hdr>(quote, 0) {
             s.quote_src = q.src;
             s.quote_dst = q.dst;
             s.quote_protocol = q.next_header;
             s.quote_len = q.payload_len().saturating_add(Ipv6Hdr::LEN as u16);
             s.have = have::QUOTE;
             if (q.next_header == IPPROTO_TCP || q.next_header == IPPROTO_UDP)
-                && let Some(p) = read::<[u8; 4]>(quote, Ipv6Hdr::LEN as u32)
+                && let Some(p) = read_aligned::<[u8; 4]>(quote, Ipv6Hdr::LEN as u32)
             {
                 s.quote_sport = u16::from_be_bytes([p[0], p[1]]);
                 s.quote_dport = u16::from_be_bytes([p[2], p[3]]);
@@ -236,17 +243,17 @@ fn on_kfree(ctx: &RawTracePointContext) {
     }
     // SAFETY: helper without preconditions.
     s.last_ns = unsafe { bpf_ktime_get_ns() };
-    match DROP_SAMPLES.get_ptr_mut(&key) {
+    match DROP_SAMPLES.get_ptr_mut(&*key) {
         Some(v) => {
             // SAFETY: this CPU's value of a per-CPU map, valid while the
             // program runs; only this CPU writes it.
             let v = unsafe { &mut *v };
             s.count = v.count + 1;
-            *v = s;
+            *v = *s;
         }
         None => {
             s.count = 1;
-            let _ = DROP_SAMPLES.insert(&key, &s, 0);
+            let _ = DROP_SAMPLES.insert(&*key, &*s, 0);
         }
     }
 }

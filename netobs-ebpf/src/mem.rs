@@ -44,3 +44,28 @@ unsafe fn zero_ptr<T>(p: *mut T) {
         }
     }
 }
+
+/// A value kept on an 8-aligned stack slot. The object is built with
+/// misaligned access allowed (netobs-ebpf/build.rs): LLVM then copies and
+/// zeroes byte arrays and 4-aligned structs with word stores, which the
+/// verifier accepts on packets and maps but never on a misaligned stack
+/// slot. Headers read with `bpf_probe_read_kernel` and structs built on
+/// the stack go in one of these.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Default)]
+pub struct Aligned<T>(pub T);
+
+impl<T> core::ops::Deref for Aligned<T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> core::ops::DerefMut for Aligned<T> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}

@@ -13,6 +13,7 @@
 //! Bounded: one LRU hash entry per (destination, kind, port); a scan of
 //! many destinations evicts the least recently retransmitted to.
 
+use crate::mem::Aligned;
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{map, raw_tracepoint},
@@ -67,50 +68,62 @@ fn in_our_netns(l: &RetransLayout, sk: u64) -> bool {
     read::<u32>(net, l.net_inum) == Some(l.netns_inum)
 }
 
+/// A socket's peer and local address (IPv4 in the first four bytes).
+#[derive(Clone, Copy, Default)]
+struct Addrs {
+    remote: [u8; 16],
+    local: [u8; 16],
+    family: u8,
+}
+
 /// The remote and local addresses of a `sock_common` (a socket or a
-/// request socket) as (family, remote, local); IPv4-mapped IPv6 addresses
-/// become IPv4, as the peer sees them.
+/// request socket); IPv4-mapped IPv6 addresses become IPv4, as the peer
+/// sees them. On an aligned slot (see [`Aligned`]).
 #[inline(always)]
-fn addresses(l: &RetransLayout, sk: u64) -> Option<(u8, [u8; 16], [u8; 16])> {
+fn addresses(l: &RetransLayout, sk: u64) -> Option<Aligned<Addrs>> {
     let family = read::<u16>(sk, l.skc_family)?;
-    let mut remote = [0u8; 16];
-    let mut local = [0u8; 16];
+    let mut a = Aligned(Addrs::default());
     if family == AF_INET6 {
-        let r = read::<[u8; 16]>(sk, l.skc_v6_daddr)?;
+        let r = read::<Aligned<[u8; 16]>>(sk, l.skc_v6_daddr)?;
         let mapped =
             r[0] | r[1] | r[2] | r[3] | r[4] | r[5] | r[6] | r[7] | r[8] | r[9] == 0 && r[10] == 0xff && r[11] == 0xff;
         if !mapped {
-            let lo = read::<[u8; 16]>(sk, l.skc_v6_rcv_saddr).unwrap_or([0; 16]);
-            // Element by element: a slice copy may become a memcpy call.
-            for i in 0..16 {
-                remote[i] = r[i];
-                local[i] = lo[i];
-            }
-            return Some((6, remote, local));
+            let lo = read::<Aligned<[u8; 16]>>(sk, l.skc_v6_rcv_saddr).unwrap_or_default();
+            a.remote = *r;
+            a.local = *lo;
+            a.family = 6;
+            return Some(a);
         }
     } else if family != AF_INET {
         return None;
     }
-    let r = read::<[u8; 4]>(sk, l.skc_daddr)?;
-    let lo = read::<[u8; 4]>(sk, l.skc_rcv_saddr).unwrap_or([0; 4]);
+    let r = read::<Aligned<[u8; 4]>>(sk, l.skc_daddr)?;
+    let lo = read::<Aligned<[u8; 4]>>(sk, l.skc_rcv_saddr).unwrap_or_default();
     for i in 0..4 {
-        remote[i] = r[i];
-        local[i] = lo[i];
+        a.remote[i] = r[i];
+        a.local[i] = lo[i];
     }
-    Some((4, remote, local))
+    a.family = 4;
+    Some(a)
 }
 
 /// What one retransmission adds to its destination's entry.
+///
+/// Laid out so every field and every pair of neighbours LLVM may merge
+/// into one word store starts on its own alignment: with misaligned
+/// access allowed, two zeroed `u32`s at a 4-mod-8 offset became one
+/// misaligned 8-byte stack store, which the verifier refuses.
+#[repr(C)]
 pub(crate) struct Retransmission {
-    pub(crate) key: RetransKey,
+    pub(crate) acked: u64,
     pub(crate) local: [u8; 16],
+    pub(crate) key: RetransKey,
     pub(crate) lport: u16,
     pub(crate) rport: u16,
-    pub(crate) state: u8,
     /// Payload bytes (data only).
     pub(crate) len: u32,
     pub(crate) mss: u32,
-    pub(crate) acked: u64,
+    pub(crate) state: u8,
 }
 
 /// Adds `r` to its destination's entry in `map` (this module's
@@ -188,7 +201,8 @@ fn on_retransmit_skb(ctx: &RawTracePointContext) {
         return;
     }
     let Some(state) = read::<u8>(sk, l.skc_state) else { return };
-    let Some((family, remote, local)) = addresses(l, sk) else { return };
+    let Some(a) = addresses(l, sk) else { return };
+    let (family, remote, local) = (a.family, a.remote, a.local);
     let lport = read::<u16>(sk, l.skc_num).unwrap_or(0);
     let rport = u16::from_be(read::<u16>(sk, l.skc_dport).unwrap_or(0));
     let syn = state == tcp_state::SYN_SENT;
@@ -224,7 +238,8 @@ fn on_retransmit_synack(ctx: &RawTracePointContext) {
     if listener == 0 || req == 0 || !in_our_netns(l, listener) {
         return;
     }
-    let Some((family, remote, local)) = addresses(l, req) else { return };
+    let Some(a) = addresses(l, req) else { return };
+    let (family, remote, local) = (a.family, a.remote, a.local);
     let lport = read::<u16>(req, l.skc_num).unwrap_or(0);
     let rport = u16::from_be(read::<u16>(req, l.skc_dport).unwrap_or(0));
     record(

@@ -11,6 +11,7 @@
 //! errors whose skb belongs to a device of this network namespace are
 //! counted.
 
+use crate::mem::Aligned;
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::{map, raw_tracepoint},
@@ -48,13 +49,6 @@ fn read<T>(base: u64, off: u32) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
 }
-
-/// A byte-array header read onto the stack, kept 8-aligned: the object is
-/// built with misaligned access allowed (netobs-ebpf/build.rs), which the
-/// verifier accepts for packets and maps but never on the stack, so word
-/// loads from a byte array there must land on aligned slots.
-#[repr(C, align(8))]
-struct Aligned<T>(T);
 
 /// [`read`] into an [`Aligned`] slot.
 #[inline(always)]

@@ -11,9 +11,9 @@
 //! errors whose skb belongs to a device of this network namespace are
 //! counted.
 
-use crate::mem::Aligned;
+use crate::mem::{Aligned, read, read_aligned};
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::bpf_ktime_get_ns,
     macros::{map, raw_tracepoint},
     maps::Array,
     programs::RawTracePointContext,
@@ -41,19 +41,6 @@ const IPPROTO_UDP: u8 = 17;
 pub fn netobs_icmp_send(ctx: RawTracePointContext) -> i32 {
     on_icmp_send(&ctx);
     0
-}
-
-/// Reads a `T` at `base + off` in kernel memory; None if it faults.
-#[inline(always)]
-fn read<T>(base: u64, off: u32) -> Option<T> {
-    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
-}
-
-/// [`read`] into an [`Aligned`] slot.
-#[inline(always)]
-fn read_aligned<T>(base: u64, off: u32) -> Option<Aligned<T>> {
-    read::<Aligned<T>>(base, off)
 }
 
 /// Whether the skb's device is in the namespace `watch` runs in.

@@ -13,10 +13,10 @@
 //! at a computed kernel address, so nothing here needs the verifier to
 //! bound a packet pointer.
 
-use crate::mem::Aligned;
+use crate::mem::{Aligned, read, read_aligned};
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::bpf_ktime_get_ns,
     macros::{map, raw_tracepoint},
     maps::{Array, LruPerCpuHashMap, PerCpuArray},
     programs::RawTracePointContext,
@@ -73,19 +73,6 @@ fn arg(ctx: &RawTracePointContext, n: u32) -> u64 {
         3 => a3,
         _ => 0,
     }
-}
-
-/// Reads a `T` at `base + off` in kernel memory; None if it faults.
-#[inline(always)]
-fn read<T>(base: u64, off: u32) -> Option<T> {
-    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
-}
-
-/// [`read`] of a header onto an 8-aligned stack slot (see [`Aligned`]).
-#[inline(always)]
-fn read_aligned<T>(base: u64, off: u32) -> Option<Aligned<T>> {
-    read::<Aligned<T>>(base, off)
 }
 
 #[inline(always)]

@@ -1,4 +1,5 @@
-//! Zeroing without `memset`.
+//! Zeroing without `memset`, aligned stack slots, and reading kernel
+//! memory from the tracing programs.
 //!
 //! A plain `mem::zeroed()` or `write_bytes` of more than a few words may
 //! compile to a call of the object's own `memset`, which BPF runs as a byte
@@ -68,4 +69,17 @@ impl<T> core::ops::DerefMut for Aligned<T> {
     fn deref_mut(&mut self) -> &mut T {
         &mut self.0
     }
+}
+
+/// Reads a `T` at `base + off` in kernel memory; None if it faults.
+#[inline(always)]
+pub fn read<T>(base: u64, off: u32) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
+    unsafe { aya_ebpf::helpers::bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
+}
+
+/// [`read`] of a header onto an 8-aligned stack slot (see [`Aligned`]).
+#[inline(always)]
+pub fn read_aligned<T>(base: u64, off: u32) -> Option<Aligned<T>> {
+    read::<Aligned<T>>(base, off)
 }

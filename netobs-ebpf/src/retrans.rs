@@ -15,7 +15,7 @@
 
 use crate::mem::Aligned;
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::bpf_ktime_get_ns,
     macros::{map, raw_tracepoint},
     maps::{Array, LruHashMap},
     programs::RawTracePointContext,
@@ -48,14 +48,13 @@ pub fn netobs_synack(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// Reads a `T` at `base + off` in kernel memory; None if it faults.
+/// [`crate::mem::read`] of a member whose offset may be [`ABSENT`].
 #[inline(always)]
 fn read<T>(base: u64, off: u32) -> Option<T> {
     if off == ABSENT {
         return None;
     }
-    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
+    crate::mem::read(base, off)
 }
 
 /// Whether the socket belongs to the namespace `watch` runs in.

@@ -261,3 +261,29 @@ pub fn two_hop_reject_lab() -> TwoHop {
     r.fw_reject(Chain::Forward, "udp dport 7000", Reject::ADMIN_PROHIBITED).expect("reject rule on r");
     TwoHop { lab, a, r, b }
 }
+
+/// A TCP listener on `node`, port `port` (IPv4, every address), that never
+/// accepts and lives `secs` seconds: the kernel completes handshakes (or
+/// answers SYNs with SYN-ACKs) by itself.
+pub fn listener(node: &Node, port: u16, secs: u32) -> Result<lab::Spawned> {
+    let code = format!(
+        "import socket,time\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         l.bind(('0.0.0.0',{port}))\nl.listen(16)\ntime.sleep({secs})"
+    );
+    node.spawn(&["python3", "-c", &code]).context("spawning a TCP listener")
+}
+
+/// A TCP server on `node`, port `port` (IPv4), that writes 1 MB to every
+/// client; returns once it had half a second to bind.
+pub fn download_server(node: &Node, port: u16) -> Result<lab::Spawned> {
+    let code = format!(
+        "import socket,threading\n\
+         l=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         l.bind(('0.0.0.0',{port}))\nl.listen(64)\n\
+         def serve(c):\n  c.settimeout(60)\n  try: c.sendall(b'x'*1000000)\n  except Exception: pass\n\
+         while True:\n  c,_=l.accept()\n  threading.Thread(target=serve,args=(c,),daemon=True).start()\n"
+    );
+    let p = node.spawn(&["python3", "-c", &code]).context("spawning the download server")?;
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(p)
+}

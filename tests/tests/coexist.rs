@@ -204,10 +204,7 @@ fn in_dest_unreachs(node: &Node) -> u64 {
 /// a client connection whose SYN-ACKs rc rejects with ICMP 3/10.
 fn provoke_acl_reject(s: &scenarios::ScenarioLab) {
     let port = scenarios::ACL_PORT;
-    let _listener = s
-        .server
-        .spawn(&["python3", "-c", &format!("import socket,time\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',{port}))\nl.listen(16)\ntime.sleep(30)")])
-        .expect("listener");
+    let _listener = netobs_e2e::listener(&s.server, port, 30).expect("listener");
     std::thread::sleep(Duration::from_millis(300));
     s.client
         .run(&[

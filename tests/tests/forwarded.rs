@@ -14,20 +14,6 @@ use serde_json::Value;
 
 const PORT: u16 = 5001;
 
-/// A TCP server that writes 1 MB to every client.
-fn download_server(server: &Node) -> netobs_e2e::lab::Spawned {
-    let code = format!(
-        "import socket,threading\n\
-         l=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-         l.bind(('0.0.0.0',{PORT}))\nl.listen(64)\n\
-         def serve(c):\n  c.settimeout(60)\n  try: c.sendall(b'x'*1000000)\n  except Exception: pass\n\
-         while True:\n  c,_=l.accept()\n  threading.Thread(target=serve,args=(c,),daemon=True).start()\n"
-    );
-    let p = server.spawn(&["python3", "-c", &code]).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    p
-}
-
 /// Connects to `server:port` and reads for at most `secs` seconds.
 fn client(node: &Node, server: &str, port: u16, secs: u32) -> netobs_e2e::lab::Spawned {
     let code = format!(
@@ -55,7 +41,7 @@ fn a_gateway_notices_a_pmtu_blackhole_in_tcp_it_forwards() {
     s.node("r2").unwrap().fw_drop_frag_needed().unwrap();
     let (client_v4, server_v4) = (s.client_v4.to_string(), s.server_v4.to_string());
     let r3 = s.node("r3").unwrap();
-    let _srv = download_server(&s.server);
+    let _srv = netobs_e2e::download_server(&s.server, PORT).unwrap();
 
     // Without the flag the gateway has nothing to say: no local TCP.
     let w = Watch::start(r3, &["--all", "--no-metrics"]).unwrap();
@@ -106,7 +92,7 @@ fn a_gateway_notices_syns_it_forwards_going_unanswered() {
     // r3 drops forwarded TCP to 443; r2, upstream, watches.
     let s = scenarios::build("silent-drop").unwrap();
     let server_v4 = s.server_v4.to_string();
-    let _srv = download_server(&s.server);
+    let _srv = netobs_e2e::download_server(&s.server, PORT).unwrap();
     let w = Watch::start(s.node("r2").unwrap(), &["--all", "--no-metrics", "--forwarded-tcp"]).unwrap();
     let c = client(&s.client, &server_v4, 443, 10);
     // A download that works, through the same gateway, meanwhile.
@@ -146,10 +132,7 @@ fn a_gateway_sees_synacks_it_forwards_resent_and_agrees_with_the_icmp_rejection(
     // the server's SYN-ACKs with ICMP 3/10; ro forwards both and watches.
     let s = scenarios::build("acl-reject").unwrap();
     let port = scenarios::ACL_PORT;
-    let _listener = s
-        .server
-        .spawn(&["python3", "-c", &format!("import socket,time\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',{port}))\nl.listen(16)\ntime.sleep(60)")])
-        .unwrap();
+    let _listener = netobs_e2e::listener(&s.server, port, 60).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let w = Watch::start(s.node("ro").unwrap(), &["--all", "--no-metrics", "--forwarded-tcp"]).unwrap();
     let c = client(&s.client, &s.server_v4.to_string(), port, 8);

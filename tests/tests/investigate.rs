@@ -24,20 +24,6 @@ fn blackhole_lab(name: &str) -> ScenarioLab {
     s
 }
 
-/// A TCP server on the server that writes 1 MB to every client.
-fn download_server(server: &Node) -> netobs_e2e::lab::Spawned {
-    let code = format!(
-        "import socket,threading\n\
-         l=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-         l.bind(('0.0.0.0',{PORT}))\nl.listen(64)\n\
-         def serve(c):\n  c.settimeout(60)\n  try: c.sendall(b'x'*1000000)\n  except Exception: pass\n\
-         while True:\n  c,_=l.accept()\n  threading.Thread(target=serve,args=(c,),daemon=True).start()\n"
-    );
-    let p = server.spawn(&["python3", "-c", &code]).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    p
-}
-
 /// Downloads from the server once from each of `sources`, in parallel, for
 /// at most `secs` seconds (the transfers stall: that is the point).
 fn download(client: &Node, server: &str, sources: &[String], secs: u32) -> netobs_e2e::lab::Spawned {
@@ -89,7 +75,7 @@ fn passive_pmtu_blackhole_then_investigated_to_the_narrow_link() {
     let server = s.server_v4.to_string();
     let r3 = s.node("r3").unwrap();
     count_echo_requests(r3, &server);
-    let _srv = download_server(&s.server);
+    let _srv = netobs_e2e::download_server(&s.server, PORT).unwrap();
 
     // Without probing: the suspicion alone, and not a single probe.
     let w = Watch::start(&s.server, &["-i", "eth0", "--no-metrics"]).unwrap();
@@ -181,7 +167,7 @@ fn investigations_stay_within_the_probe_budget() {
     }
     let r3 = s.node("r3").unwrap();
     count_echo_requests(r3, &server);
-    let _srv = download_server(&s.server);
+    let _srv = netobs_e2e::download_server(&s.server, PORT).unwrap();
     const BUDGET: u64 = 30;
     let w = Watch::start(
         &s.server,
@@ -247,10 +233,7 @@ fn synack_retransmissions_agree_with_the_icmp_rejection() {
     }
     let s = scenarios::build("acl-reject").unwrap();
     let port = scenarios::ACL_PORT;
-    let _listener = s
-        .server
-        .spawn(&["python3", "-c", &format!("import socket,time\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',{port}))\nl.listen(16)\ntime.sleep(60)")])
-        .unwrap();
+    let _listener = netobs_e2e::listener(&s.server, port, 60).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let w = Watch::start(&s.server, &["-i", "eth0", "--no-metrics"]).unwrap();
     let c = s

@@ -340,10 +340,7 @@ fn a_tcpdump_capture_of_field_notes_1_reads_as_watch_saw_it_live() {
     }
     let s = scenarios::build("acl-reject").expect("scenario");
     let port = scenarios::ACL_PORT;
-    let listener = s
-        .server
-        .spawn(&["python3", "-c", &format!("import socket,time\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',{port}))\nl.listen(16)\ntime.sleep(60)")])
-        .expect("listener");
+    let listener = netobs_e2e::listener(&s.server, port, 60).expect("listener");
     let cap = std::env::temp_dir().join(format!("netobs-fn1-{}.pcap", std::process::id()));
     let _ = std::fs::remove_file(&cap);
     let cap_s = cap.to_str().expect("utf-8 path");

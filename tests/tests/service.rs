@@ -122,10 +122,7 @@ fn attached_in(node: &Node) -> String {
 fn field_notes_1(who: As) -> (Value, u64, u64, WatchOutput) {
     let s = scenarios::build("acl-reject").unwrap();
     let port = scenarios::ACL_PORT;
-    let _listener = s
-        .server
-        .spawn(&["python3", "-c", &format!("import socket,time\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',{port}))\nl.listen(16)\ntime.sleep(60)")])
-        .unwrap();
+    let _listener = netobs_e2e::listener(&s.server, port, 60).unwrap();
     wait_listening(&s.server, port);
     let w = live(&s.server, who, &["-i", "eth0", "--no-metrics", "--update-interval", "1"]).unwrap();
     let client_port: u64 = py(

@@ -79,10 +79,7 @@ fn field_notes_1_return_traffic_rejected_by_remote_acl() {
     }
     let s = scenarios::build("acl-reject").unwrap();
     let port = scenarios::ACL_PORT;
-    let _listener = s
-        .server
-        .spawn(&["python3", "-c", &format!("import socket,time\nl=socket.socket()\nl.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\nl.bind(('0.0.0.0',{port}))\nl.listen(16)\ntime.sleep(60)")])
-        .unwrap();
+    let _listener = netobs_e2e::listener(&s.server, port, 60).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let w =
         Watch::start(&s.server, &["-i", "eth0", "--metrics-addr", "127.0.0.1:9464", "--update-interval", "1"]).unwrap();

@@ -458,9 +458,7 @@ impl Tick {
             rec.investigation(o.trigger.kind.as_str(), &o.verdict_label());
         }
     }
-}
 
-impl Tick {
     /// Reads one counts map, judges it, reports and offers what is new.
     #[allow(clippy::too_many_arguments)]
     fn judge(

@@ -72,7 +72,7 @@ fn cases() -> Vec<Case> {
             frame: tcp1500,
             target: Target::Relative { ratio: 1.5, extra_ns: 5.0 },
         },
-        Case { name: "ICMP 3/10 error (event)", frame: icmp, target: Target::Absolute { ns: 150.0 } },
+        Case { name: "ICMP 3/10 error (event)", frame: icmp, target: Target::Absolute { ns: 100.0 } },
         Case { name: "2000-byte DF > MTU (fib)", frame: df_big, target: Target::Absolute { ns: 250.0 } },
     ]
 }
@@ -116,7 +116,13 @@ struct Drainer {
 }
 
 impl Drainer {
-    fn start(mut ring: RingBuf<MapData>) -> Drainer {
+    fn start(ring: RingBuf<MapData>) -> Drainer {
+        Drainer::start_all(vec![ring])
+    }
+
+    /// One thread for several rings (two spinning drainers would share
+    /// their CPU and disturb each other).
+    fn start_all(mut rings: Vec<RingBuf<MapData>>) -> Drainer {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
@@ -126,8 +132,10 @@ impl Drainer {
             let mut n = 0u64;
             while !flag.load(Ordering::Relaxed) {
                 let mut got = 0;
-                while ring.next().is_some() {
-                    got += 1;
+                for ring in &mut rings {
+                    while ring.next().is_some() {
+                        got += 1;
+                    }
                 }
                 n += got;
                 if got == 0 {
@@ -214,19 +222,25 @@ pub fn run() -> Result<()> {
     all_met &= tc_cases(&mut ebpf)?;
     println!("all datapath targets met: {}", if all_met { "yes" } else { "NO" });
 
-    // The same two slow paths written one event per record (what a lone
-    // event costs: the first in a clock tick on its CPU is never staged),
-    // without the route cache (a new flow every packet), and with sampling
-    // off (what counting alone costs; a flood past the token bucket
-    // degrades to this).
+    // The same two slow paths reading time through the clock helper (what
+    // a kernel whose tick could not be measured gets), written one event
+    // per record (what a lone event costs: the first in a clock tick on its
+    // CPU is never staged), without the route cache (a new flow every
+    // packet), and with sampling off (what counting alone costs; a flood
+    // past the token bucket degrades to this).
+    let base = LoadOptions { config, ringbuf_bytes: 8 << 20, ..LoadOptions::default() };
+    let with = |config: Config| LoadOptions { config, ..base.clone() };
     for (variant, label) in [
-        (Config { event_batch: 1, ..config }, "(one record per event, no staging)"),
-        (Config { fib_cache_ms: 0, ..config }, "(route cache off: a FIB lookup per packet)"),
-        (Config { fib_cache_ms: 0, event_batch: 1, ..config }, "(neither: the old path)"),
-        (Config { events_per_sec: 0, ..config }, "(sampling off: counted, no event)"),
+        (LoadOptions { helper_clock: true, ..base.clone() }, "(clock helper, not the tick clock)"),
+        (with(Config { event_batch: 1, ..config }), "(one record per event, no staging)"),
+        (with(Config { fib_cache_ms: 0, ..config }), "(route cache off: a FIB lookup per packet)"),
+        (
+            LoadOptions { helper_clock: true, ..with(Config { fib_cache_ms: 0, event_batch: 1, ..config }) },
+            "(none of the three: the old path)",
+        ),
+        (with(Config { events_per_sec: 0, ..config }), "(sampling off: counted, no event)"),
     ] {
-        let mut other =
-            netobs::kernel::load(&LoadOptions { config: variant, ringbuf_bytes: 8 << 20, ..LoadOptions::default() })?;
+        let mut other = netobs::kernel::load(&variant)?;
         let _drainer = Drainer::start(RingBuf::try_from(other.take_map("EVENTS").context("EVENTS map")?)?);
         for case in cases().into_iter().skip(2) {
             let ctx = xdp_md(case.frame.len(), v0);
@@ -245,6 +259,51 @@ pub fn run() -> Result<()> {
 
     live_frames(&mut ebpf, v0)?;
     verifier_stats(&mut ebpf)?;
+    Ok(())
+}
+
+/// Runs the first case whose name contains `case` through `netobs_xdp` for
+/// `secs` seconds on CPU 0 (ring drained on CPU 1), printing the kernel's
+/// average per round, so a sampling profiler can attribute the time. With
+/// `NETOBS_AB_OBJECT` naming another build of the eBPF object, rounds
+/// alternate between the two and both medians are printed: an A/B
+/// comparison within one run, as the figures drift between runs.
+pub fn profile(case: &str, secs: u64) -> Result<()> {
+    netns::enter_private()?;
+    pin_to_cpu(0);
+    netns::build_topology()?;
+    let v0 = netns::ifindex("v0")?;
+    let config = Config { min_mtu: 1500, events_per_sec: u32::MAX, burst: 1_000_000, ..Config::DEFAULT };
+    let opts = LoadOptions { config, ringbuf_bytes: 8 << 20, ..LoadOptions::default() };
+    let other = match std::env::var_os("NETOBS_AB_OBJECT") {
+        Some(path) => Some(std::fs::read(&path).with_context(|| format!("reading {}", path.to_string_lossy()))?),
+        None => None,
+    };
+    let mut builds = vec![("this build", netobs::kernel::load(&opts)?)];
+    if let Some(object) = &other {
+        builds.push(("NETOBS_AB_OBJECT", netobs::kernel::loader::load_object(&opts, object)?));
+    }
+    let mut rings = Vec::new();
+    for (_, ebpf) in &mut builds {
+        rings.push(RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?);
+    }
+    let _drainer = Drainer::start_all(rings);
+    let case = cases().into_iter().find(|c| c.name.contains(case)).context("no such case")?;
+    let ctx = xdp_md(case.frame.len(), v0);
+    println!("profiling {:?} for {secs} s", case.name);
+    let mut figures = vec![(Vec::new(), Vec::new()); builds.len()];
+    let end = Instant::now() + std::time::Duration::from_secs(secs);
+    while Instant::now() < end {
+        for ((label, ebpf), (ours, kernel)) in builds.iter_mut().zip(&mut figures) {
+            let (o, k) = time_prog(ebpf, "netobs_xdp", &case.frame, &ctx)?;
+            println!("{label:<18} {o:.1} ns (kernel avg {k:.0})");
+            ours.push(o);
+            kernel.push(k);
+        }
+    }
+    for ((label, _), (ours, kernel)) in builds.iter().zip(&figures) {
+        println!("median {label:<18} {:.1} ns (kernel avg {:.1}), {} rounds", median(ours), median(kernel), ours.len());
+    }
     Ok(())
 }
 

@@ -23,6 +23,12 @@ fn main() -> Result<()> {
     }
     match which.as_str() {
         "datapath" => datapath::run(),
+        // A developer aid, not part of `all`: one case in a loop for
+        // `perf record -e cpu-clock` to sample inside the JITed program.
+        "profile" => datapath::profile(
+            std::env::args().nth(2).as_deref().unwrap_or("ICMP"),
+            std::env::args().nth(3).and_then(|s| s.parse().ok()).unwrap_or(20),
+        ),
         "watch" => watch::run(),
         "testrun" => testrun::run(std::env::args().nth(2).and_then(|n| n.parse().ok())),
         "probes" => probes(),

@@ -283,7 +283,7 @@ pub struct StatBlock {
 unsafe impl aya::Pod for StatBlock {}
 
 /// Load-time settings, written into the program's `.rodata` by the loader so
-/// the verifier sees constants. 36 bytes.
+/// the verifier sees constants. 48 bytes, no padding.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -317,6 +317,16 @@ pub struct Config {
     /// off, 1 error .. 5 trace (`aya_log_common::Level`). Read before any
     /// log call, so with 0 the verifier drops the call sites.
     pub log_level: u32,
+    /// Nanoseconds per kernel tick (jiffy), measured by user space at load
+    /// (`netobs::kernel::features::tick_clock`). Not 0: the packet programs
+    /// read time as `jiffies * tick_ns + clock_offset_ns`, an inlined load,
+    /// instead of calling the coarse-clock helper (two function calls, each
+    /// return paying for the CPU's speculation mitigations). 0: they call it.
+    pub tick_ns: u32,
+    /// CLOCK_MONOTONIC_COARSE minus `jiffies * tick_ns` (wrapping), so the
+    /// tick clock reads as the coarse clock does. Jiffies are derived from
+    /// the monotonic clock, so the offset does not drift.
+    pub clock_offset_ns: u64,
 }
 
 impl Config {
@@ -330,6 +340,8 @@ impl Config {
         sample_seed: 0,
         fib_skip_neigh: 1,
         log_level: 0,
+        tick_ns: 0,
+        clock_offset_ns: 0,
     };
 }
 
@@ -343,7 +355,7 @@ impl Default for Config {
 pub use crate::sample::TokenBucket;
 
 /// Most events one CPU stages before writing them out together.
-pub const STAGE_EVENTS: usize = 8;
+pub const STAGE_EVENTS: usize = 32;
 
 /// Staged events become stale after this long: the next event on the CPU
 /// writes them out, and user space asks the CPU to (`netobs::kernel::stage`).
@@ -402,6 +414,6 @@ const _: () = {
     );
     assert!(core::mem::size_of::<IcmpCounterKey>() == 8);
     assert!(core::mem::size_of::<DfCounterKey>() == 8);
-    assert!(core::mem::size_of::<Config>() == 36);
+    assert!(core::mem::size_of::<Config>() == 48);
     assert!(core::mem::size_of::<TokenBucket>() == 16);
 };

@@ -1,7 +1,7 @@
 //! The one observation routine every packet program runs: parse with
 //! `netobs-common`, count, sample an event, never alter the packet.
 
-use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_coarse_ns as now_ns};
+use aya_ebpf::EbpfContext;
 use netobs_common::{
     cursor::Cursor,
     event::{DfCounterKey, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
@@ -66,8 +66,7 @@ pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook:
     }
     if hook == hook::TC_EGRESS {
         if is_df_candidate(&outer, df_threshold) && ip_len_in_frame(&outer, ctx.frame_len()) {
-            // SAFETY: helper without preconditions.
-            let now = unsafe { now_ns() };
+            let now = crate::clock::now();
             on_df_oversized(&c, &outer, now, ifindex, hook, ifindex, df_threshold);
         }
     } else if outer.vlan_depth == 0
@@ -101,9 +100,8 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, st: Stats) -> bool
         st.add(stat::SAMPLED_OUT);
         return true;
     }
-    // SAFETY: helper without preconditions. Coarse (jiffy) time is enough
-    // for a token bucket and costs a fraction of the precise clock.
-    let now = unsafe { now_ns() };
+    // Tick resolution is enough for a token bucket (see `clock`).
+    let now = crate::clock::now();
     let bucket = source_bucket(c, outer, crate::config!(sample_seed));
     if !take_fair_token(now, bucket) {
         st.add(stat::SAMPLED_OUT);
@@ -129,8 +127,7 @@ fn on_df_candidate<C: EbpfContext>(ctx: &C, c: &Cursor, outer: &Outer, ifindex: 
     let mut slot = core::mem::MaybeUninit::<PacketInfo>::uninit();
     let pkt = crate::mem::zero_init(&mut slot);
     parse_ip_packet(c, outer.l3_off, outer.family, pkt);
-    // SAFETY: helper without preconditions (coarse clock, as in on_icmp).
-    let now = unsafe { now_ns() };
+    let now = crate::clock::now();
     if let Some((egress, mtu)) = fib::too_big_for_egress(ctx, now, ifindex, pkt) {
         on_df_oversized(c, outer, now, ifindex, hook, egress, mtu);
     }

@@ -139,30 +139,25 @@ fn flush(stage: &mut EventStage) {
 
 /// Copies `events[first..first + n]` into the ring buffer as one record.
 ///
-/// One call per possible count, each with a constant size: the verifier
-/// must see the size bounded, and a bound checked on a variable does not
-/// always survive the compiler's register choices.
+/// The size is a variable the verifier must see bounded, so it is masked
+/// rather than trusted from the caller's check (a bound checked on one
+/// register does not always survive the compiler's register choices); the
+/// spare slot (`first` past the batch) always goes out alone.
 #[inline(always)]
 fn write(stage: &EventStage, first: usize, n: usize, flags: u64) {
-    macro_rules! out {
-        ($k:literal) => {
-            match stage.events.get(first..).and_then(|s| s.first_chunk::<$k>()) {
-                Some(events) => EVENTS.output::<[Event; $k]>(events, flags),
-                None => return,
-            }
-        };
-    }
-    const { assert!(STAGE_EVENTS == 8) };
-    let result = match n {
-        1 => out!(1),
-        2 => out!(2),
-        3 => out!(3),
-        4 => out!(4),
-        5 => out!(5),
-        6 => out!(6),
-        7 => out!(7),
-        8 => out!(8),
-        _ => return,
+    const { assert!(STAGE_EVENTS.is_power_of_two()) };
+    let result = if first == 0 {
+        // 1..=STAGE_EVENTS events, as the verifier can see it.
+        let len = (n.wrapping_sub(1) & (STAGE_EVENTS - 1)) + 1;
+        match stage.events.get(..len) {
+            Some(events) => EVENTS.output::<[Event]>(events, flags),
+            None => return,
+        }
+    } else {
+        match stage.events.get(STAGE_SPARE) {
+            Some(event) => EVENTS.output::<Event>(event, flags),
+            None => return,
+        }
     };
     match result {
         Ok(()) => bump_by(stat::EVENTS, n as u64),

@@ -13,7 +13,6 @@
 
 use crate::mem::{Aligned, read, read_aligned};
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
     macros::{map, raw_tracepoint},
     maps::Array,
     programs::RawTracePointContext,
@@ -69,9 +68,8 @@ fn on_icmp_send(ctx: &RawTracePointContext) {
     }
     let key = IcmpCounterKey { ifindex: 0, family: 4, icmp_type: t, icmp_code: code, hook: hook::ICMP_SEND_TRACEPOINT };
     bump_key(&ICMP_COUNTERS, &key);
-    // SAFETY: helper without preconditions (tracing programs may not use
-    // the coarse clock).
-    let now = unsafe { bpf_ktime_get_ns() };
+    // The packet programs' clock: this event shares their token bucket.
+    let now = crate::clock::now_in_tracing();
     if let Some((ev, pending)) = emit::begin(now) {
         ev.kind = kind::ICMP_GENERATED;
         ev.hook = hook::ICMP_SEND_TRACEPOINT;

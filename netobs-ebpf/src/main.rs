@@ -10,6 +10,8 @@
 #[cfg(target_arch = "bpf")]
 mod classify;
 #[cfg(target_arch = "bpf")]
+mod clock;
+#[cfg(target_arch = "bpf")]
 mod emit;
 #[cfg(target_arch = "bpf")]
 mod fib;

@@ -30,8 +30,8 @@ pub fn config_ptr() -> *const Config {
 
 /// One field of [`CONFIG`]: `config!(min_mtu)`.
 ///
-/// Why not `CONFIG.load()`: that is a volatile read of the whole 36-byte
-/// struct, nine loads the JIT emits every time even when one field is used
+/// Why not `CONFIG.load()`: that is a volatile read of the whole 48-byte
+/// struct, a load per field the JIT emits every time even when one field is used
 /// (the verifier knows each value, but does not delete the loads), and the
 /// ICMP path asked four times. A volatile read of the one field is one
 /// load, and the verifier still sees the constant (a read-only map) and

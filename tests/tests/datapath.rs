@@ -624,7 +624,14 @@ fn verifier_accepts_every_program() -> Result<()> {
     if !root_or_skip("verifier_accepts_every_program") {
         return Ok(());
     }
-    let mut ebpf = kernel::load(&LoadOptions::default())?;
+    // With the tick clock and with the helper it falls back to.
+    for helper_clock in [false, true] {
+        verify_all(kernel::load(&LoadOptions { helper_clock, ..LoadOptions::default() })?)?;
+    }
+    Ok(())
+}
+
+fn verify_all(mut ebpf: Ebpf) -> Result<()> {
     let names: Vec<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
     for want in ["netobs_xdp", "netobs_baseline", "netobs_tc_ingress", "netobs_tc_egress"] {
         assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
@@ -929,6 +936,50 @@ fn events_are_batched_under_a_flood_and_none_is_lost() -> Result<()> {
         }
         // Nothing is left behind in any stage.
         assert_eq!(stage::flush(&h.ebpf, Duration::ZERO)?, 0);
+        Ok(())
+    })
+}
+
+/// The packet programs read time from jiffies (an inlined load) scaled by
+/// the tick netobs measured at start: their timestamps must read as
+/// CLOCK_MONOTONIC_COARSE does, within a tick, and advance with it.
+#[test]
+fn events_are_stamped_on_the_coarse_clock_by_the_tick_clock() -> Result<()> {
+    if !root_or_skip("events_are_stamped_on_the_coarse_clock_by_the_tick_clock") {
+        return Ok(());
+    }
+    let tick = kernel::features::detect().tick_clock.context("the kernel tick was not measured")?;
+    assert!([100, 250, 300, 1000].contains(&tick.hz), "{tick:?}");
+    empty_netns(|| {
+        let mut h = Harness::new(big_config())?;
+        let frame = err4(3, 10, &syn4()).bytes();
+        let coarse = || {
+            let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: valid clock id and pointer.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+            ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+        };
+        let mut stamps = Vec::new();
+        for _ in 0..2 {
+            let before = coarse();
+            let p: &Xdp = h.ebpf.program("netobs_xdp").context("program")?.try_into()?;
+            p.test_run(TestRunOptions { data_in: Some(&frame), repeat: 1, ..TestRunOptions::new() })?;
+            let after = coarse();
+            stage::flush(&h.ebpf, Duration::ZERO)?;
+            let mut evs = Vec::new();
+            events::drain(&mut h.ring, &mut evs, 16);
+            let ev = evs.first().context("no event")?;
+            let slack = 2 * u64::from(tick.tick_ns);
+            assert!(
+                ev.ts_ns + slack >= before && ev.ts_ns <= after + slack,
+                "stamp {} outside [{before}, {after}] +- {slack}",
+                ev.ts_ns
+            );
+            stamps.push(ev.ts_ns);
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        let moved = stamps[1] - stamps[0];
+        assert!(moved >= 30_000_000 - 2 * u64::from(tick.tick_ns), "the clock moved {moved} ns in 30 ms");
         Ok(())
     })
 }

@@ -77,6 +77,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         ringbuf_bytes: args.ringbuf_kib.saturating_mul(1024),
         ebpf_log_level: args.ebpf_log_level,
         forwarded_tcp: args.forwarded_tcp,
+        ..LoadOptions::default()
     })?;
     let mut session = Session::attach(
         ebpf,

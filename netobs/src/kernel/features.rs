@@ -104,6 +104,9 @@ pub struct Features {
     pub fib_skip_neigh: Support,
     pub tcx: Support,
     pub btf: Support,
+    /// The kernel tick, for the packet programs' clock (`Config::tick_ns`);
+    /// `None` when it could not be measured (they call the clock helper).
+    pub tick_clock: Option<TickClock>,
     /// TCX ignored because of [`FORCE_LEGACY_TC_ENV`].
     pub legacy_tc_forced: bool,
 }
@@ -131,6 +134,10 @@ impl Features {
             fib_skip_neigh: Support::from_probe(probe::fib_skip_neigh(), "BPF_FIB_LOOKUP_SKIP_NEIGH"),
             tcx: if legacy_tc_forced { Support::No } else { Support::from_probe(probe::tcx(), "TCX") },
             btf: if std::path::Path::new("/sys/kernel/btf/vmlinux").exists() { Support::Yes } else { Support::No },
+            tick_clock: probe::tick_clock().unwrap_or_else(|e| {
+                log::debug!("measuring the kernel tick: {e}");
+                None
+            }),
             legacy_tc_forced,
         }
     }
@@ -190,6 +197,9 @@ impl Features {
         if self.btf.is_no() {
             notes.push("no kernel BTF (/sys/kernel/btf/vmlinux)".into());
         }
+        if self.tick_clock.is_none() {
+            notes.push("could not measure the kernel tick: the packet programs call the clock helper (slower)".into());
+        }
         notes
     }
 
@@ -201,14 +211,53 @@ impl Features {
             Support::Unknown => "unknown",
         };
         format!(
-            "kernel {}: TC via {}, XDP frags {}, fib SKIP_NEIGH {}, on-CPU flush {}, BTF {}",
+            "kernel {}: TC via {}, XDP frags {}, fib SKIP_NEIGH {}, on-CPU flush {}, BTF {}, clock {}",
             self.release,
             self.tc_path(),
             s(self.xdp_frags),
             s(self.fib_skip_neigh),
             s(self.test_run_on_cpu),
-            s(self.btf)
+            s(self.btf),
+            match self.tick_clock {
+                Some(t) => format!("jiffies (HZ {})", t.hz),
+                None => "helper".into(),
+            }
         )
+    }
+}
+
+/// The kernel's tick as the packet programs use it: `jiffies * tick_ns +
+/// offset_ns` reads as CLOCK_MONOTONIC_COARSE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TickClock {
+    pub hz: u32,
+    pub tick_ns: u32,
+    /// Wrapping: jiffies start near 2^32, far ahead of the monotonic clock.
+    pub offset_ns: u64,
+}
+
+/// Tick rates Linux is configured with (`CONFIG_HZ`).
+const KNOWN_HZ: [u32; 7] = [100, 250, 300, 1000, 24, 48, 1200];
+
+impl TickClock {
+    /// From two (jiffies, coarse ns) samples of one kernel: the tick is
+    /// the coarse clock's advance per jiffy, accepted only when it is a
+    /// known `CONFIG_HZ` (within 2 %), so a sample pair that straddled
+    /// an update cannot produce a wrong clock.
+    pub fn from_samples(first: (u64, u64), last: (u64, u64)) -> Option<TickClock> {
+        let jiffies = last.0.checked_sub(first.0).filter(|&j| j > 0)?;
+        let per_jiffy = last.1.checked_sub(first.1)? as f64 / jiffies as f64;
+        let hz = KNOWN_HZ.into_iter().find(|&hz| {
+            let tick = 1e9 / f64::from(hz);
+            (per_jiffy - tick).abs() <= tick * 0.02
+        })?;
+        let tick_ns = (1e9 / f64::from(hz)).round() as u32;
+        Some(TickClock { hz, tick_ns, offset_ns: last.1.wrapping_sub(last.0.wrapping_mul(u64::from(tick_ns))) })
+    }
+
+    /// The clock the programs compute at `jiffies`.
+    pub fn at(&self, jiffies: u64) -> u64 {
+        jiffies.wrapping_mul(u64::from(self.tick_ns)).wrapping_add(self.offset_ns)
     }
 }
 
@@ -404,6 +453,58 @@ mod probe {
         Ok(attr.retval == XDP_PASS)
     }
 
+    /// Measures the kernel tick: a test-run XDP program writes
+    /// `bpf_jiffies64()` and `bpf_ktime_get_coarse_ns()` into the frame,
+    /// read back now and again once at least three ticks have passed
+    /// (at most 200 ms).
+    pub(super) fn tick_clock() -> io::Result<Option<TickClock>> {
+        const BPF_FUNC_JIFFIES64: i32 = 118;
+        const BPF_FUNC_KTIME_GET_COARSE_NS: i32 = 160;
+        let insns = [
+            insn(0x61, 6, 1, 0, 0),                  // r6 = ctx->data
+            insn(0x61, 7, 1, 4, 0),                  // r7 = ctx->data_end
+            mov_reg(2, 6),                           //
+            insn(0x07, 2, 0, 0, 16),                 // r2 += 16
+            insn(0x2d, 2, 7, 4, 0),                  // if r2 > r7 goto pass
+            insn(0x85, 0, 0, 0, BPF_FUNC_JIFFIES64), //
+            insn(0x7b, 6, 0, 0, 0),                  // *(u64 *)(r6 + 0) = r0
+            insn(0x85, 0, 0, 0, BPF_FUNC_KTIME_GET_COARSE_NS),
+            insn(0x7b, 6, 0, 8, 0), // *(u64 *)(r6 + 8) = r0
+            mov_imm(0, XDP_PASS as i32),
+            EXIT,
+        ];
+        let Some(fd) = load(BPF_PROG_TYPE_XDP, 0, &insns)? else { return Ok(None) };
+        let sample = || -> io::Result<(u64, u64)> {
+            let frame = [0u8; 64];
+            let mut out = [0u8; 64];
+            let mut attr = TestRunAttr {
+                prog_fd: raw_fd(&fd),
+                data_size_in: frame.len() as u32,
+                data_in: frame.as_ptr() as u64,
+                data_size_out: out.len() as u32,
+                data_out: out.as_mut_ptr() as u64,
+                repeat: 1,
+                ..Default::default()
+            };
+            test_run(&mut attr)?;
+            let word = |at: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&out[at..at + 8]);
+                u64::from_ne_bytes(b)
+            };
+            Ok((word(0), word(8)))
+        };
+        let first = sample()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            let last = sample()?;
+            if last.0.wrapping_sub(first.0) >= 3 || std::time::Instant::now() >= deadline {
+                return Ok(TickClock::from_samples(first, last));
+            }
+        }
+    }
+
     /// BPF_PROG_QUERY for TCX ingress on `lo` (6.6+; older kernels do not
     /// know the attach type).
     pub(super) fn tcx() -> io::Result<bool> {
@@ -423,6 +524,23 @@ mod probe {
 mod tests {
     use super::*;
 
+    #[test]
+    fn tick_clock_is_a_known_hz_and_reads_as_the_coarse_clock() {
+        // HZ 250: 3 jiffies, 12 ms of coarse clock.
+        let j0 = (1u64 << 32) - 75_000;
+        let t = TickClock::from_samples((j0, 5_000_000_000), (j0 + 3, 5_012_000_000)).expect("HZ 250");
+        assert_eq!((t.hz, t.tick_ns), (250, 4_000_000));
+        assert_eq!(t.at(j0 + 3), 5_012_000_000);
+        assert_eq!(t.at(j0 + 4), 5_016_000_000);
+        // HZ 1000 and 300 (a tick that is no whole number of ns).
+        assert_eq!(TickClock::from_samples((10, 0), (20, 10_000_000)).map(|t| t.hz), Some(1000));
+        assert_eq!(TickClock::from_samples((10, 0), (13, 10_000_000)).map(|t| t.tick_ns), Some(3_333_333));
+        // No tick passed, time ran backwards, or a rate no kernel has.
+        assert_eq!(TickClock::from_samples((10, 0), (10, 4_000_000)), None);
+        assert_eq!(TickClock::from_samples((10, 8_000_000), (12, 0)), None);
+        assert_eq!(TickClock::from_samples((10, 0), (12, 14_000_000)), None);
+    }
+
     fn all(v: Support) -> Features {
         Features {
             release: "6.18.0".into(),
@@ -433,6 +551,7 @@ mod tests {
             fib_skip_neigh: v,
             tcx: v,
             btf: v,
+            tick_clock: v.is_yes().then_some(TickClock { hz: 250, tick_ns: 4_000_000, offset_ns: 0 }),
             legacy_tc_forced: false,
         }
     }

@@ -49,6 +49,10 @@ pub struct LoadOptions {
     /// otherwise they get one entry each, not megabytes of kernel memory
     /// for a program that is never attached.
     pub forwarded_tcp: bool,
+    /// Read time with the clock helper even when the kernel tick is known
+    /// (what a kernel whose tick could not be measured gets; tests load
+    /// this fallback to verify it).
+    pub helper_clock: bool,
 }
 
 impl Default for LoadOptions {
@@ -58,6 +62,7 @@ impl Default for LoadOptions {
             ringbuf_bytes: 1 << 21,
             ebpf_log_level: EbpfLogLevel::Off,
             forwarded_tcp: false,
+            helper_clock: false,
         }
     }
 }
@@ -67,17 +72,29 @@ impl Default for LoadOptions {
 /// "no interface") a counter slot. Programs are verified later, when
 /// attached (or explicitly with [`load_program`]).
 pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
+    load_object(opts, OBJECT)
+}
+
+/// [`load`] of another build of the object (the datapath bench compares
+/// two builds side by side).
+pub fn load_object(opts: &LoadOptions, object: &[u8]) -> Result<Ebpf> {
     raise_memlock_limit();
     let bytes = opts.ringbuf_bytes.max(4096).next_power_of_two();
     let level = opts.ebpf_log_level.as_u8();
+    let features = super::features::detect();
+    let tick = features.tick_clock.filter(|_| !opts.helper_clock);
     let config = Config {
         sample_seed: if opts.config.sample_seed != 0 { opts.config.sample_seed } else { random_seed() },
         // Asked of the kernel itself (a test-run lookup with the flag), not read
         // off the version: distributions backport. When the probe cannot
         // tell, the flag stays on; the datapath retries a lookup that fails
         // with it, so a wrong guess costs one call, never the DF check.
-        fib_skip_neigh: u32::from(opts.config.fib_skip_neigh != 0 && !super::features::detect().fib_skip_neigh.is_no()),
+        fib_skip_neigh: u32::from(opts.config.fib_skip_neigh != 0 && !features.fib_skip_neigh.is_no()),
         log_level: u32::from(level),
+        // Measured at start (`features::TickClock`); without it the
+        // programs call the clock helper.
+        tick_ns: tick.map_or(0, |t| t.tick_ns),
+        clock_offset_ns: tick.map_or(0, |t| t.offset_ns),
         ..opts.config
     };
     let mut loader = EbpfLoader::new();
@@ -88,7 +105,7 @@ pub fn load(opts: &LoadOptions) -> Result<Ebpf> {
     if !opts.forwarded_tcp {
         loader.map_max_entries(flows::FLOWS_MAP, 1).map_max_entries(flows::FORWARDED_MAP, 1);
     }
-    let mut ebpf = loader.load(OBJECT).context(
+    let mut ebpf = loader.load(object).context(
         "loading the netobs eBPF object failed (netobs needs root, or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON)",
     )?;
     let mut ifindexes: Vec<u32> = crate::net::interface_names().into_keys().collect();

@@ -1,23 +1,30 @@
-//! Which packets get an event: fair token buckets.
+//! Which packets get an event: fair token buckets with two choices.
 //!
 //! Why fair: one token bucket per CPU is first come, first served, so a
 //! flood from one reporter (or one sender of DF packets) takes every token
 //! and a real rejection from anyone else gets no event. Here each event
 //! needs a token from two buckets:
 //!
-//! - its **reporter's bucket**, one of [`FAIR_BUCKETS`] chosen by a seeded
-//!   hash of the reporter's address ([`reporter_bucket`]); each refills at
-//!   1/[`FAIR_SHARE`] of the configured rate, so one reporter can never
-//!   take more than that share;
+//! - one of its **reporter's two buckets** ("two choices"), picked from
+//!   [`FAIR_BUCKETS`] by a seeded hash of the reporter's address
+//!   ([`reporter_buckets`]); each refills at 1/[`FAIR_SHARE`] of the
+//!   configured rate, so one reporter can never take more than two shares.
+//!   Two choices: a flood from one reporter drains its own two buckets,
+//!   and another reporter shares both only with probability (2/64)^2;
 //! - the **global bucket**, at the configured rate and burst: the cap on
 //!   what user space has to read.
 //!
 //! A flood from one reporter (or a few) therefore leaves the global bucket
-//! most of its tokens and every other reporter's bucket full. A flood of
-//! spoofed random reporters drains every bucket; a real reporter then gets
-//! its proportional share of its own bucket (and is still counted, always).
-//! The seed is random per load, so a flooder cannot aim at the bucket of a
-//! reporter it wants to hide.
+//! most of its tokens and every other reporter's buckets full. A flood of
+//! spoofed random reporters leaves the reporters' buckets full too (a token
+//! the global bucket refuses is refunded) and makes the global bucket the
+//! only limit: every error, the real one included, then gets an event when
+//! it finds a global token, about the configured rate over the flood's.
+//! Nothing in a blind spoof's packet tells it from the real one (a pool of
+//! spoofed sources repeats as a real reporter does), so the real
+//! rejection's later errors and the counters carry it; user space confirms
+//! its flow against the host's sockets. The seed is random per load, so a
+//! flooder cannot aim at the buckets of a reporter it wants to hide.
 //!
 //! Plain functions: the programs and host tests run the same arithmetic.
 
@@ -27,8 +34,10 @@ use crate::wire::{Ipv4Hdr, Ipv6Hdr};
 
 /// Per-reporter buckets per CPU (a power of two).
 pub const FAIR_BUCKETS: u32 = 64;
-/// One reporter gets at most 1/FAIR_SHARE of the configured rate and burst.
-pub const FAIR_SHARE: u32 = 8;
+/// One bucket refills at 1/FAIR_SHARE of the configured rate and burst; a
+/// reporter has two, so it gets at most 1/8.
+pub const FAIR_SHARE: u32 = 16;
+
 
 /// Tokens are kept in units of 1e-9 event, so a refill is `elapsed_ns *
 /// rate` with no division.
@@ -89,6 +98,15 @@ impl TokenBucket {
     }
 }
 
+/// One CPU's buckets, in one map value so an event's tokens cost one map
+/// lookup: the global bucket and the reporters' buckets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Buckets {
+    pub global: TokenBucket,
+    pub fair: [TokenBucket; FAIR_BUCKETS as usize],
+}
+
 /// Rate of one reporter's bucket: a share of the configured rate, at least 1.
 #[inline(always)]
 pub fn fair_rate(events_per_sec: u32) -> u32 {
@@ -103,37 +121,54 @@ pub fn fair_burst(burst: u32) -> u32 {
     if b == 0 { 1 } else { b }
 }
 
-/// The bucket of a reporter (an IPv4 address in the first 4 bytes, the rest
-/// zero, or an IPv6 address): a seeded hash of its words.
+/// The seeded 32-bit hash of a reporter (an IPv4 address in the first 4
+/// bytes, the rest zero, or an IPv6 address). Its top 12 bits pick the
+/// fair buckets ([`buckets_of`]).
 #[inline(always)]
-pub fn reporter_bucket(addr: &[u8; 16], seed: u32) -> u32 {
+pub fn reporter_hash(addr: &[u8; 16], seed: u32) -> u32 {
     let w = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
-    bucket_of_words([w(0), w(4), w(8), w(12)], seed)
+    hash_words([w(0), w(4), w(8), w(12)], seed)
 }
 
-/// The bucket of the outer packet's source: the reporter of an ICMP error,
-/// the sender of a DF packet. Bucket 0 when the header is cut short (the
-/// parser has already checked it, so this does not happen).
+/// The two fair buckets of a reporter.
 #[inline(always)]
-pub fn source_bucket(c: &Cursor, outer: &Outer, seed: u32) -> u32 {
+pub fn reporter_buckets(addr: &[u8; 16], seed: u32) -> [u32; 2] {
+    buckets_of(reporter_hash(addr, seed))
+}
+
+/// The two fair buckets of a source hash: its top 6 bits, and the next 6
+/// (moved off the first when they are the same).
+#[inline(always)]
+pub fn buckets_of(hash: u32) -> [u32; 2] {
+    let bits = FAIR_BUCKETS.trailing_zeros();
+    let first = hash >> (32 - bits);
+    let second = (hash >> (32 - 2 * bits)) & (FAIR_BUCKETS - 1);
+    [first, if second == first { second ^ 1 } else { second }]
+}
+
+/// The hash of the outer packet's source: the reporter of an ICMP error,
+/// the sender of a DF packet. 0 when the header is cut short (the parser
+/// has already checked it, so this does not happen).
+#[inline(always)]
+pub fn source_hash(c: &Cursor, outer: &Outer, seed: u32) -> u32 {
     if outer.family == 4 {
         match c.get::<Ipv4Hdr>(outer.l3_off) {
-            Some(ip) => bucket_of_words([u32::from_ne_bytes(ip.src), 0, 0, 0], seed),
+            Some(ip) => hash_words([u32::from_ne_bytes(ip.src), 0, 0, 0], seed),
             None => 0,
         }
     } else {
         match c.get::<Ipv6Hdr>(outer.l3_off) {
-            Some(ip) => reporter_bucket(&ip.src, seed),
+            Some(ip) => reporter_hash(&ip.src, seed),
             None => 0,
         }
     }
 }
 
-/// [`reporter_bucket`] of an address as four native-endian words:
+/// [`reporter_hash`] of an address as four native-endian words:
 /// multiply-xor per word, then murmur3's finaliser so every input bit
-/// reaches the top bits, which pick the bucket.
+/// reaches every output bit.
 #[inline(always)]
-pub fn bucket_of_words(w: [u32; 4], seed: u32) -> u32 {
+pub fn hash_words(w: [u32; 4], seed: u32) -> u32 {
     let mut h = seed ^ 0x9E37_79B9;
     h = (h ^ w[0]).wrapping_mul(0x85EB_CA6B).rotate_left(13);
     h = (h ^ w[1]).wrapping_mul(0xC2B2_AE35).rotate_left(13);
@@ -144,7 +179,22 @@ pub fn bucket_of_words(w: [u32; 4], seed: u32) -> u32 {
     h ^= h >> 13;
     h = h.wrapping_mul(0xC2B2_AE35);
     h ^= h >> 16;
-    h >> (32 - FAIR_BUCKETS.trailing_zeros())
+    h
+}
+
+/// One fair try: a token from a reporter's bucket `fair` and from
+/// `global`, or from neither (a refused global token is refunded to the
+/// reporter, so a refusal costs it nothing).
+#[inline(always)]
+pub fn take_fair(fair: &mut TokenBucket, global: &mut TokenBucket, now: u64, rate: u32, burst: u32) -> bool {
+    if !fair.take(now, fair_rate(rate), fair_burst(burst)) {
+        return false;
+    }
+    if !global.take(now, rate, burst) {
+        fair.refund();
+        return false;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -193,10 +243,10 @@ mod tests {
 
     #[test]
     fn shares_are_never_zero_for_a_nonzero_rate() {
-        assert_eq!(fair_rate(1000), 125);
+        assert_eq!(fair_rate(1000), 62);
         assert_eq!(fair_rate(3), 1);
         assert_eq!(fair_rate(0), 0);
-        assert_eq!(fair_burst(200), 25);
+        assert_eq!(fair_burst(200), 12);
         assert_eq!(fair_burst(1), 1);
     }
 
@@ -206,45 +256,100 @@ mod tests {
         for i in 0..(FAIR_BUCKETS * 64) {
             let mut a = [0u8; 16];
             a[..4].copy_from_slice(&(0xC612_0000u32 + i).to_be_bytes());
-            hits[reporter_bucket(&a, 1) as usize] += 1;
+            let [first, second] = reporter_buckets(&a, 1);
+            assert_ne!(first, second);
+            hits[first as usize] += 1;
         }
         // Every bucket used, none holding more than 3x its share.
         assert!(hits.iter().all(|&n| n > 0 && n < 3 * 64), "{hits:?}");
         let a = [198, 18, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        let moved = (0..32).filter(|&s| reporter_bucket(&a, s) != reporter_bucket(&a, 0)).count();
+        let moved = (0..32).filter(|&s| reporter_buckets(&a, s) != reporter_buckets(&a, 0)).count();
         assert!(moved > 16, "the seed hardly changes the bucket ({moved}/32)");
     }
 
-    /// The policy the programs run: a flood from one reporter takes at most
-    /// its share; another reporter still gets its event at once.
+    /// The policy the programs run (`netobs-ebpf` `maps::take_fair_token`),
+    /// on plain memory.
+    struct Sampler {
+        global: TokenBucket,
+        fair: [TokenBucket; FAIR_BUCKETS as usize],
+        rate: u32,
+        burst: u32,
+    }
+
+    impl Sampler {
+        fn new(rate: u32, burst: u32) -> Sampler {
+            Sampler {
+                global: TokenBucket::default(),
+                fair: [TokenBucket::default(); FAIR_BUCKETS as usize],
+                rate,
+                burst,
+            }
+        }
+
+        fn take(&mut self, hash: u32, now: u64) -> bool {
+            let (rate, burst) = (self.rate, self.burst);
+            let [a, b] = buckets_of(hash);
+            take_fair(&mut self.fair[a as usize], &mut self.global, now, rate, burst)
+                || take_fair(&mut self.fair[b as usize], &mut self.global, now, rate, burst)
+
+        }
+    }
+
+    fn v4(a: u32) -> [u8; 16] {
+        let mut w = [0u8; 16];
+        w[..4].copy_from_slice(&a.to_be_bytes());
+        w
+    }
+
+    /// A flood from one reporter takes at most its two shares; another
+    /// reporter still gets its event at once.
     #[test]
     fn a_flood_from_one_reporter_leaves_tokens_for_others() {
-        let (rate, burst) = (1000, 200);
-        let mut global = TokenBucket::default();
-        let mut fair = [TokenBucket::default(); FAIR_BUCKETS as usize];
-        let take = |global: &mut TokenBucket, fair: &mut [TokenBucket], bucket: u32, now: u64| {
-            let f = &mut fair[bucket as usize];
-            if !f.take(now, fair_rate(rate), fair_burst(burst)) {
-                return false;
-            }
-            if !global.take(now, rate, burst) {
-                f.refund();
-                return false;
-            }
-            true
-        };
-        let flooder = reporter_bucket(&[198, 18, 9, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 7);
-        let mut real = [198, 18, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        while reporter_bucket(&real, 7) == flooder {
-            real[3] += 1;
+        let mut s = Sampler::new(1000, 200);
+        let flooder = reporter_hash(&v4(0xC612_0909), 7);
+        let [fa, fb] = buckets_of(flooder);
+        // Even a reporter sharing one of the flooder's buckets.
+        let mut real = 0xC612_0201;
+        while !buckets_of(reporter_hash(&v4(real), 7)).contains(&fa) || buckets_of(reporter_hash(&v4(real), 7)).contains(&fb)
+        {
+            real += 1;
         }
         let start = 10 * SEC;
         let mut flood_events = 0;
         // One second of a 100k/s flood, one packet every 10 us.
         for i in 0..100_000u64 {
-            flood_events += take(&mut global, &mut fair, flooder, start + i * 10_000) as u32;
+            flood_events += s.take(flooder, start + i * 10_000) as u32;
         }
-        assert!(flood_events <= fair_burst(burst) + fair_rate(rate) + 1, "{flood_events}");
-        assert!(take(&mut global, &mut fair, reporter_bucket(&real, 7), start + SEC), "the real one got no token");
+        let share = fair_burst(200) + fair_rate(1000) + 1;
+        assert!(flood_events <= 2 * share + share, "{flood_events}");
+        assert!(s.take(reporter_hash(&v4(real), 7), start + SEC), "the real one got no token");
+    }
+
+    /// A flood of random spoofed reporters: the reporters' buckets stay
+    /// full (refunds), the global bucket is the limit, and the flood gets
+    /// no more than the configured rate and burst.
+    #[test]
+    fn a_random_reporter_flood_gets_the_global_rate_only() {
+        let mut s = Sampler::new(1000, 200);
+        let mut x: u32 = 0x1234_5678;
+        let start = 10 * SEC;
+        let mut events = 0u32;
+        // 2 s at 100k/s, spoofed reporters in 198.19.0.0/16.
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            events += s.take(reporter_hash(&v4(0xC613_0000 | (x & 0xffff)), 7), start + i * 10_000) as u32;
+        }
+        assert!((2000..=2000 + 200 + 1).contains(&events), "{events}");
+        assert!(s.fair.iter().all(|b| b.tokens >= TOKEN), "a reporter's bucket ran dry: {:?}", s.fair);
+    }
+
+    #[test]
+    fn two_choices_are_distinct_buckets() {
+        for h in [0u32, 1, u32::MAX, 0xFC00_0000, 0x03F0_0000, 0xFFF0_0000] {
+            let [a, b] = buckets_of(h);
+            assert!(a < FAIR_BUCKETS && b < FAIR_BUCKETS && a != b, "{h:#x}: {a} {b}");
+        }
     }
 }

@@ -9,7 +9,7 @@ use netobs_common::{
         Outer, Skip, icmp_header, ip_len_in_frame, is_df_candidate, is_ordinary_v4, is_reported_icmp, parse_icmp_error,
         parse_ip_packet, parse_outer,
     },
-    sample::source_bucket,
+    sample::source_hash,
     wire::{IPPROTO_ICMP, IPPROTO_ICMPV6},
 };
 
@@ -102,8 +102,8 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, st: Stats) -> bool
     }
     // Tick resolution is enough for a token bucket (see `clock`).
     let now = crate::clock::now();
-    let bucket = source_bucket(c, outer, crate::config!(sample_seed));
-    if !take_fair_token(now, bucket) {
+    let hash = source_hash(c, outer, crate::config!(sample_seed));
+    if !take_fair_token(now, hash) {
         st.add(stat::SAMPLED_OUT);
         return true;
     }
@@ -138,8 +138,8 @@ fn on_df_oversized(c: &Cursor, outer: &Outer, now: u64, ifindex: u32, hook: u8, 
     bump(stat::DF_OVERSIZED);
     bump_key(&DF_COUNTERS, &DfCounterKey { ingress_ifindex: ifindex, egress_ifindex: egress });
     // Fair per sender: one bulk DF flow cannot starve another's event.
-    let bucket = source_bucket(c, outer, crate::config!(sample_seed));
-    if let Some((ev, pending)) = emit::begin_fair(now, bucket) {
+    let hash = source_hash(c, outer, crate::config!(sample_seed));
+    if let Some((ev, pending)) = emit::begin_fair(now, hash) {
         ev.ifindex = ifindex;
         ev.hook = hook;
         ev.kind = kind::DF_OVERSIZED;

@@ -36,12 +36,12 @@ pub fn begin(now: u64) -> Option<(&'static mut Event, Pending)> {
 }
 
 /// [`begin`] for an event about a packet from one reporter (or sender):
-/// it also needs a token from that reporter's fair-sampling bucket
-/// (`bucket`, from `netobs_common::sample::reporter_bucket`), so one
-/// reporter's flood cannot take every token.
+/// it also needs a token from one of that reporter's fair-sampling buckets
+/// (`hash`, from `netobs_common::sample::source_hash`), so one reporter's
+/// flood cannot take every token.
 #[inline(always)]
-pub fn begin_fair(now: u64, bucket: u32) -> Option<(&'static mut Event, Pending)> {
-    if !take_fair_token(now, bucket) {
+pub fn begin_fair(now: u64, hash: u32) -> Option<(&'static mut Event, Pending)> {
+    if !take_fair_token(now, hash) {
         bump(stat::SAMPLED_OUT);
         return None;
     }

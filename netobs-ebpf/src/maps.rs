@@ -12,7 +12,7 @@ use aya_ebpf::{
 use netobs_common::{
     counters::{DfSlotCounters, IFACE_SLOTS, IcmpSlotCounters, IfaceTable, icmp_class, icmp_index, slot_in},
     event::{Config, DfCounterKey, EventStage, IcmpCounterKey, StatBlock, stat},
-    sample::{FAIR_BUCKETS, TokenBucket, fair_burst, fair_rate},
+    sample::{Buckets, buckets_of, take_fair},
 };
 
 /// Set by the loader (`EbpfLoader::override_global`), read as a constant.
@@ -68,13 +68,10 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
 #[map]
 pub static STAGE: PerCpuArray<EventStage> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per-CPU global token bucket: the cap on events per second.
+/// Per-CPU token buckets (`netobs_common::sample`): the global one, the
+/// cap on events per second, and the reporters' fair buckets.
 #[map]
-pub static BUCKET: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(1, 0);
-
-/// Per-CPU, per-reporter-hash token buckets (`netobs_common::sample`).
-#[map]
-pub static FAIR: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(FAIR_BUCKETS, 0);
+pub static BUCKETS: PerCpuArray<Buckets> = PerCpuArray::with_max_entries(1, 0);
 
 /// This CPU's statistics block, looked up once per packet on the slow
 /// paths: every further [`bump`] there would be another map lookup.
@@ -172,34 +169,37 @@ pub fn bump_key<K, M: CountIn<K>>(map: &M, key: &K) {
 /// such as the tracepoint's).
 #[inline(always)]
 pub fn take_token(now: u64) -> bool {
-    let Some(b) = BUCKET.get_ptr_mut(0) else {
+    let Some(b) = BUCKETS.get_ptr_mut(0) else {
         return false;
     };
     // SAFETY: per-CPU slot.
-    unsafe { &mut *b }.take(now, crate::config!(events_per_sec), crate::config!(burst))
+    unsafe { &mut (*b).global }.take(now, crate::config!(events_per_sec), crate::config!(burst))
 }
 
-/// Takes a token from reporter bucket `bucket` and from the global bucket,
-/// or from neither (a refused global token is refunded to the reporter).
+/// Takes a token for an event about a packet from a source whose hash is
+/// `hash` (`netobs_common::sample::source_hash`): from the first of its two
+/// fair buckets that has one, and from the global bucket; or from none.
 #[inline(always)]
-pub fn take_fair_token(now: u64, bucket: u32) -> bool {
+pub fn take_fair_token(now: u64, hash: u32) -> bool {
     let (rate, burst) = (crate::config!(events_per_sec), crate::config!(burst));
     if rate == 0 {
         return false;
     }
-    let (Some(f), Some(g)) = (FAIR.get_ptr_mut(bucket), BUCKET.get_ptr_mut(0)) else {
+    let Some(p) = BUCKETS.get_ptr_mut(0) else {
         return false;
     };
-    // SAFETY: per-CPU slots, distinct maps.
-    let (f, g) = unsafe { (&mut *f, &mut *g) };
-    if !f.take(now, fair_rate(rate), fair_burst(burst)) {
-        return false;
+    // SAFETY: this CPU's value; packet programs on one CPU do not nest.
+    let Buckets { global, fair } = unsafe { &mut *p };
+    let [first, second] = buckets_of(hash);
+    if let Some(a) = fair.get_mut(first as usize)
+        && take_fair(a, global, now, rate, burst)
+    {
+        return true;
     }
-    if !g.take(now, rate, burst) {
-        f.refund();
-        return false;
+    match fair.get_mut(second as usize) {
+        Some(b) => take_fair(b, global, now, rate, burst),
+        None => false,
     }
-    true
 }
 
 /// Adds `n` to a global statistics slot.

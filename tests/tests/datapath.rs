@@ -27,7 +27,7 @@ use netobs_common::event::{flags, hook, kind, stat};
 use netobs_common::parse::{
     IcmpOutcome, Outer, Skip, ip_len_in_frame, is_df_candidate, parse_icmp_error, parse_ip_packet, parse_outer,
 };
-use netobs_common::sample::{fair_burst, fair_rate, reporter_bucket};
+use netobs_common::sample::{fair_burst, fair_rate, reporter_buckets};
 use netobs_common::{Config, Cursor, DfCounterKey, Event, IcmpCounterKey, PacketInfo};
 use netobs_e2e::{lab, root_or_skip};
 
@@ -988,15 +988,15 @@ fn events_are_stamped_on_the_coarse_clock_by_the_tick_clock() -> Result<()> {
 const SEED: u32 = 0x5eed_1234;
 
 /// `n` IPv4 reporters in 198.18.100.0/24.. whose fair-sampling buckets
-/// (under [`SEED`]) differ from each other and from `avoid`.
+/// (two each, under [`SEED`]) differ from each other's and from `avoid`.
 fn reporters_in_distinct_buckets(n: usize, avoid: &[u32]) -> Vec<Ipv4Addr> {
     let mut used: Vec<u32> = avoid.to_vec();
     let mut out = Vec::new();
     for i in 0..=u16::MAX {
         let a = Ipv4Addr::new(198, 18, 100 + (i >> 8) as u8, i as u8);
-        let b = bucket4(a);
-        if !used.contains(&b) {
-            used.push(b);
+        let b = buckets4(a);
+        if !b.iter().any(|x| used.contains(x)) {
+            used.extend(b);
             out.push(a);
             if out.len() == n {
                 break;
@@ -1006,10 +1006,10 @@ fn reporters_in_distinct_buckets(n: usize, avoid: &[u32]) -> Vec<Ipv4Addr> {
     out
 }
 
-fn bucket4(a: Ipv4Addr) -> u32 {
+fn buckets4(a: Ipv4Addr) -> [u32; 2] {
     let mut w = [0u8; 16];
     w[..4].copy_from_slice(&a.octets());
-    reporter_bucket(&w, SEED)
+    reporter_buckets(&w, SEED)
 }
 
 /// An ICMP 3/10 error from `reporter` quoting our SYN.
@@ -1057,15 +1057,15 @@ fn token_bucket_holds_events_back_and_counts_them() -> Result<()> {
             assert_eq!((events, sampled_out), (3, 7));
         }
 
-        // One reporter gets its share of the burst (24 / FAIR_SHARE = 3),
-        // however much is left globally.
-        let cfg = Config { events_per_sec: 2, burst: 24, sample_seed: SEED, ..big_config() };
+        // One reporter gets the share of the burst of its two buckets
+        // (2 x 48 / FAIR_SHARE = 6), however much is left globally.
+        let cfg = Config { events_per_sec: 2, burst: 48, sample_seed: SEED, ..big_config() };
         let mut h = Harness::new(cfg)?;
         let one = reject_from(Ipv4Addr::new(198, 18, 7, 7));
         let start = std::time::Instant::now();
         let (events, sampled_out, counted) = run(&mut h, &vec![one.clone(); 10])?;
-        let refilled = (start.elapsed().as_secs_f64() * f64::from(fair_rate(cfg.events_per_sec))) as usize;
-        let share = fair_burst(cfg.burst) as usize;
+        let refilled = (start.elapsed().as_secs_f64() * 2.0 * f64::from(fair_rate(cfg.events_per_sec))) as usize;
+        let share = 2 * fair_burst(cfg.burst) as usize;
         assert_eq!((counted, events + sampled_out as usize), (10, 10));
         assert!((share..=share + refilled).contains(&events), "{events} events, share {share}");
 
@@ -1081,8 +1081,9 @@ fn token_bucket_holds_events_back_and_counts_them() -> Result<()> {
 }
 
 /// Fair sampling: a flood from one reporter, far past the global burst,
-/// takes only its own bucket's share; one real rejection from another
-/// reporter right after still yields its event. (With one bucket per CPU,
+/// takes only its own two buckets' share; one real rejection from another
+/// reporter right after, even one sharing a bucket with the flooder, still
+/// yields its event (its other bucket serves it). (With one bucket per CPU,
 /// first come first served, the flood took every token.)
 #[test]
 fn a_flood_from_one_reporter_leaves_events_for_another() -> Result<()> {
@@ -1094,7 +1095,12 @@ fn a_flood_from_one_reporter_leaves_events_for_another() -> Result<()> {
         let cfg = Config { sample_seed: SEED, ..Config { fib_cache_ms: 0, ..Config::DEFAULT } };
         let mut h = Harness::new(cfg)?;
         let flooder = Ipv4Addr::new(198, 18, 66, 66);
-        let real = reporters_in_distinct_buckets(1, &[bucket4(flooder)])[0];
+        // Sharing one of the flooder's two buckets: the other one serves it.
+        let [shared, _] = buckets4(flooder);
+        let real = (0..=u8::MAX)
+            .map(|i| Ipv4Addr::new(198, 18, 101, i))
+            .find(|&a| buckets4(a).contains(&shared) && !buckets4(a).contains(&buckets4(flooder)[1]))
+            .context("no reporter sharing one bucket")?;
         const FLOOD: u32 = 5_000;
         let before = counters::read(&h.ebpf)?;
         let p: &Xdp = h.ebpf.program("netobs_xdp").context("program")?.try_into()?;
@@ -1109,10 +1115,10 @@ fn a_flood_from_one_reporter_leaves_events_for_another() -> Result<()> {
         let from = |a: Ipv4Addr| out.events.iter().filter(|e| e.outer_src_ip() == std::net::IpAddr::V4(a)).count();
         let flood_events = after.stat(stat::EVENTS) - before.stat(stat::EVENTS) - from(real) as u64;
         assert_eq!(from(flooder) + from(real), out.events.len());
-        // The flood's share: its bucket's burst plus what refilled meanwhile.
-        let refill = (elapsed.as_secs_f64() * f64::from(fair_rate(cfg.events_per_sec))).ceil() as u64;
+        // The flood's share: its two buckets' burst plus what refilled meanwhile.
+        let refill = (elapsed.as_secs_f64() * 2.0 * f64::from(fair_rate(cfg.events_per_sec))).ceil() as u64;
         assert!(
-            flood_events <= u64::from(fair_burst(cfg.burst)) + refill,
+            flood_events <= 2 * u64::from(fair_burst(cfg.burst)) + refill,
             "the flood took {flood_events} events in {elapsed:?}"
         );
         assert!(flood_events < u64::from(cfg.burst), "the flood took the whole burst ({flood_events})");

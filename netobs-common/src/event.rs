@@ -122,7 +122,8 @@ pub struct PacketInfo {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Event {
-    /// `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC_COARSE); 0 in host parsing.
+    /// The packet programs' clock (`netobs-ebpf` `clock.rs`): CLOCK_MONOTONIC_COARSE,
+    /// to a kernel tick; 0 in host parsing.
     pub ts_ns: u64,
     /// Interface the packet was seen on.
     pub ifindex: u32,
@@ -396,13 +397,19 @@ pub struct EventStage {
     /// `STAGE_EVENTS` batch slots, then the spare slot ([`STAGE_SPARE`])
     /// an interrupting program fills and writes out at once.
     pub events: [StagedEvent; STAGE_EVENTS + 1],
+    /// This CPU's token buckets ([`crate::sample`]): here, not in a map of
+    /// their own, so an event's token and its slot cost one map lookup.
+    pub buckets: crate::sample::Buckets,
 }
 
 /// Index of [`EventStage`]'s spare slot.
 pub const STAGE_SPARE: usize = STAGE_EVENTS;
 
 const _: () = {
-    assert!(core::mem::size_of::<EventStage>() == 40 + DATAPATH_EVENT_LEN * (STAGE_EVENTS + 1));
+    assert!(
+        core::mem::size_of::<EventStage>()
+            == 40 + DATAPATH_EVENT_LEN * (STAGE_EVENTS + 1) + core::mem::size_of::<crate::sample::Buckets>()
+    );
     assert!(core::mem::size_of::<PacketInfo>() == 56);
     assert!(core::mem::size_of::<StagedEvent>() == DATAPATH_EVENT_LEN);
     #[cfg(target_arch = "bpf")]

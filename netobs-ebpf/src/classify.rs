@@ -14,8 +14,9 @@ use netobs_common::{
 };
 
 use crate::{
-    emit, fib,
-    maps::{DF_COUNTERS, ICMP_COUNTERS, Stats, bump, bump_key, bump2, take_fair_token},
+    emit::{self, NoEvent},
+    fib,
+    maps::{DF_COUNTERS, ICMP_COUNTERS, Stats, bump, bump_key, bump2},
 };
 
 /// A packet program's context: what `observe` needs beyond the linear data.
@@ -24,12 +25,15 @@ pub trait Packet: EbpfContext {
     /// `[data, data_end)`, may hold only the headers). Asked only for DF
     /// candidates: it can cost a helper call.
     fn frame_len(&self) -> u32;
+    /// The interface the packet is on. Asked only past the ordinary-packet
+    /// test: for XDP it is three dependent loads (rxq, device, ifindex).
+    fn ifindex(&self) -> u32;
 }
 
 /// Observes the frame whose first (or only) buffer is `[start, end)`,
-/// seen on `ifindex` by `hook`.
+/// seen by `hook`.
 #[inline(always)]
-pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook: u8) {
+pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, hook: u8) {
     // SAFETY: the kernel guarantees [data, data_end) is the packet.
     let c = unsafe { Cursor::from_raw(start, end) };
     // The DF threshold: at egress the configured path MTU (locally sent
@@ -40,6 +44,7 @@ pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, ifindex: u32, hook:
         bump2(stat::PACKETS, stat::IPV4);
         return;
     }
+    let ifindex = ctx.ifindex();
     let outer = match parse_outer(&c) {
         Ok(outer) => outer,
         Err(Skip::NotIp) => {
@@ -103,22 +108,24 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, st: Stats) -> bool
     // Tick resolution is enough for a token bucket (see `clock`).
     let now = crate::clock::now();
     let hash = source_hash(c, outer, crate::config!(sample_seed));
-    if !take_fair_token(now, hash) {
-        st.add(stat::SAMPLED_OUT);
-        return true;
-    }
-    if let Some((ev, pending)) = emit::stage_event(now) {
-        parse_icmp_error(c, outer, ev);
-        ev.ifindex = ifindex;
-        ev.hook = hook;
-        if hook == hook::TC_EGRESS {
-            ev.kind = kind::ICMP_SENT;
+    let (ev, pending) = match emit::begin_fair(now, hash) {
+        Ok(begun) => begun,
+        Err(NoEvent::SampledOut) => {
+            st.add(stat::SAMPLED_OUT);
+            return true;
         }
-        if ev.flags & flags::QUOTE_TRUNCATED != 0 {
-            st.add(stat::QUOTE_TRUNCATED);
-        }
-        emit::finish(pending);
+        Err(NoEvent::NoSlot) => return true,
+    };
+    parse_icmp_error(c, outer, ev);
+    ev.ifindex = ifindex;
+    ev.hook = hook;
+    if hook == hook::TC_EGRESS {
+        ev.kind = kind::ICMP_SENT;
     }
+    if ev.flags & flags::QUOTE_TRUNCATED != 0 {
+        st.add(stat::QUOTE_TRUNCATED);
+    }
+    emit::finish(pending);
     true
 }
 
@@ -139,19 +146,25 @@ fn on_df_oversized(c: &Cursor, outer: &Outer, now: u64, ifindex: u32, hook: u8, 
     bump_key(&DF_COUNTERS, &DfCounterKey { ingress_ifindex: ifindex, egress_ifindex: egress });
     // Fair per sender: one bulk DF flow cannot starve another's event.
     let hash = source_hash(c, outer, crate::config!(sample_seed));
-    if let Some((ev, pending)) = emit::begin_fair(now, hash) {
-        ev.ifindex = ifindex;
-        ev.hook = hook;
-        ev.kind = kind::DF_OVERSIZED;
-        ev.outer_family = outer.family;
-        ev.outer_ttl = outer.ttl;
-        ev.outer_len = outer.total_len;
-        ev.mtu = mtu;
-        ev.aux = egress;
-        ev.flags = flags::HAS_MTU;
-        parse_ip_packet(c, outer.l3_off, outer.family, &mut ev.inner);
-        ev.outer_src = ev.inner.src;
-        ev.outer_dst = ev.inner.dst;
-        emit::finish(pending);
-    }
+    let (ev, pending) = match emit::begin_fair(now, hash) {
+        Ok(begun) => begun,
+        Err(NoEvent::SampledOut) => {
+            bump(stat::SAMPLED_OUT);
+            return;
+        }
+        Err(NoEvent::NoSlot) => return,
+    };
+    ev.ifindex = ifindex;
+    ev.hook = hook;
+    ev.kind = kind::DF_OVERSIZED;
+    ev.outer_family = outer.family;
+    ev.outer_ttl = outer.ttl;
+    ev.outer_len = outer.total_len;
+    ev.mtu = mtu;
+    ev.aux = egress;
+    ev.flags = flags::HAS_MTU;
+    parse_ip_packet(c, outer.l3_off, outer.family, &mut ev.inner);
+    ev.outer_src = ev.inner.src;
+    ev.outer_dst = ev.inner.dst;
+    emit::finish(pending);
 }

@@ -17,6 +17,14 @@ pub struct Pending {
     now: u64,
 }
 
+/// Why [`begin_fair`] gave no event.
+pub enum NoEvent {
+    /// No token: the caller counts it as sampled out.
+    SampledOut,
+    /// No slot (counted here); cannot happen in practice.
+    NoSlot,
+}
+
 /// Samples one event at time `now`: takes a token and returns a zeroed,
 /// time-stamped event to fill, or `None` (counted: sampled out). Call
 /// [`finish`] right after filling.
@@ -28,35 +36,44 @@ pub struct Pending {
 /// into byte loops.)
 #[inline(always)]
 pub fn begin(now: u64) -> Option<(&'static mut Event, Pending)> {
-    if !take_token(now) {
+    let stage = this_stage()?;
+    // SAFETY: this CPU's stage; the borrow ends here.
+    if !take_token(unsafe { &mut (*stage).buckets }, now) {
         bump(stat::SAMPLED_OUT);
         return None;
     }
-    stage_event(now)
+    stage_event(stage, now)
 }
 
 /// [`begin`] for an event about a packet from one reporter (or sender):
 /// it also needs a token from one of that reporter's fair-sampling buckets
 /// (`hash`, from `netobs_common::sample::source_hash`), so one reporter's
-/// flood cannot take every token.
+/// flood cannot take every token. The caller counts a refusal.
 #[inline(always)]
-pub fn begin_fair(now: u64, hash: u32) -> Option<(&'static mut Event, Pending)> {
-    if !take_fair_token(now, hash) {
-        bump(stat::SAMPLED_OUT);
-        return None;
+pub fn begin_fair(now: u64, hash: u32) -> Result<(&'static mut Event, Pending), NoEvent> {
+    let stage = this_stage().ok_or(NoEvent::NoSlot)?;
+    // SAFETY: this CPU's stage; the borrow ends here.
+    if !take_fair_token(unsafe { &mut (*stage).buckets }, now, hash) {
+        return Err(NoEvent::SampledOut);
     }
-    stage_event(now)
+    stage_event(stage, now).ok_or(NoEvent::NoSlot)
 }
 
-/// A zeroed, time-stamped slot of this CPU's stage, for a caller that has
-/// taken the token itself (and counted a refusal as sampled out).
+/// This CPU's stage: one map lookup for the tokens and the slot.
 #[inline(always)]
-pub fn stage_event(now: u64) -> Option<(&'static mut Event, Pending)> {
-    let Some(stage_ptr) = STAGE.get_ptr_mut(0) else {
+fn this_stage() -> Option<*mut EventStage> {
+    let stage = STAGE.get_ptr_mut(0);
+    if stage.is_none() {
         // Cannot happen (index 0 of a 1-entry array); counted if it does.
         bump(stat::RINGBUF_FULL);
-        return None;
-    };
+    }
+    stage
+}
+
+/// A zeroed, time-stamped slot of the stage at `stage_ptr`, for a caller
+/// that has taken the token.
+#[inline(always)]
+fn stage_event(stage_ptr: *mut EventStage, now: u64) -> Option<(&'static mut Event, Pending)> {
     // SAFETY: this CPU's value. A program that interrupts us on this CPU
     // sees `busy` and uses the spare slot; other CPUs have their own.
     let stage = unsafe { &mut *stage_ptr };

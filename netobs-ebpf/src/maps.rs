@@ -68,11 +68,6 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
 #[map]
 pub static STAGE: PerCpuArray<EventStage> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per-CPU token buckets (`netobs_common::sample`): the global one, the
-/// cap on events per second, and the reporters' fair buckets.
-#[map]
-pub static BUCKETS: PerCpuArray<Buckets> = PerCpuArray::with_max_entries(1, 0);
-
 /// This CPU's statistics block, looked up once per packet on the slow
 /// paths: every further [`bump`] there would be another map lookup.
 #[derive(Clone, Copy)]
@@ -168,28 +163,20 @@ pub fn bump_key<K, M: CountIn<K>>(map: &M, key: &K) {
 /// Takes a token from the global bucket only (events no reporter sends,
 /// such as the tracepoint's).
 #[inline(always)]
-pub fn take_token(now: u64) -> bool {
-    let Some(b) = BUCKETS.get_ptr_mut(0) else {
-        return false;
-    };
-    // SAFETY: per-CPU slot.
-    unsafe { &mut (*b).global }.take(now, crate::config!(events_per_sec), crate::config!(burst))
+pub fn take_token(buckets: &mut Buckets, now: u64) -> bool {
+    buckets.global.take(now, crate::config!(events_per_sec), crate::config!(burst))
 }
 
 /// Takes a token for an event about a packet from a source whose hash is
 /// `hash` (`netobs_common::sample::source_hash`): from the first of its two
 /// fair buckets that has one, and from the global bucket; or from none.
 #[inline(always)]
-pub fn take_fair_token(now: u64, hash: u32) -> bool {
+pub fn take_fair_token(buckets: &mut Buckets, now: u64, hash: u32) -> bool {
     let (rate, burst) = (crate::config!(events_per_sec), crate::config!(burst));
     if rate == 0 {
         return false;
     }
-    let Some(p) = BUCKETS.get_ptr_mut(0) else {
-        return false;
-    };
-    // SAFETY: this CPU's value; packet programs on one CPU do not nest.
-    let Buckets { global, fair } = unsafe { &mut *p };
+    let Buckets { global, fair } = buckets;
     let [first, second] = buckets_of(hash);
     if let Some(a) = fair.get_mut(first as usize)
         && take_fair(a, global, now, rate, burst)

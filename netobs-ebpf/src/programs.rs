@@ -30,12 +30,23 @@ impl Packet for XdpContext {
         // multi-buffer (jumbo) frame, where data_end ends the first one.
         unsafe { bpf_xdp_get_buff_len(self.as_ptr() as *mut _) as u32 }
     }
+
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        self.ingress_ifindex() as u32
+    }
 }
 
 impl Packet for TcContext {
     #[inline(always)]
     fn frame_len(&self) -> u32 {
         self.len()
+    }
+
+    #[inline(always)]
+    fn ifindex(&self) -> u32 {
+        // SAFETY: the context pointer is valid for the program's duration.
+        unsafe { (*self.skb.skb).ifindex }
     }
 }
 
@@ -50,7 +61,7 @@ impl Packet for TcContext {
 #[xdp(frags)]
 #[inline(always)] // into the macro's entry point: no BPF-to-BPF call per packet
 pub fn netobs_xdp(ctx: XdpContext) -> u32 {
-    observe(&ctx, ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32, hook::XDP);
+    observe(&ctx, ctx.data(), ctx.data_end(), hook::XDP);
     xdp_action::XDP_PASS
 }
 
@@ -111,7 +122,7 @@ fn tc_observe(ctx: &TcContext, hook: u8) {
             let _ = ctx.pull_data(want);
         }
     }
-    observe(ctx, ctx.data(), ctx.data_end(), skb.ifindex, hook);
+    observe(ctx, ctx.data(), ctx.data_end(), hook);
 }
 
 /// Never attached: user space runs it on a chosen CPU (BPF_PROG_TEST_RUN

@@ -18,6 +18,7 @@
 //! | `BPF_FIB_LOOKUP_SKIP_NEIGH` | 6.3 | the DF check looks routes up without it |
 //! | TCX | 6.6 | TC programs go on a clsact qdisc netobs creates (and removes) |
 //! | BTF (`/sys/kernel/btf/vmlinux`) | | reported only |
+//! | the kernel tick, measured ([`TickClock`]) | | the packet programs call the coarse-clock helper |
 
 use std::{
     ffi::CStr,

@@ -5,7 +5,7 @@ use aya::{Ebpf, EbpfLoader};
 use netobs_common::{Config, flows};
 
 /// The eBPF object built from `netobs-ebpf` by `build.rs`.
-pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netobs"));
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netobs-ebpf"));
 
 /// Kernel-side diagnostics (aya-log), fixed at load. Cold paths only (a
 /// malformed packet, at most one message per CPU per second); off by

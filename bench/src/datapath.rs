@@ -34,7 +34,7 @@ use crate::{
 };
 
 const REPEAT: u32 = 1_000_000;
-const ROUNDS: usize = 7;
+const ROUNDS: usize = 9;
 const LIVE_FRAMES: u32 = 2_000_000;
 const XDP_PASS: u32 = 2;
 /// TC_ACT_UNSPEC (-1) as the test run reports it.
@@ -82,31 +82,57 @@ fn cases() -> Vec<Case> {
 /// ring buffer meanwhile, as `netobs watch` does, so event writes land in
 /// warm memory instead of an ever-growing buffer.
 fn time_prog(ebpf: &mut Ebpf, prog: &str, frame: &[u8], ctx: &[u8]) -> Result<(f64, f64)> {
-    time_any(ebpf, prog, frame, Some(ctx), false)
+    let (ours, kernel) = rounds(ebpf, &[prog], frame, Some(ctx), false)?.remove(0);
+    Ok((median(&ours), median(&kernel)))
 }
 
-/// [`time_prog`] for an XDP program (`tc` false, with an `xdp_md`) or a TC
-/// classifier on an skb (`tc` true; the kernel builds the skb, linear,
-/// with its test socket attached, so egress sees a locally sent packet).
-fn time_any(ebpf: &mut Ebpf, prog: &str, frame: &[u8], ctx: Option<&[u8]>, tc: bool) -> Result<(f64, f64)> {
-    let mut ours = Vec::new();
-    let mut kernel = Vec::new();
+/// The empty program `base` and `prog` on `frame`, round by round in
+/// turn (so a noisy moment of this shared VM hits both alike): ((syscall,
+/// kernel) for `base`, (syscall, kernel) for `prog`), medians. XDP (`tc`
+/// false, with an `xdp_md`) or a TC classifier on an skb (`tc` true; the
+/// kernel builds the skb, linear, with its test socket attached, so egress
+/// sees a locally sent packet).
+fn time_pair(
+    ebpf: &mut Ebpf,
+    base: &str,
+    prog: &str,
+    frame: &[u8],
+    ctx: Option<&[u8]>,
+    tc: bool,
+) -> Result<((f64, f64), (f64, f64))> {
+    let mut r = rounds(ebpf, &[base, prog], frame, ctx, tc)?.into_iter().map(|(o, k)| (median(&o), median(&k)));
+    let (Some(b), Some(p)) = (r.next(), r.next()) else { anyhow::bail!("no rounds") };
+    Ok((b, p))
+}
+
+/// [`ROUNDS`] rounds of each program in `progs`, interleaved: per program
+/// (syscall ns per run, kernel average ns) of every round.
+fn rounds(
+    ebpf: &mut Ebpf,
+    progs: &[&str],
+    frame: &[u8],
+    ctx: Option<&[u8]>,
+    tc: bool,
+) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    let mut out = vec![(Vec::new(), Vec::new()); progs.len()];
     for _ in 0..ROUNDS {
-        let opts = TestRunOptions { data_in: Some(frame), ctx_in: ctx, repeat: REPEAT, ..TestRunOptions::new() };
-        let t = Instant::now();
-        let r = if tc {
-            load_program::<SchedClassifier>(ebpf, prog)?.test_run(opts)
-        } else {
-            load_program::<Xdp>(ebpf, prog)?.test_run(opts)
+        for (prog, (ours, kernel)) in progs.iter().zip(&mut out) {
+            let opts = TestRunOptions { data_in: Some(frame), ctx_in: ctx, repeat: REPEAT, ..TestRunOptions::new() };
+            let t = Instant::now();
+            let r = if tc {
+                load_program::<SchedClassifier>(ebpf, prog)?.test_run(opts)
+            } else {
+                load_program::<Xdp>(ebpf, prog)?.test_run(opts)
+            }
+            .with_context(|| format!("BPF_PROG_TEST_RUN of {prog}"))?;
+            let elapsed = t.elapsed();
+            let want = if tc { TC_CONTINUE } else { XDP_PASS };
+            anyhow::ensure!(r.return_value == want, "{prog} returned {} instead of {want}", r.return_value);
+            ours.push(elapsed.as_nanos() as f64 / f64::from(REPEAT));
+            kernel.push(r.duration.as_nanos() as f64);
         }
-        .with_context(|| format!("BPF_PROG_TEST_RUN of {prog}"))?;
-        let elapsed = t.elapsed();
-        let want = if tc { TC_CONTINUE } else { XDP_PASS };
-        anyhow::ensure!(r.return_value == want, "{prog} returned {} instead of {want}", r.return_value);
-        ours.push(elapsed.as_nanos() as f64 / f64::from(REPEAT));
-        kernel.push(r.duration.as_nanos() as f64);
     }
-    Ok((median(&ours), median(&kernel)))
+    Ok(out)
 }
 
 /// Consumes the ring buffer on another thread until dropped.
@@ -186,15 +212,15 @@ pub fn run() -> Result<()> {
     let _drainer = Drainer::start(RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map")?)?);
 
     println!(
-        "\n## datapath: ns/packet via BPF_PROG_TEST_RUN ({REPEAT} repeats x {ROUNDS} rounds, median; syscall timed by us; ring buffer drained by a second thread)"
+        "\n## datapath: ns/packet via BPF_PROG_TEST_RUN ({REPEAT} repeats x {ROUNDS} rounds, empty and netobs in turn, median; syscall timed by us; ring buffer drained by a second thread)"
     );
     println!("{:<28} {:>10} {:>10} {:>7} {:>8}  {:<26} met", "case", "empty ns", "netobs ns", "ratio", "+ns", "target");
     let mut all_met = true;
     for case in cases() {
         let ctx = xdp_md(case.frame.len(), v0);
         let before = counters::read(&ebpf)?;
-        let (empty, empty_kernel_ns) = time_prog(&mut ebpf, "netobs_baseline", &case.frame, &ctx)?;
-        let (ours, kernel_ns) = time_prog(&mut ebpf, "netobs_xdp", &case.frame, &ctx)?;
+        let ((empty, empty_kernel_ns), (ours, kernel_ns)) =
+            time_pair(&mut ebpf, "netobs_baseline", "netobs_xdp", &case.frame, Some(&ctx), false)?;
         let after = counters::read(&ebpf)?;
         let delta = |slot| after.stat(slot) - before.stat(slot);
         let (target, met) = match case.target {
@@ -244,8 +270,8 @@ pub fn run() -> Result<()> {
         let _drainer = Drainer::start(RingBuf::try_from(other.take_map("EVENTS").context("EVENTS map")?)?);
         for case in cases().into_iter().skip(2) {
             let ctx = xdp_md(case.frame.len(), v0);
-            let (empty, empty_kernel_ns) = time_prog(&mut other, "netobs_baseline", &case.frame, &ctx)?;
-            let (ours, kernel_ns) = time_prog(&mut other, "netobs_xdp", &case.frame, &ctx)?;
+            let ((empty, empty_kernel_ns), (ours, kernel_ns)) =
+                time_pair(&mut other, "netobs_baseline", "netobs_xdp", &case.frame, Some(&ctx), false)?;
             println!(
                 "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {label} (kernel avg {kernel_ns:.0} ns, empty {empty_kernel_ns:.0})",
                 case.name,
@@ -274,7 +300,8 @@ pub fn profile(case: &str, secs: u64) -> Result<()> {
     netns::build_topology()?;
     let v0 = netns::ifindex("v0")?;
     let config = Config { min_mtu: 1500, events_per_sec: u32::MAX, burst: 1_000_000, ..Config::DEFAULT };
-    let opts = LoadOptions { config, ringbuf_bytes: 8 << 20, ..LoadOptions::default() };
+    let ringbuf_bytes = std::env::var("NETOBS_RING_KIB").ok().and_then(|v| v.parse::<u32>().ok()).map_or(8 << 20, |k| k << 10);
+    let opts = LoadOptions { config, ringbuf_bytes, ..LoadOptions::default() };
     let other = match std::env::var_os("NETOBS_AB_OBJECT") {
         Some(path) => Some(std::fs::read(&path).with_context(|| format!("reading {}", path.to_string_lossy()))?),
         None => None,
@@ -318,8 +345,8 @@ fn tc_cases(ebpf: &mut Ebpf) -> Result<bool> {
             ("flow tracker", netobs_common::flows::PROGRAM),
         ] {
             let before = counters::read(ebpf)?;
-            let (empty, empty_kernel_ns) = time_any(ebpf, "netobs_tc_baseline", &case.frame, None, true)?;
-            let (ours, kernel_ns) = time_any(ebpf, prog, &case.frame, None, true)?;
+            let ((empty, empty_kernel_ns), (ours, kernel_ns)) =
+                time_pair(ebpf, "netobs_tc_baseline", prog, &case.frame, None, true)?;
             let after = counters::read(ebpf)?;
             let Target::Relative { ratio, extra_ns } = case.target else { continue };
             let met = ours / empty <= ratio || ours - empty < extra_ns;
@@ -356,8 +383,8 @@ fn tc_cases(ebpf: &mut Ebpf) -> Result<bool> {
     // The flow tracker's common case: a segment that only updates its
     // flow (an ACK; new data is the same work), nothing recorded.
     let ack = Frame::ipv4(v4("198.18.0.2"), v4("198.18.9.9")).tcp(Tcp::new(40001, 443).flags(0x10)).bytes();
-    let (empty, empty_kernel_ns) = time_any(ebpf, "netobs_tc_baseline", &ack, None, true)?;
-    let (ours, kernel_ns) = time_any(ebpf, netobs_common::flows::PROGRAM, &ack, None, true)?;
+    let ((empty, empty_kernel_ns), (ours, kernel_ns)) =
+        time_pair(ebpf, "netobs_tc_baseline", netobs_common::flows::PROGRAM, &ack, None, true)?;
     println!(
         "{:<28} {:>10.2} {:>10.2} {:>7.2} {:>8.2}  {:<26} -     (kernel avg {kernel_ns:.0} ns, empty {empty_kernel_ns:.0}; a flow update, nothing recorded)",
         "TCP ACK flow tracker",

@@ -210,7 +210,7 @@ pub struct WatchArgs {
     pub max_flows: u32,
 
     /// Ring buffer size in KiB (rounded up to a power of two). An event is
-    /// 144 bytes (plus an 8-byte header per record of up to 8 events), so
+    /// 144 bytes (plus an 8-byte header per record of up to 32 events), so
     /// the default 2 MiB holds about 14,000 of them between two drains.
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(4..=1_048_576), env = "NETOBS_RINGBUF_KIB")]
     pub ringbuf_kib: u32,

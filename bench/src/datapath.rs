@@ -294,13 +294,19 @@ pub fn run() -> Result<()> {
 /// `NETOBS_AB_OBJECT` naming another build of the eBPF object, rounds
 /// alternate between the two and both medians are printed: an A/B
 /// comparison within one run, as the figures drift between runs.
+/// `NETOBS_SAMPLING_OFF` measures the counting-only path,
+/// `NETOBS_RING_KIB` another ring size.
 pub fn profile(case: &str, secs: u64) -> Result<()> {
     netns::enter_private()?;
     pin_to_cpu(0);
     netns::build_topology()?;
     let v0 = netns::ifindex("v0")?;
-    let config = Config { min_mtu: 1500, events_per_sec: u32::MAX, burst: 1_000_000, ..Config::DEFAULT };
-    let ringbuf_bytes = std::env::var("NETOBS_RING_KIB").ok().and_then(|v| v.parse::<u32>().ok()).map_or(8 << 20, |k| k << 10);
+    let mut config = Config { min_mtu: 1500, events_per_sec: u32::MAX, burst: 1_000_000, ..Config::DEFAULT };
+    if std::env::var_os("NETOBS_SAMPLING_OFF").is_some() {
+        config.events_per_sec = 0;
+    }
+    let ringbuf_bytes =
+        std::env::var("NETOBS_RING_KIB").ok().and_then(|v| v.parse::<u32>().ok()).map_or(8 << 20, |k| k << 10);
     let opts = LoadOptions { config, ringbuf_bytes, ..LoadOptions::default() };
     let other = match std::env::var_os("NETOBS_AB_OBJECT") {
         Some(path) => Some(std::fs::read(&path).with_context(|| format!("reading {}", path.to_string_lossy()))?),

@@ -41,6 +41,9 @@ pub struct FloodSpec {
     pub max_packets: u64,
     /// ... or after this long, whichever comes first.
     pub max_time: Duration,
+    /// Every error from one reporter (198.19.0.1) instead of random ones;
+    /// codes and quoted clients stay random.
+    pub one_reporter: bool,
 }
 
 /// What was sent.
@@ -209,7 +212,7 @@ impl PacketSocket {
         {
             let left = (spec.max_packets - report.sent - report.failed).min(64) as usize;
             for f in batch.iter_mut().take(left) {
-                randomize(f, next(&mut rng));
+                randomize(f, next(&mut rng), spec.one_reporter);
             }
             // A full device queue refuses part of a batch: wait a little and
             // send the rest, so the rate is what the victim really got.
@@ -253,13 +256,15 @@ fn next(s: &mut u64) -> u64 {
     s.wrapping_mul(0x2545_f491_4f6c_dd1d)
 }
 
-/// New reporter, type/code, quoted client address and port; checksums
-/// fixed (the victim's kernel checks the ICMP one).
-fn randomize(f: &mut [u8], r: u64) {
+/// New reporter (unless `one_reporter`), type/code, quoted client address
+/// and port; checksums fixed (the victim's kernel checks the ICMP one).
+fn randomize(f: &mut [u8], r: u64, one_reporter: bool) {
     let b = r.to_le_bytes();
     // Outer source = reporter 198.19.x.y.
-    f[IP + 14] = b[0];
-    f[IP + 15] = b[1];
+    if !one_reporter {
+        f[IP + 14] = b[0];
+        f[IP + 15] = b[1];
+    }
     let (t, c) = if b[2] < 205 {
         (3u8, b[3] & 0x0f)
     } else if b[2] < 230 {
@@ -298,10 +303,14 @@ mod tests {
         let quote = Frame::ipv4(Ipv4Addr::new(198, 18, 3, 1), Ipv4Addr::new(198, 19, 0, 1))
             .tcp(Tcp::new(65000, 40000).syn_ack())
             .ip_bytes();
-        let mut f =
+        let f =
             Frame::ipv4(Ipv4Addr::new(198, 19, 0, 1), Ipv4Addr::new(198, 18, 3, 1)).icmp_error(3, 1, &quote).bytes();
-        randomize(&mut f, 0x1234_5678_9abc_def0);
-        assert_eq!(checksum(&f[IP..ICMP]), 0);
-        assert_eq!(checksum(&f[ICMP..]), 0);
+        for one_reporter in [false, true] {
+            let mut g = f.clone();
+            randomize(&mut g, 0x1234_5678_9abc_def0, one_reporter);
+            assert_eq!(checksum(&g[IP..ICMP]), 0);
+            assert_eq!(checksum(&g[ICMP..]), 0);
+            assert_eq!(g[IP + 12..IP + 16] == f[IP + 12..IP + 16], one_reporter, "the reporter");
+        }
     }
 }

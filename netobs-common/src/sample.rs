@@ -38,7 +38,6 @@ pub const FAIR_BUCKETS: u32 = 64;
 /// reporter has two, so it gets at most 1/8.
 pub const FAIR_SHARE: u32 = 16;
 
-
 /// Tokens are kept in units of 1e-9 event, so a refill is `elapsed_ns *
 /// rate` with no division.
 pub const TOKEN: u64 = 1_000_000_000;
@@ -291,7 +290,6 @@ mod tests {
             let [a, b] = buckets_of(hash);
             take_fair(&mut self.fair[a as usize], &mut self.global, now, rate, burst)
                 || take_fair(&mut self.fair[b as usize], &mut self.global, now, rate, burst)
-
         }
     }
 
@@ -310,7 +308,8 @@ mod tests {
         let [fa, fb] = buckets_of(flooder);
         // Even a reporter sharing one of the flooder's buckets.
         let mut real = 0xC612_0201;
-        while !buckets_of(reporter_hash(&v4(real), 7)).contains(&fa) || buckets_of(reporter_hash(&v4(real), 7)).contains(&fb)
+        while !buckets_of(reporter_hash(&v4(real), 7)).contains(&fa)
+            || buckets_of(reporter_hash(&v4(real), 7)).contains(&fb)
         {
             real += 1;
         }

@@ -60,6 +60,7 @@ fn rig() -> Rig {
         rate: RATE,
         max_packets: u64::from(RATE) * 30,
         max_time: Duration::from_secs(30),
+        one_reporter: false,
     };
     std::thread::sleep(Duration::from_millis(200));
     Rig { s, sock, spec }

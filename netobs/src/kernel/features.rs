@@ -552,7 +552,7 @@ mod tests {
             fib_skip_neigh: v,
             tcx: v,
             btf: v,
-            tick_clock: v.is_yes().then_some(TickClock { hz: 250, tick_ns: 4_000_000, offset_ns: 0 }),
+            tick_clock: (!v.is_no()).then_some(TickClock { hz: 250, tick_ns: 4_000_000, offset_ns: 0 }),
             legacy_tc_forced: false,
         }
     }
@@ -587,7 +587,7 @@ mod tests {
         assert!(f.require_minimum().is_ok());
         assert_eq!(f.tc_path(), TcPath::Clsact);
         let notes = f.notes().join("\n");
-        for needle in ["clsact", "frags", "SKIP_NEIGH", "TEST_RUN_ON_CPU", "BTF"] {
+        for needle in ["clsact", "frags", "SKIP_NEIGH", "TEST_RUN_ON_CPU", "BTF", "kernel tick"] {
             assert!(notes.contains(needle), "{needle} missing from {notes}");
         }
     }

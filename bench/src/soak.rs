@@ -381,20 +381,7 @@ pub fn run(bin: &str, o: &Options) -> Result<()> {
     let wait_mid = Duration::from_secs(flood_secs / 2).saturating_sub(flood_start.elapsed());
     std::thread::sleep(wait_mid);
     let real_at = Instant::now();
-    let real = s.client.spawn(&[
-        "python3",
-        "-c",
-        &format!(
-            "import socket\ns=socket.socket()\ns.bind(('198.18.1.1',0))\nprint(s.getsockname()[1],flush=True)\ns.settimeout(20)\ntry: s.connect(('{victim}',{port}))\nexcept Exception: pass"
-        ),
-    ])?;
-    let real_port: u64 = {
-        let mut line = String::new();
-        if let Some(out) = real.take_stdout() {
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
-        line.trim().parse().unwrap_or(0)
-    };
+    let (real, real_port) = real_attempt(&s, port, 20)?;
     let sent = flood.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))?;
     let flood_end = Instant::now();
     let end_rss = memory_kib(pid).map(|m| m.0).unwrap_or(0);
@@ -421,12 +408,7 @@ pub fn run(bin: &str, o: &Options) -> Result<()> {
     let findings: Vec<&(Instant, Value)> = recs.iter().filter(|(_, r)| r["type"] == "finding").collect();
     let folds: Vec<&(Instant, Value)> = recs.iter().filter(|(_, r)| r["type"] == "folded").collect();
     let folded_total: u64 = folds.iter().filter_map(|(_, r)| r["findings"].as_u64()).sum();
-    let real_line = findings
-        .iter()
-        .find(|(_, r)| {
-            r["reporter"] == REAL_REPORTER && r["icmp_code"] == 10 && r["flow"]["dst_port"].as_u64() == Some(real_port)
-        })
-        .map(|(t, _)| *t);
+    let real_line = findings.iter().find(|(_, r)| is_real_line(r, real_port)).map(|(t, _)| *t);
     let marker_line = findings.iter().find(|(_, r)| r["reporter"] == "198.18.250.1").map(|(t, _)| *t);
     // Lines about the flood's reporters after the flood (excluding what
     // watch writes on its way out, after its deadline).
@@ -567,9 +549,7 @@ pub fn run(bin: &str, o: &Options) -> Result<()> {
         .filter_map(|(_, r)| r["count"].as_u64())
         .max()
         .unwrap_or(0);
-    let first_real = findings.iter().find(|(_, r)| {
-        r["reporter"] == REAL_REPORTER && r["icmp_code"] == 10 && r["flow"]["dst_port"].as_u64() == Some(real_port)
-    });
+    let first_real = findings.iter().find(|(_, r)| is_real_line(r, real_port));
     let confirmed = counters.and_then(|c| c["findings_confirmed"].as_u64()).unwrap_or(0);
     println!(
         "real rejection: rc rejected {rejected_by_rc} SYN-ACKs in all; the finding for the attempt counted {real_count} events; its first line: count {}, socket {}; folded first sightings confirmed by their socket: {confirmed}",
@@ -594,6 +574,30 @@ fn distinct_ids(findings: &[&(Instant, Value)]) -> usize {
     ids.sort_unstable();
     ids.dedup();
     ids.len()
+}
+
+/// The real rejection: one connection attempt from the client (giving up
+/// after `timeout_secs`) whose SYN-ACKs rc rejects with ICMP 3/10. The
+/// running client and its port.
+fn real_attempt(s: &scenarios::ScenarioLab, port: u16, timeout_secs: u32) -> Result<(netobs_lab::Spawned, u64)> {
+    let victim = s.server_v4;
+    let real = s.client.spawn(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket\ns=socket.socket()\ns.bind(('198.18.1.1',0))\nprint(s.getsockname()[1],flush=True)\ns.settimeout({timeout_secs})\ntry: s.connect(('{victim}',{port}))\nexcept Exception: pass"
+        ),
+    ])?;
+    let mut line = String::new();
+    if let Some(out) = real.take_stdout() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    Ok((real, line.trim().parse().unwrap_or(0)))
+}
+
+/// A finding about the real rejection of the attempt from `port`.
+fn is_real_line(r: &Value, port: u64) -> bool {
+    r["reporter"] == REAL_REPORTER && r["icmp_code"] == 10 && r["flow"]["dst_port"].as_u64() == Some(port)
 }
 
 /// Run D: the case for fair sampling. `watch` on the server, 20 s
@@ -621,22 +625,8 @@ fn one_reporter_flood(
         std::thread::spawn(move || sock.flood(&spec, &stop))
     };
     std::thread::sleep(Duration::from_secs(8));
-    let victim = s.server_v4;
     let real_at = Instant::now();
-    let real = s.client.spawn(&[
-        "python3",
-        "-c",
-        &format!(
-            "import socket\ns=socket.socket()\ns.bind(('198.18.1.1',0))\nprint(s.getsockname()[1],flush=True)\ns.settimeout(10)\ntry: s.connect(('{victim}',{port}))\nexcept Exception: pass"
-        ),
-    ])?;
-    let real_port: u64 = {
-        let mut line = String::new();
-        if let Some(out) = real.take_stdout() {
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
-        line.trim().parse().unwrap_or(0)
-    };
+    let (real, real_port) = real_attempt(s, port, 10)?;
     let sent = flood.join().map_err(|_| anyhow::anyhow!("flood thread panicked"))?;
     let flood_end = Instant::now();
     stop.store(true, Ordering::Relaxed);
@@ -645,12 +635,7 @@ fn one_reporter_flood(
     let line = w
         .records()
         .iter()
-        .find(|(_, r)| {
-            r["type"] == "finding"
-                && r["reporter"] == REAL_REPORTER
-                && r["icmp_code"] == 10
-                && r["flow"]["dst_port"].as_u64() == Some(real_port)
-        })
+        .find(|(_, r)| r["type"] == "finding" && is_real_line(r, real_port))
         .map(|(t, _)| *t)
         .filter(|t| *t <= flood_end);
     Ok((line.map(|t| t.saturating_duration_since(real_at)), sent.sent))

@@ -64,16 +64,27 @@ fn branches(v: &Value, ttl: u64) -> Vec<String> {
 /// exactly one of them, and every flow reaches the server. Eight random
 /// flows all hash onto one branch with probability 2/2^8 = 0.8 %: that is
 /// inherent to hashing (Dublin traceroute and tracelb have it too), so a
-/// run that sees one branch is repeated, at most twice, with new flows.
+/// run that sees one branch is repeated, at most twice, with new flows,
+/// after a second's pause. So is a run in which a flow lost its answers
+/// (seen once in CI, on the attempt right after a one-branch run: 7 of 8
+/// flows reached the server); the accepted run must have all eight.
 fn flows_find_both_branches(d: &tracer::Diamond, target: &str, branch: [String; 2]) -> Result<()> {
     let mut last = Value::Null;
     for attempt in 1..=3 {
+        if attempt > 1 {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
         let v = json(&d.client, &["trace", target, "--flows", "8"])?;
         assert_eq!(v["type"], "multipath", "{}", pretty(&v));
         assert_eq!(v["flows"].as_array().map(Vec::len), Some(8), "{}", pretty(&v));
-        assert_eq!(v["reached_by"], 8, "{}", pretty(&v));
         let hop2 = branches(&v, 2);
         assert!(hop2.iter().all(|a| branch.contains(a)), "hop 2 answered from elsewhere: {hop2:?}");
+        eprintln!("--flows 8 to {target}: {} probes in {} s", v["probes_sent"], v["seconds"]);
+        if v["reached_by"] != 8 {
+            eprintln!("attempt {attempt}: {} of 8 flows reached {target}", v["reached_by"]);
+            last = v;
+            continue;
+        }
         // Every flow took exactly one branch at hop 2.
         let took: usize = v["hops"][1]["branches"]
             .as_array()
@@ -83,7 +94,6 @@ fn flows_find_both_branches(d: &tracer::Diamond, target: &str, branch: [String; 
         // One path before and after the diamond.
         assert_eq!(branches(&v, 1).len(), 1, "{}", pretty(&v));
         assert_eq!(branches(&v, 4), vec![target.to_string()], "{}", pretty(&v));
-        eprintln!("--flows 8 to {target}: {} probes in {} s", v["probes_sent"], v["seconds"]);
         if hop2.len() == 2 {
             assert_eq!(v["diverges_at"], 2, "{}", pretty(&v));
             assert_eq!(v["max_branches"], 2);
@@ -92,7 +102,7 @@ fn flows_find_both_branches(d: &tracer::Diamond, target: &str, branch: [String; 
         eprintln!("attempt {attempt}: all 8 flows hashed onto {hop2:?}");
         last = v;
     }
-    bail!("--flows 8 never found both branches in 3 runs: {}", pretty(&last))
+    bail!("--flows 8 never found both branches with every flow answered in 3 runs: {}", pretty(&last))
 }
 
 #[test]

@@ -14,8 +14,7 @@ use netobs_common::{
 };
 
 use crate::{
-    emit::{self, NoEvent},
-    fib,
+    emit, fib,
     maps::{DF_COUNTERS, ICMP_COUNTERS, Stats, bump, bump_key, bump2},
 };
 
@@ -72,14 +71,14 @@ pub fn observe<C: Packet>(ctx: &C, start: usize, end: usize, hook: u8) {
     if hook == hook::TC_EGRESS {
         if is_df_candidate(&outer, df_threshold) && ip_len_in_frame(&outer, ctx.frame_len()) {
             let now = crate::clock::now();
-            on_df_oversized(&c, &outer, now, ifindex, hook, ifindex, df_threshold);
+            on_df_oversized(&c, &outer, st, now, ifindex, hook, ifindex, df_threshold);
         }
     } else if outer.vlan_depth == 0
         && !outer.later_fragment
         && is_df_candidate(&outer, df_threshold)
         && ip_len_in_frame(&outer, ctx.frame_len())
     {
-        on_df_candidate(ctx, &c, &outer, ifindex, hook);
+        on_df_candidate(ctx, &c, &outer, st, ifindex, hook);
     }
 }
 
@@ -108,13 +107,8 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, st: Stats) -> bool
     // Tick resolution is enough for a token bucket (see `clock`).
     let now = crate::clock::now();
     let hash = source_hash(c, outer, crate::config!(sample_seed));
-    let (ev, pending) = match emit::begin_fair(now, hash) {
-        Ok(begun) => begun,
-        Err(NoEvent::SampledOut) => {
-            st.add(stat::SAMPLED_OUT);
-            return true;
-        }
-        Err(NoEvent::NoSlot) => return true,
+    let Some((ev, pending)) = emit::begin_fair(now, hash, st) else {
+        return true;
     };
     parse_icmp_error(c, outer, ev);
     ev.ifindex = ifindex;
@@ -130,29 +124,25 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, st: Stats) -> bool
 }
 
 #[inline(always)]
-fn on_df_candidate<C: EbpfContext>(ctx: &C, c: &Cursor, outer: &Outer, ifindex: u32, hook: u8) {
+fn on_df_candidate<C: EbpfContext>(ctx: &C, c: &Cursor, outer: &Outer, st: Stats, ifindex: u32, hook: u8) {
     let mut slot = core::mem::MaybeUninit::<PacketInfo>::uninit();
     let pkt = crate::mem::zero_init(&mut slot);
     parse_ip_packet(c, outer.l3_off, outer.family, pkt);
     let now = crate::clock::now();
     if let Some((egress, mtu)) = fib::too_big_for_egress(ctx, now, ifindex, pkt) {
-        on_df_oversized(c, outer, now, ifindex, hook, egress, mtu);
+        on_df_oversized(c, outer, st, now, ifindex, hook, egress, mtu);
     }
 }
 
 #[inline(always)]
-fn on_df_oversized(c: &Cursor, outer: &Outer, now: u64, ifindex: u32, hook: u8, egress: u32, mtu: u32) {
-    bump(stat::DF_OVERSIZED);
+#[allow(clippy::too_many_arguments)] // two call sites, both inlined
+fn on_df_oversized(c: &Cursor, outer: &Outer, st: Stats, now: u64, ifindex: u32, hook: u8, egress: u32, mtu: u32) {
+    st.add(stat::DF_OVERSIZED);
     bump_key(&DF_COUNTERS, &DfCounterKey { ingress_ifindex: ifindex, egress_ifindex: egress });
     // Fair per sender: one bulk DF flow cannot starve another's event.
     let hash = source_hash(c, outer, crate::config!(sample_seed));
-    let (ev, pending) = match emit::begin_fair(now, hash) {
-        Ok(begun) => begun,
-        Err(NoEvent::SampledOut) => {
-            bump(stat::SAMPLED_OUT);
-            return;
-        }
-        Err(NoEvent::NoSlot) => return,
+    let Some((ev, pending)) = emit::begin_fair(now, hash, st) else {
+        return;
     };
     ev.ifindex = ifindex;
     ev.hook = hook;

@@ -5,7 +5,7 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use netobs_common::event::{Event, EventStage, STAGE_EVENTS, STAGE_MAX_AGE_NS, STAGE_SPARE, stat};
 
-use crate::maps::{EVENTS, STAGE, bump, bump_by, submit_flags, take_fair_token, take_token};
+use crate::maps::{EVENTS, STAGE, Stats, bump, bump_by, submit_flags, take_fair_token, take_token};
 
 /// An event being written. From [`begin`]; hand it back to [`finish`].
 ///
@@ -15,14 +15,6 @@ use crate::maps::{EVENTS, STAGE, bump, bump_by, submit_flags, take_fair_token, t
 pub struct Pending {
     stage: *mut EventStage,
     now: u64,
-}
-
-/// Why [`begin_fair`] gave no event.
-pub enum NoEvent {
-    /// No token: the caller counts it as sampled out.
-    SampledOut,
-    /// No slot (counted here); cannot happen in practice.
-    NoSlot,
 }
 
 /// Samples one event at time `now`: takes a token and returns a zeroed,
@@ -48,15 +40,17 @@ pub fn begin(now: u64) -> Option<(&'static mut Event, Pending)> {
 /// [`begin`] for an event about a packet from one reporter (or sender):
 /// it also needs a token from one of that reporter's fair-sampling buckets
 /// (`hash`, from `netobs_common::sample::source_hash`), so one reporter's
-/// flood cannot take every token. The caller counts a refusal.
+/// flood cannot take every token. A refusal is counted in `st`, the
+/// caller's statistics block (no second lookup).
 #[inline(always)]
-pub fn begin_fair(now: u64, hash: u32) -> Result<(&'static mut Event, Pending), NoEvent> {
-    let stage = this_stage().ok_or(NoEvent::NoSlot)?;
+pub fn begin_fair(now: u64, hash: u32, st: Stats) -> Option<(&'static mut Event, Pending)> {
+    let stage = this_stage()?;
     // SAFETY: this CPU's stage; the borrow ends here.
     if !take_fair_token(unsafe { &mut (*stage).buckets }, now, hash) {
-        return Err(NoEvent::SampledOut);
+        st.add(stat::SAMPLED_OUT);
+        return None;
     }
-    stage_event(stage, now).ok_or(NoEvent::NoSlot)
+    stage_event(stage, now)
 }
 
 /// This CPU's stage: one map lookup for the tokens and the slot.

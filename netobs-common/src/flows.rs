@@ -8,7 +8,7 @@
 //! resending data whose sequence range already passed is a
 //! retransmission, and the receiver's ACKs say whether the connection
 //! progresses. The TC ingress program `netobs_flows` keeps, per flow,
-//! just enough to tell ([`FlowState`], 64 bytes) in an LRU hash of
+//! just enough to tell ([`FlowState`], 72 bytes) in an LRU hash of
 //! [`MAX_FLOWS`] entries, and adds what it infers to a second LRU map of
 //! [`crate::retrans::RetransCounts`] keyed like the tracepoints' own
 //! ([`FORWARDED_MAP`]), so user space judges both with the same rules.
@@ -23,6 +23,15 @@
 //! - **Full-size** means at least as long as the longest segment seen in
 //!   that direction: the gateway never saw the MSS option the receiver
 //!   will honour after a clamp, only the segments.
+//! - A retransmission is **stalled** (the blackhole's mark) when it
+//!   resends the very segment the previous one of that direction resent,
+//!   the receiver's ACK has not passed it, and no full-size segment of that
+//!   direction was ever acknowledged. Loss from congestion resends other
+//!   holes in turn while the ACK moves, and full-size segments get
+//!   through between losses; a blackhole resends the head again and again
+//!   and lets no full-size segment through. A path that shrinks in the
+//!   middle of a flow is therefore seen in the flows that start after it,
+//!   not in the one it cut.
 //! - A **SYN retransmission** is a SYN with the sequence number of an
 //!   earlier one, while no SYN-ACK came the other way; a **SYN-ACK
 //!   retransmission** likewise, while no ACK of it came.
@@ -163,6 +172,12 @@ pub mod half {
     pub const SYN: u8 = 1 << 2;
     /// A SYN-ACK was seen; `syn_seq` is its sequence number.
     pub const SYNACK: u8 = 1 << 3;
+    /// `full_end` holds a value.
+    pub const FULL: u8 = 1 << 4;
+    /// The peer acknowledged past `full_end`: a full-size segment got through.
+    pub const DELIVERED: u8 = 1 << 5;
+    /// `resent_seq` holds a value.
+    pub const RESENT: u8 = 1 << 6;
 }
 
 /// What one direction of a flow sent.
@@ -180,6 +195,11 @@ pub struct Half {
     pub max_len: u32,
     /// Sequence number of this direction's SYN or SYN-ACK.
     pub syn_seq: u32,
+    /// End of the first segment sent at the current `max_len`: once the
+    /// peer acknowledges it, segments of that size get through.
+    pub full_end: u32,
+    /// Start of the latest retransmitted segment.
+    pub resent_seq: u32,
     /// [`half`] bits.
     pub flags: u8,
     pub _pad: [u8; 3],
@@ -192,10 +212,10 @@ pub struct FlowState {
     pub half: [Half; 2],
     /// `bpf_ktime_get_coarse_ns` of the latest segment.
     pub last_ns: u64,
-    pub _reserved: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<FlowState>() == 64);
+const _: () = assert!(core::mem::size_of::<Half>() == 32);
+const _: () = assert!(core::mem::size_of::<FlowState>() == 72);
 
 /// What one segment says about its flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,6 +238,10 @@ pub enum Seen {
         /// The receiver ACKs at all (the handshake or earlier data got
         /// through).
         receiver_acks: bool,
+        /// The same segment as this direction's previous retransmission,
+        /// still unacknowledged, in a flow whose full-size segments never
+        /// got through (see the module's notes).
+        stalled: bool,
     },
 }
 
@@ -244,6 +268,10 @@ impl FlowState {
                 h.acked = s.ack;
             }
             h.flags |= half::ACKED;
+            let p = &mut self.half[peer];
+            if p.flags & half::FULL != 0 && !before(s.ack, p.full_end) {
+                p.flags |= half::DELIVERED;
+            }
         }
         if syn {
             return self.on_syn(me, peer, s, ack);
@@ -260,20 +288,33 @@ impl FlowState {
             return Seen::Nothing;
         }
         if s.payload > h.max_len {
+            // A larger size than any before: whether it gets through is
+            // open again.
             h.max_len = s.payload;
+            h.flags &= !(half::FULL | half::DELIVERED);
         }
         if before(h.next_seq, end) {
             h.next_seq = end;
+            if s.payload >= 2 && s.payload == h.max_len && h.flags & half::FULL == 0 {
+                h.full_end = end;
+                h.flags |= half::FULL;
+            }
             return Seen::Nothing;
         }
         if s.payload < 2 {
             return Seen::Nothing;
         }
+        let again = h.flags & half::RESENT != 0 && h.resent_seq == s.seq;
+        let never_delivered = h.flags & half::DELIVERED == 0;
+        h.resent_seq = s.seq;
+        h.flags |= half::RESENT;
         let (base, segment_size) = (h.base_seq, h.max_len);
         let p = &self.half[peer];
         let receiver_acks = p.flags & half::ACKED != 0;
         let acked = if receiver_acks && before(base, p.acked) { p.acked.wrapping_sub(base) } else { 0 };
-        Seen::DataAgain { len: s.payload, segment_size, acked, receiver_acks }
+        let unacked = !receiver_acks || !before(s.seq, p.acked);
+        let stalled = again && unacked && never_delivered;
+        Seen::DataAgain { len: s.payload, segment_size, acked, receiver_acks, stalled }
     }
 
     #[inline(always)]
@@ -366,7 +407,108 @@ mod tests {
             ],
         );
         assert!(seen[..7].iter().all(|x| *x == Seen::Nothing), "{seen:?}");
-        assert_eq!(seen[7], Seen::DataAgain { len: 1448, segment_size: 1448, acked: 100, receiver_acks: true });
+        assert_eq!(
+            seen[7],
+            Seen::DataAgain { len: 1448, segment_size: 1448, acked: 100, receiver_acks: true, stalled: false }
+        );
+    }
+
+    /// What each segment's retransmission showed as `stalled` (None: not a
+    /// retransmission).
+    fn stalls(seen: &[Seen]) -> std::vec::Vec<Option<bool>> {
+        seen.iter()
+            .map(|x| match x {
+                Seen::DataAgain { stalled, .. } => Some(*stalled),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The start of a download: handshake, then a 100-byte response header
+    /// the client acknowledges.
+    fn opened(st: &mut FlowState, c: u32, s: u32) {
+        feed(
+            st,
+            &[
+                seg(true, tcp::SYN, c, 0, 0),
+                seg(false, tcp::SYN | tcp::ACK, s, c + 1, 0),
+                seg(true, tcp::ACK, c + 1, s + 1, 0),
+                seg(false, tcp::ACK, s + 1, c + 1, 100),
+                seg(true, tcp::ACK, c + 1, s + 101, 0),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_blackhole_resends_its_head_and_stalls() {
+        let mut st = FlowState::default();
+        let (c, s) = (1000u32, 9000u32);
+        opened(&mut st, c, s);
+        let head = s + 101;
+        let seen = feed(
+            &mut st,
+            &[
+                seg(false, tcp::ACK, head, c + 1, 1448),
+                seg(false, tcp::ACK, head + 1448, c + 1, 1448),
+                // Nothing of it arrives; the timer resends the head, again
+                // and again, and the client's ACKs (a window update) stay.
+                seg(false, tcp::ACK, head, c + 1, 1448),
+                seg(true, tcp::ACK, c + 1, head, 0),
+                seg(false, tcp::ACK, head, c + 1, 1448),
+                seg(false, tcp::ACK, head, c + 1, 1448),
+            ],
+        );
+        assert_eq!(stalls(&seen), [None, None, Some(false), None, Some(true), Some(true)]);
+    }
+
+    #[test]
+    fn congestion_loss_after_full_size_segments_got_through_does_not_stall() {
+        let mut st = FlowState::default();
+        let (c, s) = (1000u32, 9000u32);
+        opened(&mut st, c, s);
+        let d = s + 101;
+        let mss = 1448;
+        let mut segs = std::vec::Vec::new();
+        for i in 0..8 {
+            segs.push(seg(false, tcp::ACK, d + i * mss, c + 1, mss));
+        }
+        // The first two arrive and are acknowledged, the rest is lost in
+        // bursts: recovery resends each hole in turn under one ACK, and one
+        // hole twice (its first resend was lost too).
+        segs.push(seg(true, tcp::ACK, c + 1, d + 2 * mss, 0));
+        for i in [2, 3, 3, 5, 5, 5] {
+            segs.push(seg(false, tcp::ACK, d + i * mss, c + 1, mss));
+        }
+        let seen = feed(&mut st, &segs);
+        assert!(stalls(&seen).iter().flatten().all(|s| !s), "{seen:?}");
+        assert_eq!(stalls(&seen).iter().flatten().count(), 6);
+    }
+
+    #[test]
+    fn recovery_of_a_lost_first_flight_resends_other_holes_and_does_not_stall() {
+        let mut st = FlowState::default();
+        let (c, s) = (1000u32, 9000u32);
+        opened(&mut st, c, s);
+        let d = s + 101;
+        let mss = 1448;
+        let mut segs = std::vec::Vec::new();
+        for i in 0..6 {
+            segs.push(seg(false, tcp::ACK, d + i * mss, c + 1, mss));
+        }
+        // No full-size segment acknowledged yet: holes resent one by one
+        // under the same ACK are not the same segment again.
+        for i in 0..6 {
+            segs.push(seg(false, tcp::ACK, d + i * mss, c + 1, mss));
+        }
+        let seen = feed(&mut st, &segs);
+        assert_eq!(stalls(&seen).iter().flatten().filter(|s| **s).count(), 0, "{seen:?}");
+        // The same hole again right away is a stall; once the ACK passed
+        // full-size segments, it no longer is.
+        let seen = feed(&mut st, &[seg(false, tcp::ACK, d + 5 * mss, c + 1, mss)]);
+        assert_eq!(stalls(&seen), [Some(true)]);
+        let seen =
+            feed(&mut st, &[seg(true, tcp::ACK, c + 1, d + 5 * mss, 0), seg(false, tcp::ACK, d + 5 * mss, c + 1, mss)]);
+        assert_eq!(stalls(&seen), [None, Some(false)], "a full-size segment was acknowledged");
     }
 
     #[test]

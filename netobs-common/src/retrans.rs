@@ -67,7 +67,9 @@ pub struct RetransLayout {
     pub tp_bytes_acked: u32,
     /// `sk_buff.len` (u32): payload bytes of the retransmitted segment.
     pub skb_len: u32,
-    pub _reserved: u32,
+    /// `inet_connection_sock.icsk_retransmits` (u8): retransmission
+    /// timeouts in a row without progress (reset by an ACK of new data).
+    pub icsk_retransmits: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<RetransLayout>() == 64);
@@ -95,9 +97,11 @@ pub struct RetransCounts {
     pub full: u64,
     /// Data: retransmissions shorter than the MSS (and not empty).
     pub small: u64,
-    /// Data: full-size retransmissions that found the connection's
-    /// acknowledged byte count where the previous retransmission left it:
-    /// the same data again, no progress in between.
+    /// Data: full-size retransmissions of data an earlier one already
+    /// resent, with no progress in between (local TCP: a second timeout in
+    /// a row, `icsk_retransmits` of 2 or more; forwarded: the same segment
+    /// again, see [`crate::flows`]). Congestion loss resends other holes
+    /// while ACKs move; a blackhole resends its head, timeout after timeout.
     pub stalled: u64,
     /// `bytes_acked` of the connection at the latest retransmission.
     pub acked: u64,

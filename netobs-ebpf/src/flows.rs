@@ -20,7 +20,7 @@ use netobs_common::{
     retrans::{RetransCounts, RetransKey, kind, tcp_state},
 };
 
-use crate::retrans::{Retransmission, record};
+use crate::retrans::{Retransmission, Stall, record};
 
 /// Per-flow state: both directions of one TCP connection.
 #[map]
@@ -93,13 +93,13 @@ fn observe(ctx: &TcContext) {
         (*st).last_ns = now_ns();
         (*st).update(dir, s)
     };
-    let (kind, port, state, len, mss, acked) = match seen {
+    let (kind, port, state, len, mss, acked, stalled) = match seen {
         Seen::Nothing => return,
-        Seen::SynAgain => (kind::SYN, s.dst_port, tcp_state::SYN_SENT, 0, 0, 0),
-        Seen::SynAckAgain => (kind::SYNACK, s.src_port, tcp_state::NEW_SYN_RECV, 0, 0, 0),
-        Seen::DataAgain { len, segment_size, acked, receiver_acks } => {
+        Seen::SynAgain => (kind::SYN, s.dst_port, tcp_state::SYN_SENT, 0, 0, 0, false),
+        Seen::SynAckAgain => (kind::SYNACK, s.src_port, tcp_state::NEW_SYN_RECV, 0, 0, 0, false),
+        Seen::DataAgain { len, segment_size, acked, receiver_acks, stalled } => {
             let state = if receiver_acks { tcp_state::ESTABLISHED } else { tcp_state::SYN_SENT };
-            (kind::DATA, s.src_port, state, len, segment_size, acked as u64)
+            (kind::DATA, s.src_port, state, len, segment_size, acked as u64, stalled)
         }
     };
     // Keyed like the tracepoints': the receiver, and the service port (the
@@ -116,6 +116,7 @@ fn observe(ctx: &TcContext) {
             len,
             mss,
             acked,
+            stall: Stall::known(stalled),
         },
     );
 }

@@ -123,6 +123,31 @@ pub(crate) struct Retransmission {
     pub(crate) len: u32,
     pub(crate) mss: u32,
     pub(crate) state: u8,
+    pub(crate) stall: Stall,
+}
+
+/// How a data retransmission is judged stalled (no progress since the
+/// previous one).
+#[repr(u8)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stall {
+    /// Stalled when the connection's acknowledged bytes did not move since
+    /// the destination's previous retransmission (the tracepoints, on a
+    /// kernel whose BTF lacks `icsk_retransmits`).
+    ByAcked,
+    /// Known to be stalled, or not (the kernel's timeout count, or the
+    /// flow tracker's "same segment again", see `netobs_common::flows`).
+    /// Fieldless: a payload left undefined in the other variant made LLVM
+    /// store an unset register, which the verifier refuses.
+    Yes,
+    No,
+}
+
+impl Stall {
+    #[inline(always)]
+    pub(crate) fn known(stalled: bool) -> Stall {
+        if stalled { Stall::Yes } else { Stall::No }
+    }
 }
 
 /// Adds `r` to its destination's entry in `map` (this module's
@@ -140,7 +165,13 @@ pub(crate) fn record(map: &LruHashMap<RetransKey, RetransCounts>, r: &Retransmis
         // may lose one count, only ever an undercount; the rest is
         // "latest wins".
         unsafe {
-            let stalled = full && r.key.kind == kind::DATA && (*v).acked == r.acked;
+            let stalled = full
+                && r.key.kind == kind::DATA
+                && match r.stall {
+                    Stall::ByAcked => (*v).acked == r.acked,
+                    Stall::Yes => true,
+                    Stall::No => false,
+                };
             if full {
                 (*v).full += 1;
             }
@@ -168,7 +199,7 @@ pub(crate) fn record(map: &LruHashMap<RetransKey, RetransCounts>, r: &Retransmis
     let v = RetransCounts {
         full: full as u64,
         small: small as u64,
-        stalled: 0,
+        stalled: (full && r.stall == Stall::Yes) as u64,
         acked: r.acked,
         first_ns: now,
         last_ns: now,
@@ -222,6 +253,14 @@ fn on_retransmit_skb(ctx: &RawTracePointContext) {
             len: if syn { 0 } else { read::<u32>(skb, l.skb_len).unwrap_or(0) },
             mss: read::<u32>(sk, l.tp_mss_cache).unwrap_or(0),
             acked: read::<u64>(sk, l.tp_bytes_acked).unwrap_or(0),
+            // The timer's second resend of the same data in a row (it
+            // counts before it resends): the same data again without
+            // progress. Recovery from congestion resends under ACKs that
+            // move, and so stays at 0 or 1.
+            stall: match read::<u8>(sk, l.icsk_retransmits) {
+                Some(n) => Stall::known(n >= 2),
+                None => Stall::ByAcked,
+            },
         },
     );
 }
@@ -252,6 +291,7 @@ fn on_retransmit_synack(ctx: &RawTracePointContext) {
             len: 0,
             mss: 0,
             acked: 0,
+            stall: Stall::No,
         },
     );
 }

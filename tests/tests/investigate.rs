@@ -339,3 +339,39 @@ fn syns_without_any_answer_are_a_silent_drop_and_investigated_to_the_hop() {
     assert_eq!(inv["verdict"]["addr"], s.hop_v4(3).unwrap().to_string(), "{inv}");
     assert_eq!(inv["verdict"]["dest_hop"], 4, "ICMP echo reaches the server: only TCP 443 is dropped");
 }
+
+#[test]
+fn congestion_loss_on_this_hosts_download_is_no_blackhole() {
+    if !root_or_skip("congestion_loss_on_this_hosts_download_is_no_blackhole") {
+        return;
+    }
+    // client - r1 - server; r1 loses one in eight of the server's
+    // full-size segments at random. The server, watching, resends them,
+    // often several under one ACK, while others get through.
+    let s = scenarios::linear("loc-loss", &["client", "r1", "server"], &[]).unwrap();
+    let r1 = s.node("r1").unwrap();
+    r1.fw_drop(
+        netobs_e2e::lab::Chain::Forward,
+        &format!("tcp sport {PORT} meta length > 1000 numgen random mod 8 == 0"),
+    )
+    .unwrap();
+    // Segments, not 64 KB GSO bursts, on the wire: each loss is one segment.
+    s.server.run_ok(&["ethtool", "-K", "eth0", "tso", "off", "gso", "off"]).unwrap();
+    let server_v4 = s.server_v4.to_string();
+    let _srv = netobs_e2e::download_server(&s.server, PORT).unwrap();
+    let w = Watch::start(&s.server, &["-i", "eth0", "--no-metrics"]).unwrap();
+    for _ in 0..2 {
+        let dl = download(&s.client, &server_v4, &[s.client_v4.to_string()], 8);
+        let _ = dl.wait_timeout(Duration::from_secs(10));
+        dl.kill();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let lost = r1.fw_packets(netobs_e2e::lab::Chain::Forward, "numgen").unwrap();
+    let found = absences(&w);
+    let _ = w.stop().unwrap();
+    assert!(lost >= 20, "r1 dropped {lost} segments: not enough loss to mean anything");
+    assert!(
+        !found.iter().any(|r| r["kind"] == "pmtu_blackhole_suspected"),
+        "loss with progress is no blackhole ({lost} segments lost): {found:#?}"
+    );
+}

@@ -10,8 +10,11 @@
 //! - **suspected PMTU blackhole**: full-size segments to D are resent over
 //!   and over without the connection making progress, while the handshake
 //!   (small packets) got through, and no frag-needed / Packet Too Big for
-//!   D was seen. "Suspected": plain congestion loss of only full-size
-//!   segments looks the same from here; `watch --investigate` (or `netobs
+//!   D was seen. "Without progress" is the kernel's own count of timeouts
+//!   in a row for the same data (or, forwarded, the same segment again in
+//!   a flow whose full-size segments never got through): congestion loss
+//!   resends other holes while ACKs move, and does not add up to it.
+//!   "Suspected": loss of only full-size segments looks the same from here; `watch --investigate` (or `netobs
 //!   pmtu D`) confirms it.
 //! - **silent drop toward D:port**: our SYNs are retransmitted, no answer
 //!   and no ICMP error came back.

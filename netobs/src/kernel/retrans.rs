@@ -64,7 +64,10 @@ pub fn layout(btf: &Btf, netns_inum: u32) -> Result<RetransLayout> {
         tp_mss_cache: field("tcp_sock", "mss_cache", 4)?,
         tp_bytes_acked: field("tcp_sock", "bytes_acked", 8)?,
         skb_len: field("sk_buff", "len", 4)?,
-        _reserved: 0,
+        // Without it, "stalled" falls back to "the same acknowledged byte
+        // count as the previous retransmission", which congestion loss
+        // (several holes resent under one ACK) can meet too.
+        icsk_retransmits: field("inet_connection_sock", "icsk_retransmits", 1).unwrap_or(u32::MAX),
     })
 }
 
@@ -153,6 +156,8 @@ mod tests {
         assert_eq!(l.skc_num, l.skc_dport + 2);
         assert_ne!(l.skc_v6_daddr, u32::MAX, "this kernel has IPv6");
         assert!(l.tp_mss_cache > l.skc_net && l.tp_bytes_acked > l.skc_net, "tcp_sock members lie past sock_common");
+        // tcp_sock begins with inet_connection_sock.
+        assert!(l.icsk_retransmits > l.skc_net && l.icsk_retransmits < l.tp_mss_cache, "{l:?}");
     }
 
     #[test]

@@ -252,8 +252,9 @@ pub fn run() -> Result<()> {
     // a kernel whose tick could not be measured gets), written one event
     // per record (what a lone event costs: the first in a clock tick on its
     // CPU is never staged), without the route cache (a new flow every
-    // packet), and with sampling off (what counting alone costs; a flood
-    // past the token bucket degrades to this).
+    // packet), with sampling off (what counting alone costs), and with
+    // the token bucket empty (what each error of a flood past the rate
+    // costs: counted, hashed, refused a token).
     let base = LoadOptions { config, ringbuf_bytes: 8 << 20, ..LoadOptions::default() };
     let with = |config: Config| LoadOptions { config, ..base.clone() };
     for (variant, label) in [
@@ -265,6 +266,7 @@ pub fn run() -> Result<()> {
             "(none of the three: the old path)",
         ),
         (with(Config { events_per_sec: 0, ..config }), "(sampling off: counted, no event)"),
+        (with(Config { events_per_sec: 1, burst: 1, ..config }), "(a flood past the rate: sampled out)"),
     ] {
         let mut other = netobs::kernel::load(&variant)?;
         let _drainer = Drainer::start(RingBuf::try_from(other.take_map("EVENTS").context("EVENTS map")?)?);
@@ -295,6 +297,7 @@ pub fn run() -> Result<()> {
 /// alternate between the two and both medians are printed: an A/B
 /// comparison within one run, as the figures drift between runs.
 /// `NETOBS_SAMPLING_OFF` measures the counting-only path,
+/// `NETOBS_SAMPLED_OUT` a flood past the rate (one event a second),
 /// `NETOBS_RING_KIB` another ring size.
 pub fn profile(case: &str, secs: u64) -> Result<()> {
     netns::enter_private()?;
@@ -304,6 +307,9 @@ pub fn profile(case: &str, secs: u64) -> Result<()> {
     let mut config = Config { min_mtu: 1500, events_per_sec: u32::MAX, burst: 1_000_000, ..Config::DEFAULT };
     if std::env::var_os("NETOBS_SAMPLING_OFF").is_some() {
         config.events_per_sec = 0;
+    }
+    if std::env::var_os("NETOBS_SAMPLED_OUT").is_some() {
+        (config.events_per_sec, config.burst) = (1, 1);
     }
     let ringbuf_bytes =
         std::env::var("NETOBS_RING_KIB").ok().and_then(|v| v.parse::<u32>().ok()).map_or(8 << 20, |k| k << 10);

@@ -42,6 +42,11 @@ pub fn begin(now: u64) -> Option<(&'static mut Event, Pending)> {
 /// (`hash`, from `netobs_common::sample::source_hash`), so one reporter's
 /// flood cannot take every token. A refusal is counted in `st`, the
 /// caller's statistics block (no second lookup).
+///
+/// The hash is computed by the caller even when the global bucket will
+/// refuse: measured, a hash computed only past the global bucket saved
+/// nothing under a flood and cost the event path 8-12 ns (its inputs stay
+/// live across the bucket arithmetic).
 #[inline(always)]
 pub fn begin_fair(now: u64, hash: u32, st: Stats) -> Option<(&'static mut Event, Pending)> {
     let stage = this_stage()?;

@@ -12,7 +12,7 @@ use aya_ebpf::{
 use netobs_common::{
     counters::{DfSlotCounters, IFACE_SLOTS, IcmpSlotCounters, IfaceTable, icmp_class, icmp_index, slot_in},
     event::{Config, DfCounterKey, EventStage, IcmpCounterKey, StatBlock, stat},
-    sample::{Buckets, buckets_of, take_fair},
+    sample::Buckets,
 };
 
 /// Set by the loader (`EbpfLoader::override_global`), read as a constant.
@@ -170,26 +170,12 @@ pub fn take_token(buckets: &mut Buckets, now: u64) -> bool {
 /// Takes a token for an event about a packet from a source whose hash is
 /// `hash` (`netobs_common::sample::source_hash`): from the first of its two
 /// fair buckets that has one, and from the global bucket; or from none.
+/// [`Buckets::take_fair`] at the configured rate.
 #[inline(always)]
 pub fn take_fair_token(buckets: &mut Buckets, now: u64, hash: u32) -> bool {
-    let (rate, burst) = (crate::config!(events_per_sec), crate::config!(burst));
-    if rate == 0 {
-        return false;
-    }
-    let Buckets { global, fair } = buckets;
-    let [first, second] = buckets_of(hash);
-    if let Some(a) = fair.get_mut(first as usize)
-        && take_fair(a, global, now, rate, burst)
-    {
-        return true;
-    }
-    match fair.get_mut(second as usize) {
-        Some(b) => take_fair(b, global, now, rate, burst),
-        None => false,
-    }
+    buckets.take_fair(now, crate::config!(events_per_sec), crate::config!(burst), hash)
 }
 
-/// Adds `n` to a global statistics slot.
 #[inline(always)]
 pub fn bump_by(slot: u32, n: u64) {
     if let Some(p) = STATS.get_ptr_mut(0) {

@@ -32,7 +32,11 @@ impl NodeKind {
 /// * no reverse-path filtering: asymmetric test paths must not be dropped;
 /// * TTL 64 pinned, since tests assert on quoted/received TTLs;
 /// * kernel ICMP rate limits off, so traceroute-style tests are deterministic
-///   (the `icmp-ratelimit` scenario uses nftables for a controlled limit).
+///   (the `icmp-ratelimit` scenario uses nftables for a controlled limit):
+///   the per-destination limit (`icmp_ratelimit`, `icmp.ratelimit`) and the
+///   namespace's global one (`icmp_msgs_per_sec`, 1000/s with a burst of
+///   50, which also covers ICMPv6 errors): a trace of several flows at once
+///   can ask one router for more than 50 errors in a burst.
 const COMMON_SYSCTLS: &[&str] = &[
     "net.ipv4.conf.all.rp_filter=0",
     "net.ipv4.conf.default.rp_filter=0",
@@ -41,6 +45,8 @@ const COMMON_SYSCTLS: &[&str] = &[
     "net.ipv4.ip_default_ttl=64",
     "net.ipv4.icmp_ratelimit=0",
     "net.ipv6.icmp.ratelimit=0",
+    "net.ipv4.icmp_msgs_per_sec=1000000",
+    "net.ipv4.icmp_msgs_burst=1000000",
 ];
 
 const ROUTER_SYSCTLS: &[&str] = &["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"];

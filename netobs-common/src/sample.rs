@@ -18,9 +18,9 @@
 //! most of its tokens and every other reporter's buckets full. A flood of
 //! spoofed random reporters leaves the reporters' buckets full too (the
 //! global bucket is asked first, and a refusal there touches no reporter's
-//! bucket) and makes the global bucket the
-//! only limit: every error, the real one included, then gets an event when
-//! it finds a global token, about the configured rate over the flood's.
+//! bucket) and makes the global bucket the only limit: every error, the
+//! real one included, then gets an event when it finds a global token,
+//! about the configured rate over the flood's.
 //! Nothing in a blind spoof's packet tells it from the real one (a pool of
 //! spoofed sources repeats as a real reporter does), so the real
 //! rejection's later errors and the counters carry it; user space confirms
@@ -352,8 +352,8 @@ mod tests {
     }
 
     /// A flood of random spoofed reporters: the reporters' buckets stay
-    /// full (the global bucket refuses first), the global bucket is the limit, and the flood gets
-    /// no more than the configured rate and burst.
+    /// full (the global bucket refuses first), the global bucket is the
+    /// limit, and the flood gets no more than the configured rate and burst.
     #[test]
     fn a_random_reporter_flood_gets_the_global_rate_only() {
         let mut s = Sampler::new(1000, 200);

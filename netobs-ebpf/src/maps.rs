@@ -168,14 +168,14 @@ pub fn take_token(buckets: &mut Buckets, now: u64) -> bool {
 }
 
 /// Takes a token for an event about a packet from a source whose hash is
-/// `hash` (`netobs_common::sample::source_hash`): from the first of its two
-/// fair buckets that has one, and from the global bucket; or from none.
-/// [`Buckets::take_fair`] at the configured rate.
+/// `hash` (`netobs_common::sample::source_hash`): [`Buckets::take_fair`]
+/// at the configured rate and burst.
 #[inline(always)]
 pub fn take_fair_token(buckets: &mut Buckets, now: u64, hash: u32) -> bool {
     buckets.take_fair(now, crate::config!(events_per_sec), crate::config!(burst), hash)
 }
 
+/// Adds `n` to a global statistics slot.
 #[inline(always)]
 pub fn bump_by(slot: u32, n: u64) {
     if let Some(p) = STATS.get_ptr_mut(0) {

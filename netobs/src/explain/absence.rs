@@ -14,8 +14,8 @@
 //!   in a row for the same data (or, forwarded, the same segment again in
 //!   a flow whose full-size segments never got through): congestion loss
 //!   resends other holes while ACKs move, and does not add up to it.
-//!   "Suspected": loss of only full-size segments looks the same from here; `watch --investigate` (or `netobs
-//!   pmtu D`) confirms it.
+//!   "Suspected": loss of only full-size segments looks the same from
+//!   here; `watch --investigate` (or `netobs pmtu D`) confirms it.
 //! - **silent drop toward D:port**: our SYNs are retransmitted, no answer
 //!   and no ICMP error came back.
 //! - **SYN-ACK retransmitted to D**: the peer's ACK never came. When an

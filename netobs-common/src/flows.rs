@@ -424,38 +424,54 @@ mod tests {
             .collect()
     }
 
+    /// The segment size of the downloads below.
+    const MSS: u32 = 1448;
+    /// The client's sequence number after its SYN.
+    const CLIENT: u32 = 1001;
+
     /// The start of a download: handshake, then a 100-byte response header
-    /// the client acknowledges.
-    fn opened(st: &mut FlowState, c: u32, s: u32) {
+    /// the client acknowledges. Returns the flow and the sequence number of
+    /// the first full-size data segment.
+    fn download() -> (FlowState, u32) {
+        let mut st = FlowState::default();
+        let (c, s) = (CLIENT, 9000u32);
         feed(
-            st,
+            &mut st,
             &[
-                seg(true, tcp::SYN, c, 0, 0),
-                seg(false, tcp::SYN | tcp::ACK, s, c + 1, 0),
-                seg(true, tcp::ACK, c + 1, s + 1, 0),
-                seg(false, tcp::ACK, s + 1, c + 1, 100),
-                seg(true, tcp::ACK, c + 1, s + 101, 0),
+                seg(true, tcp::SYN, c - 1, 0, 0),
+                seg(false, tcp::SYN | tcp::ACK, s, c, 0),
+                seg(true, tcp::ACK, c, s + 1, 0),
+                seg(false, tcp::ACK, s + 1, c, 100),
+                seg(true, tcp::ACK, c, s + 101, 0),
             ],
         );
+        (st, s + 101)
+    }
+
+    /// The server's `i`-th full-size segment from `first`.
+    fn data(first: u32, i: u32) -> Segment {
+        seg(false, tcp::ACK, first + i * MSS, CLIENT, MSS)
+    }
+
+    /// The client acknowledging everything before `seq`.
+    fn ack(seq: u32) -> Segment {
+        seg(true, tcp::ACK, CLIENT, seq, 0)
     }
 
     #[test]
     fn a_blackhole_resends_its_head_and_stalls() {
-        let mut st = FlowState::default();
-        let (c, s) = (1000u32, 9000u32);
-        opened(&mut st, c, s);
-        let head = s + 101;
+        let (mut st, d) = download();
         let seen = feed(
             &mut st,
             &[
-                seg(false, tcp::ACK, head, c + 1, 1448),
-                seg(false, tcp::ACK, head + 1448, c + 1, 1448),
+                data(d, 0),
+                data(d, 1),
                 // Nothing of it arrives; the timer resends the head, again
                 // and again, and the client's ACKs (a window update) stay.
-                seg(false, tcp::ACK, head, c + 1, 1448),
-                seg(true, tcp::ACK, c + 1, head, 0),
-                seg(false, tcp::ACK, head, c + 1, 1448),
-                seg(false, tcp::ACK, head, c + 1, 1448),
+                data(d, 0),
+                ack(d),
+                data(d, 0),
+                data(d, 0),
             ],
         );
         assert_eq!(stalls(&seen), [None, None, Some(false), None, Some(true), Some(true)]);
@@ -463,22 +479,13 @@ mod tests {
 
     #[test]
     fn congestion_loss_after_full_size_segments_got_through_does_not_stall() {
-        let mut st = FlowState::default();
-        let (c, s) = (1000u32, 9000u32);
-        opened(&mut st, c, s);
-        let d = s + 101;
-        let mss = 1448;
-        let mut segs = std::vec::Vec::new();
-        for i in 0..8 {
-            segs.push(seg(false, tcp::ACK, d + i * mss, c + 1, mss));
-        }
+        let (mut st, d) = download();
+        let mut segs: std::vec::Vec<Segment> = (0..8).map(|i| data(d, i)).collect();
         // The first two arrive and are acknowledged, the rest is lost in
         // bursts: recovery resends each hole in turn under one ACK, and one
         // hole twice (its first resend was lost too).
-        segs.push(seg(true, tcp::ACK, c + 1, d + 2 * mss, 0));
-        for i in [2, 3, 3, 5, 5, 5] {
-            segs.push(seg(false, tcp::ACK, d + i * mss, c + 1, mss));
-        }
+        segs.push(ack(d + 2 * MSS));
+        segs.extend([2, 3, 3, 5, 5, 5].map(|i| data(d, i)));
         let seen = feed(&mut st, &segs);
         assert!(stalls(&seen).iter().flatten().all(|s| !s), "{seen:?}");
         assert_eq!(stalls(&seen).iter().flatten().count(), 6);
@@ -486,28 +493,18 @@ mod tests {
 
     #[test]
     fn recovery_of_a_lost_first_flight_resends_other_holes_and_does_not_stall() {
-        let mut st = FlowState::default();
-        let (c, s) = (1000u32, 9000u32);
-        opened(&mut st, c, s);
-        let d = s + 101;
-        let mss = 1448;
-        let mut segs = std::vec::Vec::new();
-        for i in 0..6 {
-            segs.push(seg(false, tcp::ACK, d + i * mss, c + 1, mss));
-        }
+        let (mut st, d) = download();
         // No full-size segment acknowledged yet: holes resent one by one
         // under the same ACK are not the same segment again.
-        for i in 0..6 {
-            segs.push(seg(false, tcp::ACK, d + i * mss, c + 1, mss));
-        }
+        let segs: std::vec::Vec<Segment> = (0..6).chain(0..6).map(|i| data(d, i)).collect();
         let seen = feed(&mut st, &segs);
+        assert_eq!(stalls(&seen).iter().flatten().count(), 6, "{seen:?}");
         assert_eq!(stalls(&seen).iter().flatten().filter(|s| **s).count(), 0, "{seen:?}");
         // The same hole again right away is a stall; once the ACK passed
         // full-size segments, it no longer is.
-        let seen = feed(&mut st, &[seg(false, tcp::ACK, d + 5 * mss, c + 1, mss)]);
+        let seen = feed(&mut st, &[data(d, 5)]);
         assert_eq!(stalls(&seen), [Some(true)]);
-        let seen =
-            feed(&mut st, &[seg(true, tcp::ACK, c + 1, d + 5 * mss, 0), seg(false, tcp::ACK, d + 5 * mss, c + 1, mss)]);
+        let seen = feed(&mut st, &[ack(d + 5 * MSS), data(d, 5)]);
         assert_eq!(stalls(&seen), [None, Some(false)], "a full-size segment was acknowledged");
     }
 

@@ -114,6 +114,17 @@ impl Node {
         self.nft_rule(chain, &format!("{matches} counter drop"))
     }
 
+    /// Forwards packets matching `matches` with random loss: one in
+    /// `one_in` is dropped (nft `numgen random`), as on a congested link.
+    pub fn fw_lose_one_in(&self, matches: &str, one_in: u32) -> Result<()> {
+        self.fw_drop(Chain::Forward, &format!("{matches} numgen random mod {one_in} == 0"))
+    }
+
+    /// Packets [`fw_lose_one_in`](Self::fw_lose_one_in) dropped.
+    pub fn fw_lost(&self) -> Result<u64> {
+        self.fw_packets(Chain::Forward, "numgen random")
+    }
+
     /// Drops ICMPv4 of a type (and optionally code), by nft name or number,
     /// e.g. `("destination-unreachable", Some("frag-needed"))`.
     pub fn fw_drop_icmp(&self, chain: Chain, icmp_type: &str, code: Option<&str>) -> Result<()> {

@@ -167,11 +167,7 @@ fn congestion_loss_on_a_forwarded_download_is_no_blackhole() {
     // themselves, as a false "SUSPECTED PMTU BLACKHOLE".
     let s = scenarios::linear("fwd-loss", &["client", "r1", "r2", "server"], &[]).unwrap();
     let r1 = s.node("r1").unwrap();
-    r1.fw_drop(
-        netobs_e2e::lab::Chain::Forward,
-        &format!("tcp sport {PORT} meta length > 1000 numgen random mod 8 == 0"),
-    )
-    .unwrap();
+    r1.fw_lose_one_in(&format!("tcp sport {PORT} meta length > 1000"), 8).unwrap();
     let server_v4 = s.server_v4.to_string();
     let _srv = netobs_e2e::download_server(&s.server, PORT).unwrap();
     let w = Watch::start(s.node("r2").unwrap(), &["--all", "--no-metrics", "--forwarded-tcp"]).unwrap();
@@ -184,7 +180,7 @@ fn congestion_loss_on_a_forwarded_download_is_no_blackhole() {
     // The judge reads the kernel's counts once a second.
     std::thread::sleep(Duration::from_secs(3));
     let out = w.stop().unwrap();
-    let lost = r1.fw_packets(netobs_e2e::lab::Chain::Forward, "numgen").unwrap();
+    let lost = r1.fw_lost().unwrap();
     assert!(lost >= 20, "r1 dropped {lost} segments: not enough loss to mean anything");
     assert!(
         !absences(&out.records).iter().any(|r| r["kind"] == "pmtu_blackhole_suspected"),

@@ -350,11 +350,7 @@ fn congestion_loss_on_this_hosts_download_is_no_blackhole() {
     // often several under one ACK, while others get through.
     let s = scenarios::linear("loc-loss", &["client", "r1", "server"], &[]).unwrap();
     let r1 = s.node("r1").unwrap();
-    r1.fw_drop(
-        netobs_e2e::lab::Chain::Forward,
-        &format!("tcp sport {PORT} meta length > 1000 numgen random mod 8 == 0"),
-    )
-    .unwrap();
+    r1.fw_lose_one_in(&format!("tcp sport {PORT} meta length > 1000"), 8).unwrap();
     // Segments, not 64 KB GSO bursts, on the wire: each loss is one segment.
     s.server.run_ok(&["ethtool", "-K", "eth0", "tso", "off", "gso", "off"]).unwrap();
     let server_v4 = s.server_v4.to_string();
@@ -366,7 +362,7 @@ fn congestion_loss_on_this_hosts_download_is_no_blackhole() {
         dl.kill();
     }
     std::thread::sleep(Duration::from_secs(3));
-    let lost = r1.fw_packets(netobs_e2e::lab::Chain::Forward, "numgen").unwrap();
+    let lost = r1.fw_lost().unwrap();
     let found = absences(&w);
     let _ = w.stop().unwrap();
     assert!(lost >= 20, "r1 dropped {lost} segments: not enough loss to mean anything");

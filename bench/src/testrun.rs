@@ -26,8 +26,8 @@ use netobs_common::{
     Config, Cursor, Event,
     check::check_frame,
     craft::{Frame, Tcp, cut},
-    event::{flags, hook, stat},
-    parse::{IcmpOutcome, Skip, parse_icmp_error, parse_outer},
+    event::{IcmpCapture, flags, hook, stat},
+    parse::{IcmpOutcome, Skip, capture_icmp, decode_icmp_capture, parse_icmp_error, parse_outer},
 };
 
 use crate::frames::v4;
@@ -39,16 +39,8 @@ const XDP_PASS: u32 = 2;
 const LO: u32 = 1;
 /// The STATS slots the comparison covers (the others belong to the DF
 /// path, which is off, or to user space).
-const SLOTS: [u32; 8] = [
-    stat::PACKETS,
-    stat::IPV4,
-    stat::IPV6,
-    stat::ICMP_ERRORS,
-    stat::ICMP_OTHER,
-    stat::EVENTS,
-    stat::MALFORMED,
-    stat::QUOTE_TRUNCATED,
-];
+const SLOTS: [u32; 7] =
+    [stat::PACKETS, stat::IPV4, stat::IPV6, stat::ICMP_ERRORS, stat::ICMP_OTHER, stat::EVENTS, stat::MALFORMED];
 
 /// xorshift64*: reproducible, no dependency.
 struct Rng(u64);
@@ -95,13 +87,17 @@ fn model(frame: &[u8], into: &mut Model) {
         IcmpOutcome::NotError => bump(stat::ICMP_OTHER),
         IcmpOutcome::Error => {
             bump(stat::ICMP_ERRORS);
-            if ev.flags & flags::QUOTE_TRUNCATED != 0 {
-                bump(stat::QUOTE_TRUNCATED);
-            }
             bump(stat::EVENTS);
             ev.ifindex = LO;
             ev.hook = hook::XDP;
-            into.events.push(ev);
+            // The datapath copies the message, user space parses the copy:
+            // the same event unless the copy cut the quote's transport.
+            let mut cap = IcmpCapture { ifindex: LO, hook: hook::XDP, ..IcmpCapture::default() };
+            capture_icmp(&c, &outer, &mut cap);
+            match decode_icmp_capture(&cap) {
+                Some(d) if d.flags & flags::CAPTURE_CUT != 0 => into.events.push(d),
+                _ => into.events.push(ev),
+            }
         }
     }
 }

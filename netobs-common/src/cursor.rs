@@ -10,6 +10,11 @@
 use core::marker::PhantomData;
 use core::mem::size_of;
 
+use crate::event::{CAPTURE_BYTES, CAPTURE_WORDS};
+
+/// [`Cursor::copy_words`] copies from offsets below this (a power of two).
+pub const CAPTURE_MAX_OFF: usize = 1 << 12;
+
 /// A fixed-layout header made only of bytes (`align_of == 1`), so a reference
 /// to it may point anywhere in the packet.
 ///
@@ -107,6 +112,57 @@ impl<'a> Cursor<'a> {
         Cursor { start: self.start, end: self.end, limit, _bytes: PhantomData }
     }
 
+    /// Copies the bytes from `off` on into `dst` as little-endian words,
+    /// as many as are readable and fit ([`CAPTURE_BYTES`]); returns how
+    /// many bytes that was. Words past them are left as they were.
+    ///
+    /// Why blocks of 64, 32, 16 and 8 bytes and then one overlapping word
+    /// for the tail: each block costs one bounds check, so a copy of up to
+    /// 120 bytes costs at most five, where a check per word costs fifteen
+    /// (measured: the per-word loop cost as much as parsing the bytes).
+    /// `off` must be under [`CAPTURE_MAX_OFF`] (a frame's IP header always
+    /// is); offsets are masked with it so the verifier sees them bounded.
+    #[inline(always)]
+    pub fn copy_words(&self, off: usize, dst: &mut [u64; CAPTURE_WORDS]) -> usize {
+        if off >= CAPTURE_MAX_OFF {
+            return 0;
+        }
+        let mut at = 0;
+        self.copy_block::<8>(off, &mut at, dst);
+        self.copy_block::<4>(off, &mut at, dst);
+        self.copy_block::<2>(off, &mut at, dst);
+        self.copy_block::<1>(off, &mut at, dst);
+        let avail = self.remaining_from(off);
+        if at >= CAPTURE_BYTES || avail <= at || avail < 8 {
+            return at;
+        }
+        // The last 1..=7 bytes: the word that ends at the end, shifted down
+        // past the bytes already copied. Its offset is masked so the
+        // compiler cannot fold the `- 8` into the load (a negative packet
+        // offset, which the verifier refuses).
+        let tail = avail - at;
+        let last = (off + avail - 8) & (CAPTURE_MAX_OFF - 1);
+        if let (Some(w), Some(d)) = (self.get::<[u8; 8]>(last), dst.get_mut(at / 8)) {
+            *d = u64::from_le_bytes(*w) >> ((64 - 8 * tail) & 63);
+            return avail;
+        }
+        at
+    }
+
+    /// One block of `W` words for [`Cursor::copy_words`] at `off + *at`, if
+    /// it is all readable.
+    #[inline(always)]
+    fn copy_block<const W: usize>(&self, off: usize, at: &mut usize, dst: &mut [u64; CAPTURE_WORDS]) {
+        if let Some(words) = self.get::<[[u8; 8]; W]>((off + *at) & (CAPTURE_MAX_OFF - 1)) {
+            for (k, w) in words.iter().enumerate() {
+                if let Some(d) = dst.get_mut(*at / 8 + k) {
+                    *d = u64::from_le_bytes(*w);
+                }
+            }
+            *at += W * 8;
+        }
+    }
+
     /// The offset reads stop at: the buffer's end or the limit, whichever
     /// comes first.
     #[inline(always)]
@@ -118,10 +174,13 @@ impl<'a> Cursor<'a> {
 
 // SAFETY: byte arrays have alignment 1 and no invalid values.
 unsafe impl<const N: usize> Header for [u8; N] {}
+// SAFETY: arrays of byte arrays: alignment 1, no padding, no invalid values.
+unsafe impl<const N: usize> Header for [[u8; 8]; N] {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec::Vec;
 
     #[test]
     fn get_checks_the_end() {
@@ -134,6 +193,35 @@ mod tests {
         assert_eq!(c.u8_at(4), None);
         assert_eq!(c.remaining_from(1), 3);
         assert_eq!(c.remaining_from(9), 0);
+    }
+
+    /// Every length from nothing to past the capture, at two offsets: the
+    /// words hold exactly the readable bytes, in order, and no more.
+    #[test]
+    fn copy_words_copies_what_is_readable_and_fits() {
+        let bytes: Vec<u8> = (1..=200u8).collect();
+        for off in [0usize, 14] {
+            for len in 0..=(off + CAPTURE_BYTES + 9) {
+                let c = Cursor::from_slice(&bytes[..len]);
+                let mut words = [0u64; CAPTURE_WORDS];
+                let n = c.copy_words(off, &mut words);
+                let want = len.saturating_sub(off).min(CAPTURE_BYTES);
+                // Fewer than 8 readable bytes are not worth a record.
+                let want = if want < 8 { 0 } else { want };
+                assert_eq!(n, want, "off {off} len {len}");
+                let got: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                assert_eq!(&got[..n], &bytes[off..off + n], "off {off} len {len}");
+                assert!(got[n.next_multiple_of(8)..].iter().all(|&b| b == 0), "nothing past the copy");
+                if !n.is_multiple_of(8) {
+                    assert!(got[n..n.next_multiple_of(8)].iter().all(|&b| b == 0), "tail word zero-filled");
+                }
+            }
+        }
+        // A limit stops the copy like the buffer's end does.
+        let c = Cursor::from_slice(&bytes).limit_to(14 + 30);
+        let mut words = [0u64; CAPTURE_WORDS];
+        assert_eq!(c.copy_words(14, &mut words), 30);
+        assert_eq!(Cursor::from_slice(&bytes).copy_words(CAPTURE_MAX_OFF, &mut words), 0);
     }
 
     #[test]

@@ -17,6 +17,10 @@ pub mod kind {
     /// IPv4): it may still be dropped by this host's own firewall before it
     /// reaches an interface.
     pub const ICMP_GENERATED: u8 = 4;
+    /// Datapath records only, never an [`Event`](super::Event) user space
+    /// hands on: an ICMP error's bytes ([`IcmpCapture`](super::IcmpCapture)),
+    /// decoded by user space into [`ICMP_ERROR`] (or [`ICMP_SENT`] at egress).
+    pub const ICMP_CAPTURE: u8 = 5;
 }
 
 /// Which program saw the packet.
@@ -75,6 +79,11 @@ pub mod flags {
     /// the host parser does, the datapath does not (verifier limits), so a
     /// kernel event with HAS_RFC4884 says the objects were not carried.
     pub const EXT_EXAMINED: u8 = 1 << 6;
+    /// The datapath copied fewer bytes of the message than it had
+    /// ([`CAPTURE_BYTES`](super::CAPTURE_BYTES)), and what names the flow
+    /// lay past them: the missing fields are netobs's cut, not the
+    /// reporter's ([`QUOTE_TRUNCATED`] is then clear).
+    pub const CAPTURE_CUT: u8 = 1 << 7;
 }
 
 /// The packet an event is about: for an ICMP error the quoted (offending)
@@ -174,6 +183,57 @@ pub struct Event {
 /// Bytes of the datapath's event: [`Event`] up to its host-only
 /// extension bytes.
 pub const DATAPATH_EVENT_LEN: usize = 144;
+
+/// Words of an ICMP error an [`IcmpCapture`] carries.
+pub const CAPTURE_WORDS: usize = 15;
+/// Bytes of an ICMP error an [`IcmpCapture`] carries, from the IP header
+/// on: 120, enough for the outer header, the ICMP header and a quote that
+/// names its flow (IPv4 with options on both headers: 20 + 40 + 8 + 20 +
+/// 40 + 14 = 142 is the rare case that does not fit; IPv6 with two
+/// extension headers in the quote: 40 + 8 + 40 + 16 + 14 = 118 does).
+pub const CAPTURE_BYTES: usize = CAPTURE_WORDS * 8;
+
+/// An ICMP error as the datapath writes it: its bytes, which user space
+/// parses with the same [`crate::parse::parse_icmp_error`] the host tests
+/// run (`netobs_common::parse::decode_icmp_capture`).
+///
+/// Why bytes and not a parsed [`Event`]: the datapath pays for every
+/// instruction of every error, user space only for the sampled ones.
+/// Copying at most 120 bytes in five bounds-checked blocks costs less than
+/// parsing them (an A/B in `cargo xtask bench profile`: 96-104 against
+/// 108-120 ns an event), and takes the quote parser out of the verifier's
+/// walk. It has an [`Event`]'s size and its first 14 bytes (time,
+/// interface, kind, hook), so the two share the stage's slots and the ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IcmpCapture {
+    pub ts_ns: u64,
+    pub ifindex: u32,
+    /// [`kind::ICMP_CAPTURE`].
+    pub kind: u8,
+    pub hook: u8,
+    pub vlan_depth: u8,
+    pub _pad: u8,
+    /// Bytes of the IP packet from its header on that the datapath could
+    /// read (its first buffer, up to the IP length), capped at 65535.
+    pub avail: u16,
+    /// Of those, bytes in [`IcmpCapture::bytes`] (at most [`CAPTURE_BYTES`]).
+    pub captured: u16,
+    pub _pad2: u32,
+    /// The packet from its IP header on, as little-endian words.
+    pub bytes: [u64; CAPTURE_WORDS],
+}
+
+impl Event {
+    /// This slot seen as an [`IcmpCapture`], for the datapath to fill.
+    #[inline(always)]
+    pub fn capture_mut(&mut self) -> &mut IcmpCapture {
+        // SAFETY: both are repr(C) plain integers with alignment 8, an
+        // IcmpCapture is no larger than an Event (asserted below), and any
+        // bytes are valid for either; the borrow is exclusive.
+        unsafe { &mut *(self as *mut Event).cast::<IcmpCapture>() }
+    }
+}
 
 /// One slot of an [`EventStage`]: an [`Event`] in the datapath; on the
 /// host (which only reads the stage's header) its bytes.
@@ -415,6 +475,12 @@ const _: () = {
             == 40 + DATAPATH_EVENT_LEN * (STAGE_EVENTS + 1) + core::mem::size_of::<crate::sample::Buckets>()
     );
     assert!(core::mem::size_of::<PacketInfo>() == 56);
+    assert!(core::mem::size_of::<IcmpCapture>() == DATAPATH_EVENT_LEN);
+    assert!(core::mem::align_of::<IcmpCapture>() == core::mem::align_of::<Event>());
+    assert!(core::mem::offset_of!(IcmpCapture, ts_ns) == core::mem::offset_of!(Event, ts_ns));
+    assert!(core::mem::offset_of!(IcmpCapture, ifindex) == core::mem::offset_of!(Event, ifindex));
+    assert!(core::mem::offset_of!(IcmpCapture, kind) == core::mem::offset_of!(Event, kind));
+    assert!(core::mem::offset_of!(IcmpCapture, hook) == core::mem::offset_of!(Event, hook));
     assert!(core::mem::size_of::<StagedEvent>() == DATAPATH_EVENT_LEN);
     #[cfg(target_arch = "bpf")]
     assert!(core::mem::size_of::<Event>() == DATAPATH_EVENT_LEN);

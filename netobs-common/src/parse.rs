@@ -5,7 +5,7 @@
 //! [`Cursor::get`], so the verifier can follow it; nothing here can panic.
 
 use crate::cursor::Cursor;
-use crate::event::{Event, PacketInfo, flags, have, kind};
+use crate::event::{Event, IcmpCapture, PacketInfo, flags, have, kind};
 use crate::icmp;
 use crate::wire::*;
 
@@ -75,6 +75,18 @@ pub fn parse_outer(c: &Cursor) -> Result<Outer, Skip> {
         ETH_P_IPV4 => parse_outer_v4(c, l3_off, vlan_depth),
         ETH_P_IPV6 => parse_outer_v6(c, l3_off, vlan_depth),
         _ => Err(Skip::NotIp),
+    }
+}
+
+/// [`parse_outer`] for a packet that starts at its IP header (`l3_off`),
+/// of the family its version nibble names: what user space does with an
+/// [`IcmpCapture`]'s bytes.
+#[inline(always)]
+pub fn parse_outer_ip(c: &Cursor, l3_off: usize, vlan_depth: u8) -> Result<Outer, Skip> {
+    match c.u8_at(l3_off).map(|b| b >> 4) {
+        Some(4) => parse_outer_v4(c, l3_off, vlan_depth),
+        Some(6) => parse_outer_v6(c, l3_off, vlan_depth),
+        _ => Err(Skip::Malformed),
     }
 }
 
@@ -330,6 +342,64 @@ pub fn parse_icmp_error(c: &Cursor, outer: &Outer, ev: &mut Event) -> IcmpOutcom
     #[cfg(not(target_arch = "bpf"))]
     crate::ext::capture(c, outer, off, ev);
     IcmpOutcome::Error
+}
+
+/// The datapath's half of an ICMP error's event: copies the message from
+/// its IP header on into `cap` (all but `ts_ns`, `ifindex`, `hook`), for
+/// user space to parse ([`decode_icmp_capture`]). `outer` is the frame's
+/// [`parse_outer`], and the ICMP header lies inside it ([`icmp_header`]).
+#[inline(always)]
+pub fn capture_icmp(c: &Cursor, outer: &Outer, cap: &mut IcmpCapture) {
+    // As in parse_icmp_error: the message ends where its IP packet does.
+    let c = c.limit_to(outer.l3_off + outer.total_len as usize);
+    let avail = c.remaining_from(outer.l3_off);
+    cap.kind = kind::ICMP_CAPTURE;
+    cap.vlan_depth = outer.vlan_depth;
+    cap.avail = if avail > 0xffff { 0xffff } else { avail as u16 };
+    cap.captured = c.copy_words(outer.l3_off, &mut cap.bytes) as u16;
+}
+
+/// User space's half: the [`Event`] that [`parse_icmp_error`] makes of the
+/// frame `cap` was copied from, as the datapath would have written it (no
+/// RFC 4884 bytes: see [`IcmpCapture`]). `None` when the bytes are not an
+/// ICMP error (a record no datapath of ours writes).
+///
+/// The parse sees only the captured bytes, so two things are put right
+/// from what the datapath had: the quote's length, and a quote the
+/// capture (not the reporter) cut short ([`flags::CAPTURE_CUT`]).
+#[cfg(not(target_arch = "bpf"))]
+pub fn decode_icmp_capture(cap: &IcmpCapture) -> Option<Event> {
+    let mut bytes = [0u8; crate::event::CAPTURE_BYTES];
+    for (chunk, w) in bytes.chunks_exact_mut(8).zip(cap.bytes) {
+        chunk.copy_from_slice(&w.to_le_bytes());
+    }
+    let c = Cursor::from_slice(bytes.get(..cap.captured as usize)?);
+    let outer = parse_outer_ip(&c, 0, cap.vlan_depth).ok()?;
+    let mut ev = Event::default();
+    if parse_icmp_error(&c, &outer, &mut ev) != IcmpOutcome::Error {
+        return None;
+    }
+    let mut ev = ev.as_datapath();
+    ev.ts_ns = cap.ts_ns;
+    ev.ifindex = cap.ifindex;
+    ev.hook = cap.hook;
+    if cap.hook == crate::event::hook::TC_EGRESS {
+        ev.kind = kind::ICMP_SENT;
+    }
+    let uncopied = cap.avail.saturating_sub(cap.captured);
+    if uncopied > 0 {
+        if ev.quote_len != 0 {
+            ev.quote_len = ev.quote_len.saturating_add(uncopied);
+        }
+        // The fields past the copy are the last ones the parser reads: the
+        // transport's (TCP flags are 14 bytes in, the last of all).
+        let tcp_cut = ev.inner.protocol == IPPROTO_TCP
+            && ev.inner.have & (have::LATER_FRAGMENT | have::EXT_WALK_INCOMPLETE | have::TCP_FLAGS) == 0;
+        if ev.flags & flags::QUOTE_TRUNCATED != 0 || tcp_cut {
+            ev.flags = (ev.flags & !flags::QUOTE_TRUNCATED) | flags::CAPTURE_CUT;
+        }
+    }
+    Some(ev)
 }
 
 #[inline(always)]

@@ -2,12 +2,14 @@
 //! buffers, and address helpers.
 
 use crate::event::{
-    Config, DATAPATH_EVENT_LEN, DfCounterKey, Event, EventStage, IcmpCounterKey, PacketInfo, TokenBucket,
+    Config, DATAPATH_EVENT_LEN, DfCounterKey, Event, EventStage, IcmpCapture, IcmpCounterKey, PacketInfo, TokenBucket,
+    kind,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 // SAFETY: all are repr(C), padding-free (asserted in event.rs) plain data.
 unsafe impl aya::Pod for Event {}
+unsafe impl aya::Pod for IcmpCapture {}
 unsafe impl aya::Pod for PacketInfo {}
 unsafe impl aya::Pod for IcmpCounterKey {}
 unsafe impl aya::Pod for DfCounterKey {}
@@ -27,8 +29,23 @@ pub fn addr(family: u8, raw: &[u8; 16]) -> IpAddr {
 impl Event {
     /// Decodes one datapath event ([`DATAPATH_EVENT_LEN`] bytes) from the
     /// start of `bytes`, with empty extension bytes; `None` when too short.
+    /// An ICMP error's bytes ([`IcmpCapture`]) are parsed here, by the
+    /// same parser the host tests run; `None` when they do not parse.
     pub fn from_bytes(bytes: &[u8]) -> Option<Event> {
         let datapath = bytes.get(..DATAPATH_EVENT_LEN)?;
+        if *datapath.get(core::mem::offset_of!(Event, kind))? == kind::ICMP_CAPTURE {
+            let mut cap = IcmpCapture::default();
+            // SAFETY: IcmpCapture is plain data valid for any bytes, and
+            // DATAPATH_EVENT_LEN bytes long (asserted in event.rs).
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    datapath.as_ptr(),
+                    (&mut cap as *mut IcmpCapture).cast::<u8>(),
+                    DATAPATH_EVENT_LEN,
+                )
+            };
+            return crate::parse::decode_icmp_capture(&cap);
+        }
         let mut ev = Event::default();
         // SAFETY: Event is plain data valid for any bytes, and its first
         // DATAPATH_EVENT_LEN bytes are the datapath's event (asserted in

@@ -6,8 +6,11 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use netobs_common::craft::{Ext, Frame, Tcp, cut, non_ip_frame, tcp_flags};
-use netobs_common::event::{flags, have, kind};
-use netobs_common::parse::{IcmpOutcome, Outer, Skip, is_reported_icmp, parse_icmp_error, parse_outer};
+use netobs_common::event::{IcmpCapture, flags, have, kind};
+use netobs_common::parse::{
+    IcmpOutcome, Outer, Skip, capture_icmp, decode_icmp_capture, icmp_header, is_reported_icmp, parse_icmp_error,
+    parse_outer,
+};
 use netobs_common::{Cursor, Event, PacketInfo};
 use proptest::prelude::*;
 
@@ -948,6 +951,62 @@ fn truncating_ordinary_packets_never_panics() {
     }
 }
 
+// ---- the datapath's copy, parsed in user space ---------------------------------
+
+/// The datapath copies an ICMP error's bytes and user space parses them
+/// (`capture_icmp`, then `decode_icmp_capture`): the event must be the one
+/// the parser makes of the whole frame, as the datapath writes it. Only a
+/// message longer than the copy may lose fields, and then it says so
+/// (`CAPTURE_CUT`) and keeps everything before the quote's transport.
+/// Returns whether the copy cut something.
+#[allow(clippy::expect_used)] // a test helper: a failed expectation fails the test
+fn check_capture(bytes: &[u8]) -> bool {
+    let c = Cursor::from_slice(bytes);
+    let Ok(outer) = parse_outer(&c) else { return false };
+    let icmp = if outer.family == 4 { 1 } else { 58 };
+    let Some(h) = icmp_header(&c, &outer) else { return false };
+    if outer.protocol != icmp || outer.later_fragment || !is_reported_icmp(outer.family, h.icmp_type) {
+        return false;
+    }
+    let mut want = Event::default();
+    assert_eq!(parse_icmp_error(&c, &outer, &mut want), IcmpOutcome::Error);
+    let want = want.as_datapath();
+    let mut cap = IcmpCapture::default();
+    capture_icmp(&c, &outer, &mut cap);
+    let got = decode_icmp_capture(&cap).expect("a copied error parses");
+    if got.flags & flags::CAPTURE_CUT == 0 {
+        assert_eq!(got, want, "{bytes:02x?}");
+        return false;
+    }
+    assert!(cap.avail > cap.captured, "cut only past the copy");
+    assert_eq!(got.flags & flags::QUOTE_TRUNCATED, 0);
+    let before_transport = |e: &Event| Event {
+        inner: PacketInfo::default(),
+        flags: e.flags & !(flags::QUOTE_TRUNCATED | flags::CAPTURE_CUT),
+        quote_len: 0,
+        ..*e
+    };
+    assert_eq!(before_transport(&got), before_transport(&want), "{bytes:02x?}");
+    true
+}
+
+#[test]
+fn a_copied_error_parses_as_the_whole_frame_at_every_length() {
+    let mut cut = 0;
+    let mut frames = valid_frames();
+    // Long quotes: what the copy leaves out must not matter.
+    frames.push(err4(3, 10, &Frame::ipv4(C4, S4).tcp(Tcp::new(1, 2).payload_len(900)).ip_bytes()).bytes());
+    frames.push(err6(1, 4, &Frame::ipv6(C6, S6).udp(3, 4, 900).ip_bytes()).bytes());
+    frames.push(err4(11, 0, &syn4()).vlan(3).ihl(15).rfc4884_len(128).bytes());
+    for frame in &frames {
+        for n in 0..=frame.len() {
+            cut += usize::from(check_capture(&frame[..n]));
+        }
+    }
+    // The IPv6 redirect's quote starts 96 bytes in: its ports are past the copy.
+    assert!(cut > 0, "no frame was long enough to be cut");
+}
+
 // ---- generated input ------------------------------------------------------------
 
 fn valid_frames() -> Vec<Vec<u8>> {
@@ -1005,6 +1064,7 @@ proptest! {
         let p = parse(&bytes);
         prop_assert!(matches!(p.icmp, Some((IcmpOutcome::Error, _))));
         prop_assert_eq!(p, parse(&bytes));
+        check_capture(&bytes);
     }
 
     #[test]
@@ -1025,6 +1085,7 @@ proptest! {
         }
         let p = parse(&bytes);
         prop_assert_eq!(&p, &parse(&bytes));
+        check_capture(&bytes);
         // Unchanged headers keep their meaning: an edit after the ICMP header
         // never turns an error into a non-error.
         if let (Ok(o), Some((IcmpOutcome::Error, ev))) = (&p.outer, &p.icmp) {

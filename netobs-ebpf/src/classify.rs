@@ -6,7 +6,7 @@ use netobs_common::{
     cursor::Cursor,
     event::{DfCounterKey, IcmpCounterKey, PacketInfo, flags, hook, kind, stat},
     parse::{
-        Outer, Skip, icmp_header, ip_len_in_frame, is_df_candidate, is_ordinary_v4, is_reported_icmp, parse_icmp_error,
+        Outer, Skip, capture_icmp, icmp_header, ip_len_in_frame, is_df_candidate, is_ordinary_v4, is_reported_icmp,
         parse_ip_packet, parse_outer,
     },
     sample::source_hash,
@@ -110,15 +110,12 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, st: Stats) -> bool
     let Some((ev, pending)) = emit::begin_fair(now, hash, st) else {
         return true;
     };
-    parse_icmp_error(c, outer, ev);
-    ev.ifindex = ifindex;
-    ev.hook = hook;
-    if hook == hook::TC_EGRESS {
-        ev.kind = kind::ICMP_SENT;
-    }
-    if ev.flags & flags::QUOTE_TRUNCATED != 0 {
-        st.add(stat::QUOTE_TRUNCATED);
-    }
+    // The bytes, not a parse: user space parses the sampled ones
+    // (`IcmpCapture` says why), and counts truncated quotes.
+    let cap = ev.capture_mut();
+    capture_icmp(c, outer, cap);
+    cap.ifindex = ifindex;
+    cap.hook = hook;
     emit::finish(pending);
     true
 }

@@ -15,7 +15,7 @@ use crate::{
     health::{self, Op},
     investigate,
     join::{self, Reporter},
-    kernel::{self, AttachOptions, LoadOptions, Session, counters, events::EventStream, hotplug, stage},
+    kernel::{self, AttachOptions, LoadOptions, Session, events::EventStream, hotplug, stage},
     net,
     output::{
         http, json, metrics,
@@ -110,7 +110,9 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
         .transpose()?;
     privilege::drop_to_or_warn(&investigate::keep(privilege::after_attach(args.all), args.investigate));
 
-    let (metrics, mut rec) = metrics::Metrics::new(kernel::CounterReader::new(&session.ebpf)?);
+    let reader = || kernel::CounterReader::new(&session.ebpf).map(|r| r.with_quote_truncated(events.quote_truncated()));
+    let (metrics, mut rec) = metrics::Metrics::new(reader()?);
+    let exit_counters = reader()?;
     if let Some(l) = listener {
         http::spawn(l, metrics);
     }
@@ -253,7 +255,7 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
             js.abandoned
         );
     }
-    match counters::read(&session.ebpf) {
+    match exit_counters.read() {
         Ok(snapshot) => {
             let mut counters = json::counters(&snapshot, |i: u32| ctx.ifname(i), agg.evicted);
             counters["findings_folded"] = agg.folded.into();

@@ -12,7 +12,14 @@
 //! programs: a metrics collector reads at scrape time while the event loop
 //! keeps the object.
 
-use std::{collections::BTreeMap, os::fd::AsFd as _};
+use std::{
+    collections::BTreeMap,
+    os::fd::AsFd as _,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use anyhow::{Context as _, Result};
 use aya::{
@@ -58,6 +65,9 @@ pub struct CounterReader {
     icmp: PerCpuArray<MapData, IcmpSlotCounters>,
     df: PerCpuArray<MapData, DfSlotCounters>,
     ifaces: Array<MapData, IfaceTable>,
+    /// The `quote_truncated` statistic, counted where user space parses the
+    /// datapath's ICMP bytes ([`super::EventStream::quote_truncated`]).
+    quote_truncated: Option<Arc<AtomicU64>>,
 }
 
 /// A second handle on the map `name` of `ebpf` (a duplicated descriptor).
@@ -81,7 +91,15 @@ impl CounterReader {
             icmp: PerCpuArray::try_from(dup_map(ebpf, ICMP_COUNTERS)?).context("ICMP_COUNTERS map type")?,
             df: PerCpuArray::try_from(dup_map(ebpf, DF_COUNTERS)?).context("DF_COUNTERS map type")?,
             ifaces: Array::try_from(dup_map(ebpf, IFACES)?).context("IFACES map type")?,
+            quote_truncated: None,
         })
+    }
+
+    /// Reports `quote_truncated` from `count` (an event stream's), since the
+    /// kernel copies ICMP errors and cannot tell.
+    pub fn with_quote_truncated(mut self, count: Arc<AtomicU64>) -> CounterReader {
+        self.quote_truncated = Some(count);
+        self
     }
 
     /// One snapshot, summed over CPUs.
@@ -90,6 +108,9 @@ impl CounterReader {
         let per_cpu = self.stats.get(&0, 0).context("reading STATS")?;
         for (name, n) in stat::NAMES.iter().zip(sum(per_cpu.iter().map(|b| &b.counts[..]))) {
             c.stats.insert(name, n);
+        }
+        if let (Some(count), Some(name)) = (&self.quote_truncated, stat::NAMES.get(stat::QUOTE_TRUNCATED as usize)) {
+            *c.stats.entry(name).or_default() += count.load(Ordering::Relaxed);
         }
         let mut table = self.ifaces.get(&0, 0).context("reading the interface slots")?;
         if table.ifindex_of[OTHER_SLOT as usize] != OTHER_IFINDEX {

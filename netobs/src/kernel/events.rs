@@ -9,7 +9,12 @@ use anyhow::{Context as _, Result};
 use aya::maps::{MapData, RingBuf};
 
 use crate::health::{self, Op};
-use netobs_common::Event;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use netobs_common::{Event, event::flags};
 use tokio::io::unix::AsyncFd;
 
 /// Longest a sampled event waits in the ring buffer before user space looks.
@@ -21,6 +26,13 @@ pub struct EventStream {
     /// Records that were not a whole number of events (should never
     /// happen): counted.
     pub short_records: u64,
+    /// Sampled ICMP errors whose quote stopped before naming the flow: the
+    /// `quote_truncated` statistic. Counted here, where the datapath's
+    /// bytes are parsed (`IcmpCapture`); [`CounterReader`] adds it to the
+    /// kernel's statistics.
+    ///
+    /// [`CounterReader`]: super::CounterReader
+    quote_truncated: Arc<AtomicU64>,
 }
 
 impl EventStream {
@@ -32,7 +44,7 @@ impl EventStream {
         // same for as long as the RingBuf (now owned by the AsyncFd) lives.
         let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {}", e))?;
-        Ok(EventStream { fd, short_records: 0 })
+        Ok(EventStream { fd, short_records: 0, quote_truncated: Arc::default() })
     }
 
     /// Waits until events are available, then appends up to `max` of them to
@@ -44,7 +56,7 @@ impl EventStream {
     /// errors are counted and retried, never returned.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
         loop {
-            let (n, short) = drain(self.fd.get_mut(), out, max);
+            let (n, short) = self.drain_counted(out, max);
             self.short_records += short;
             if n > 0 {
                 return n;
@@ -62,9 +74,23 @@ impl EventStream {
 
     /// Appends whatever is available now, without waiting.
     pub fn drain_now(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
-        let (n, short) = drain(self.fd.get_mut(), out, max);
+        let (n, short) = self.drain_counted(out, max);
         self.short_records += short;
         n
+    }
+
+    /// The count of truncated quotes this stream has decoded, shared.
+    pub fn quote_truncated(&self) -> Arc<AtomicU64> {
+        self.quote_truncated.clone()
+    }
+
+    /// [`drain`], counting the truncated quotes among the new events.
+    fn drain_counted(&mut self, out: &mut Vec<Event>, max: usize) -> (usize, u64) {
+        let before = out.len();
+        let (n, short) = drain(self.fd.get_mut(), out, max);
+        let truncated = out.get(before..).unwrap_or_default().iter().filter(|e| e.flags & flags::QUOTE_TRUNCATED != 0);
+        self.quote_truncated.fetch_add(truncated.count() as u64, Ordering::Relaxed);
+        (n, short)
     }
 }
 

@@ -291,7 +291,10 @@ pub mod stat {
     pub const RINGBUF_FULL: u32 = 9;
     /// Packets too short / malformed to classify (counted, passed).
     pub const MALFORMED: u32 = 10;
-    /// ICMP errors whose quote was cut before the transport ports.
+    /// Sampled ICMP errors whose quote was cut before the transport ports.
+    /// Counted by user space, which parses the datapath's copies
+    /// ([`IcmpCapture`]); the kernel's slot stays 0 and
+    /// `netobs::kernel::CounterReader` adds user space's count to it.
     pub const QUOTE_TRUNCATED: u32 = 11;
     /// Counter map full: an update failed.
     pub const MAP_FULL: u32 = 12;

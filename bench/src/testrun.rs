@@ -96,7 +96,9 @@ fn model(frame: &[u8], into: &mut Model) {
             capture_icmp(&c, &outer, &mut cap);
             match decode_icmp_capture(&cap) {
                 Some(d) if d.flags & flags::CAPTURE_CUT != 0 => into.events.push(d),
-                _ => into.events.push(ev),
+                // As the datapath writes it: no RFC 4884 bytes (and no
+                // EXT_EXAMINED), which only the host parser copies.
+                _ => into.events.push(ev.as_datapath()),
             }
         }
     }

@@ -118,6 +118,10 @@ pub struct Finding {
     pub egress_iface: Option<String>,
     /// The quote stopped before the transport ports.
     pub quote_truncated: bool,
+    /// The datapath's copy of the message (120 bytes) ended before the
+    /// quote's transport header: ports or TCP flags are missing because of
+    /// netobs, not the reporter (`flags::CAPTURE_CUT`).
+    pub capture_cut: bool,
     /// The local TCP socket the flow belongs to, with its state.
     pub socket_state: Option<&'static str>,
     /// DF-oversized: the frag-needed this host generated / sent back.
@@ -215,6 +219,7 @@ impl Finding {
                 pointer: None,
                 egress_iface: Some(ctx.ifname(ev.aux)),
                 quote_truncated: false,
+                capture_cut: false,
                 socket_state: None,
                 icmp_back: None,
                 pmtu_cached: None,
@@ -285,6 +290,7 @@ impl Finding {
             pointer: (ev.flags & flags::HAS_POINTER != 0).then_some(ev.aux),
             egress_iface: None,
             quote_truncated: ev.flags & flags::QUOTE_TRUNCATED != 0,
+            capture_cut: ev.flags & flags::CAPTURE_CUT != 0,
             socket_state: None,
             icmp_back: None,
             pmtu_cached: None,
@@ -343,6 +349,7 @@ impl Finding {
             pointer: None,
             egress_iface: None,
             quote_truncated: false,
+            capture_cut: false,
             socket_state: None,
             icmp_back: None,
             pmtu_cached: None,
@@ -407,6 +414,20 @@ mod tests {
         assert_eq!(Finding::from_event(&ev, &ctx()).expect("finding").ptb_suspect, None);
         ev.mtu = 1400;
         assert_eq!(Finding::from_event(&ev, &ctx()).expect("finding").ptb_suspect, None);
+    }
+
+    /// A quote the datapath's copy cut is not blamed on the reporter: the
+    /// finding says whose cut it was.
+    #[test]
+    fn a_cut_copy_is_told_apart_from_a_truncated_quote() {
+        let mut ev = sent_from([198, 18, 2, 1]);
+        ev.kind = kind::ICMP_ERROR;
+        ev.flags = flags::CAPTURE_CUT;
+        let f = Finding::from_event(&ev, &ctx()).expect("finding");
+        assert!(f.capture_cut && !f.quote_truncated);
+        ev.flags = flags::QUOTE_TRUNCATED;
+        let f = Finding::from_event(&ev, &ctx()).expect("finding");
+        assert!(!f.capture_cut && f.quote_truncated);
     }
 
     #[test]

@@ -227,23 +227,29 @@ pub fn is_reported_icmp(family: u8, icmp_type: u8) -> bool {
     if family == 4 { matches!(icmp_type, 3 | 4 | 5 | 11 | 12) } else { matches!(icmp_type, 1 | 2 | 3 | 4 | 137) }
 }
 
+/// The frame's bytes up to the end of its outer IP packet: Ethernet
+/// padding and anything after the packet are neither ICMP body nor quote.
+#[inline(always)]
+fn ip_packet<'a>(c: &Cursor<'a>, outer: &Outer) -> Cursor<'a> {
+    c.limit_to(outer.l3_off + outer.total_len as usize)
+}
+
 /// The ICMP header of the frame, if it lies inside the outer IP packet:
 /// one past the IP length is not there (the kernel trims the packet to
 /// its IP length before ICMP sees it). The programs decide "error or not"
 /// on this, and [`parse_icmp_error`] reads the same bytes.
 #[inline(always)]
 pub fn icmp_header<'a>(c: &Cursor<'a>, outer: &Outer) -> Option<&'a IcmpHdr> {
-    c.limit_to(outer.l3_off + outer.total_len as usize).get::<IcmpHdr>(outer.l4_off)
+    ip_packet(c, outer).get::<IcmpHdr>(outer.l4_off)
 }
 
 /// Fills `ev` (all but `ts_ns`, `ifindex`, `hook`) from the ICMP error at
 /// `outer.l4_off`. `ev` must be zeroed by the caller.
 #[inline(always)]
 pub fn parse_icmp_error(c: &Cursor, outer: &Outer, ev: &mut Event) -> IcmpOutcome {
-    // The ICMP message ends where the outer IP packet does: Ethernet
-    // padding and trailing bytes after it are neither ICMP body nor quote.
+    // The ICMP message ends where the outer IP packet does.
     let full = c;
-    let c = &c.limit_to(outer.l3_off + outer.total_len as usize);
+    let c = &ip_packet(c, outer);
     let off = outer.l4_off;
     let Some(icmp) = c.get::<IcmpHdr>(off) else {
         return IcmpOutcome::Truncated;
@@ -351,7 +357,7 @@ pub fn parse_icmp_error(c: &Cursor, outer: &Outer, ev: &mut Event) -> IcmpOutcom
 #[inline(always)]
 pub fn capture_icmp(c: &Cursor, outer: &Outer, cap: &mut IcmpCapture) {
     // As in parse_icmp_error: the message ends where its IP packet does.
-    let c = c.limit_to(outer.l3_off + outer.total_len as usize);
+    let c = ip_packet(c, outer);
     let avail = c.remaining_from(outer.l3_off);
     cap.kind = kind::ICMP_CAPTURE;
     cap.vlan_depth = outer.vlan_depth;

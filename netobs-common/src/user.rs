@@ -26,6 +26,19 @@ pub fn addr(family: u8, raw: &[u8; 16]) -> IpAddr {
     }
 }
 
+/// Copies `src` over the first bytes of `dst` (a datapath record into its
+/// host type, whose tail the datapath does not write); nothing when `src`
+/// is longer than `T`.
+fn overwrite_prefix<T: aya::Pod>(dst: &mut T, src: &[u8]) {
+    if src.len() > core::mem::size_of::<T>() {
+        return;
+    }
+    // SAFETY: `T: Pod` is plain data valid for any bytes, `dst` has room
+    // for `src` (checked), and the two cannot overlap (`dst` is borrowed
+    // mutably).
+    unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), (dst as *mut T).cast::<u8>(), src.len()) };
+}
+
 impl Event {
     /// Decodes one datapath event ([`DATAPATH_EVENT_LEN`] bytes) from the
     /// start of `bytes`, with empty extension bytes; `None` when too short.
@@ -35,24 +48,11 @@ impl Event {
         let datapath = bytes.get(..DATAPATH_EVENT_LEN)?;
         if *datapath.get(core::mem::offset_of!(Event, kind))? == kind::ICMP_CAPTURE {
             let mut cap = IcmpCapture::default();
-            // SAFETY: IcmpCapture is plain data valid for any bytes, and
-            // DATAPATH_EVENT_LEN bytes long (asserted in event.rs).
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    datapath.as_ptr(),
-                    (&mut cap as *mut IcmpCapture).cast::<u8>(),
-                    DATAPATH_EVENT_LEN,
-                )
-            };
+            overwrite_prefix(&mut cap, datapath);
             return crate::parse::decode_icmp_capture(&cap);
         }
         let mut ev = Event::default();
-        // SAFETY: Event is plain data valid for any bytes, and its first
-        // DATAPATH_EVENT_LEN bytes are the datapath's event (asserted in
-        // event.rs); the source has that many bytes.
-        unsafe {
-            core::ptr::copy_nonoverlapping(datapath.as_ptr(), (&mut ev as *mut Event).cast::<u8>(), DATAPATH_EVENT_LEN)
-        };
+        overwrite_prefix(&mut ev, datapath);
         Some(ev)
     }
 

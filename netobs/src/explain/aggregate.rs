@@ -25,6 +25,11 @@
 //!   [`LinePolicy::repeat_per_sec`] per bucket, largest growth first. Updates
 //!   of printed entries (once per `--update-interval`) share that budget;
 //!   what does not fit waits for the next report, nothing is dropped.
+//!   A first sighting that repeated before its first report (its events
+//!   came in one drain batch) has the same evidence, so when the
+//!   first-sighting budget is spent it draws on this budget instead of
+//!   being folded: a new problem right after a flood is not lost to the
+//!   tokens the flood spent.
 //! - **Confirmed first sightings**: a folded first sighting can still be
 //!   shown to be real by the host itself. `due_folding` hands each folded
 //!   entry to its caller; the join reporter (`crate::join`) asks sock_diag,
@@ -305,9 +310,22 @@ fn candidate(a: &Aggregate, interval: Duration, now: Instant) -> Option<(Candida
         let (count, agree) = a.evidence();
         return Some((Candidate::Fresh, (Reverse(count), Reverse(agree), a.id)));
     }
-    a.last_reported
-        .is_none_or(|t| now.saturating_duration_since(t) >= interval)
-        .then_some((Candidate::Repeat, (Reverse(a.count - a.reported_count), Reverse(false), a.id)))
+    a.last_reported.is_none_or(|t| now.saturating_duration_since(t) >= interval).then_some((Candidate::Repeat, repeat_rank(a)))
+}
+
+/// Rank among repeats: growth since the last report (or fold), then the
+/// oldest entry.
+fn repeat_rank(a: &Aggregate) -> Rank {
+    use std::cmp::Reverse;
+    (Reverse(a.count - a.reported_count), Reverse(false), a.id)
+}
+
+/// A first sighting that repeated before its first report (two events
+/// in one drain batch: a SYN-ACK and its retransmit, say) has the same
+/// evidence as a folded entry that repeats, so when the first-sighting
+/// budget is spent it may still draw on the repeat budget.
+fn repeated_already(a: &Aggregate) -> bool {
+    a.count >= 2
 }
 
 /// Spends each bucket's tokens on its best candidates; returns, per
@@ -459,9 +477,15 @@ impl Aggregator {
         // what is printed.
         let mut fresh: Vec<Vec<Rank>> = Vec::new();
         let mut repeats: Vec<Vec<Rank>> = Vec::new();
+        // First sightings that already repeated: (bucket, rank as a first
+        // sighting, rank as a repeat), for the ones the fresh budget misses.
+        let mut repeated_fresh: Vec<(usize, Rank, Rank)> = Vec::new();
         let mut rank = |a: &Aggregate| {
             let Some((kind, rank)) = candidate(a, interval, now) else { return };
             let ix = bucket_ix(buckets, &a.finding, &policy, now);
+            if kind == Candidate::Fresh && repeated_already(a) {
+                repeated_fresh.push((ix, rank, repeat_rank(a)));
+            }
             let lists = if kind == Candidate::Fresh { &mut fresh } else { &mut repeats };
             if lists.len() <= ix {
                 lists.resize_with(ix + 1, Vec::new);
@@ -473,10 +497,18 @@ impl Aggregator {
         } else {
             table.iter().for_each(|(_, a)| rank(a));
         }
-        let fresh_cut = cutoffs(&mut fresh, buckets, Candidate::Fresh);
-        let repeat_cut = cutoffs(&mut repeats, buckets, Candidate::Repeat);
         let fits =
             |cuts: &[Option<Rank>], ix: usize, rank: &Rank| cuts.get(ix).is_none_or(|c| c.is_none_or(|c| *rank < c));
+        let fresh_cut = cutoffs(&mut fresh, buckets, Candidate::Fresh);
+        for (ix, as_fresh, as_repeat) in repeated_fresh {
+            if !fits(&fresh_cut, ix, &as_fresh) {
+                if repeats.len() <= ix {
+                    repeats.resize_with(ix + 1, Vec::new);
+                }
+                repeats[ix].push(as_repeat);
+            }
+        }
+        let repeat_cut = cutoffs(&mut repeats, buckets, Candidate::Repeat);
 
         let mut out = Vec::new();
         let mut folded = 0;
@@ -489,7 +521,9 @@ impl Aggregator {
                 // never-printed ones are folded, printed ones keep their line.
                 Candidate::Repeat => (&repeat_cut, last),
             };
-            if fits(cuts, ix, &rank) {
+            let fits_as_repeat =
+                || kind == Candidate::Fresh && repeated_already(a) && fits(&repeat_cut, ix, &repeat_rank(a));
+            if fits(cuts, ix, &rank) || fits_as_repeat() {
                 a.reported_count = a.count;
                 a.last_reported = Some(now);
                 out.push(a.clone());
@@ -711,6 +745,36 @@ mod tests {
         assert!(agg.due(Duration::from_secs(5), t0 + Duration::from_secs(1)).iter().all(|a| a.id != line.id));
         let later = agg.due(Duration::from_secs(5), t0 + Duration::from_secs(6));
         assert!(later.iter().any(|a| a.id == line.id && a.count == 3));
+    }
+
+    #[test]
+    fn a_problem_that_repeats_before_its_first_report_is_printed_after_a_flood() {
+        let mut agg = Aggregator::new(4096);
+        let t0 = Instant::now();
+        let now = SystemTime::now();
+        for i in 0..200 {
+            agg.ingest(spoofed(i), now);
+        }
+        assert_eq!(agg.due(NEWS_ONLY, t0).len(), 5, "the flood spent the first-sighting budget");
+        // Right after the flood (less than one token back), a new problem
+        // arrives three times in one batch: it is printed, not folded.
+        let real = finding(56194);
+        for _ in 0..3 {
+            agg.ingest(real.clone(), now);
+        }
+        agg.ingest(spoofed(9999), now);
+        let next = agg.due(NEWS_ONLY, t0 + Duration::from_millis(100));
+        assert_eq!(next.len(), 1, "only the repeated one: {next:?}");
+        assert_eq!((next[0].finding.reporter, next[0].count), (real.reporter, 3));
+        assert_eq!(agg.folded, 195 + 1, "the one-off is folded as before");
+        // It drew on the repeat budget (20 a second): 19 more fit, then none.
+        for i in 0..30u32 {
+            let mut f = spoofed(20_000 + i);
+            f.reporter = IpAddr::from([198, 18, 100, i as u8]);
+            agg.ingest(f.clone(), now);
+            agg.ingest(f, now);
+        }
+        assert_eq!(agg.due(NEWS_ONLY, t0 + Duration::from_millis(100)).len(), 19);
     }
 
     #[test]

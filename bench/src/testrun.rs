@@ -149,9 +149,9 @@ impl Kernel {
                 m.stats.insert(s, d);
             }
         }
-        let (_, short) = events::drain(&mut self.ring, &mut m.events, usize::MAX);
-        if short != 0 {
-            bail!("{short} short ring-buffer records");
+        let drained = events::drain(&mut self.ring, &mut m.events, usize::MAX);
+        if drained.short_records != 0 || drained.undecodable != 0 {
+            bail!("ring buffer: {drained:?} (short records or events that did not decode)");
         }
         for ev in &mut m.events {
             ev.ts_ns = 0;

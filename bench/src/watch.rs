@@ -64,7 +64,7 @@ fn drain_rate() -> Result<()> {
         netobs::kernel::stage::flush(&ebpf, std::time::Duration::ZERO)?;
         batch.clear();
         let t = Instant::now();
-        let (n, _) = drain(&mut ring, &mut batch, usize::MAX);
+        let n = drain(&mut ring, &mut batch, usize::MAX).events;
         let drained = t.elapsed();
         anyhow::ensure!(n as u32 == EVENTS, "expected {EVENTS} events in the ring, drained {n}");
         drain_rates.push(n as f64 / drained.as_secs_f64());

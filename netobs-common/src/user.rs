@@ -58,12 +58,13 @@ impl Event {
 
     /// Decodes a ring-buffer record: one event, or a batch of whole events
     /// written out of a CPU's [`EventStage`]. `None` when the record is
-    /// empty or not a whole number of events.
-    pub fn from_record(bytes: &[u8]) -> Option<impl Iterator<Item = Event> + '_> {
+    /// empty or not a whole number of events; an item is `None` when its
+    /// bytes do not decode ([`Event::from_bytes`]), for the caller to count.
+    pub fn from_record(bytes: &[u8]) -> Option<impl Iterator<Item = Option<Event>> + '_> {
         if bytes.is_empty() || !bytes.len().is_multiple_of(DATAPATH_EVENT_LEN) {
             return None;
         }
-        Some(bytes.chunks_exact(DATAPATH_EVENT_LEN).filter_map(Event::from_bytes))
+        Some(bytes.chunks_exact(DATAPATH_EVENT_LEN).map(Event::from_bytes))
     }
     pub fn outer_src_ip(&self) -> IpAddr {
         addr(self.outer_family, &self.outer_src)

@@ -1007,6 +1007,44 @@ fn a_copied_error_parses_as_the_whole_frame_at_every_length() {
     assert!(cut > 0, "no frame was long enough to be cut");
 }
 
+/// A ring-buffer record is a CPU's batch of events: each is decoded on its
+/// own, and one whose copy does not parse is a `None` for the reader to
+/// count, not a silent gap nor the end of the batch.
+#[cfg(feature = "user")]
+#[test]
+fn a_record_decodes_event_by_event_and_names_what_does_not_parse() {
+    use netobs_common::event::DATAPATH_EVENT_LEN;
+    fn copy_of(frame: &[u8]) -> IcmpCapture {
+        let c = Cursor::from_slice(frame);
+        let outer = parse_outer(&c).expect("an IP frame");
+        let mut cap = IcmpCapture::default();
+        capture_icmp(&c, &outer, &mut cap);
+        cap
+    }
+    let real = copy_of(&err4(3, 10, &syn4()).bytes());
+    // Not an ICMP error at all: the copy of a UDP datagram.
+    let garbage = copy_of(&Frame::ipv4(C4, S4).udp(1, 2, 8).bytes());
+    let df = Event { kind: kind::DF_OVERSIZED, ifindex: 7, ..Event::default() };
+    fn datapath_bytes<T: aya::Pod>(v: &T) -> &[u8] {
+        // SAFETY: `T: Pod` is plain data without padding; the slice covers
+        // its first DATAPATH_EVENT_LEN bytes (asserted to exist) and borrows `v`.
+        assert!(core::mem::size_of::<T>() >= DATAPATH_EVENT_LEN);
+        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), DATAPATH_EVENT_LEN) }
+    }
+    let mut record = Vec::new();
+    record.extend_from_slice(datapath_bytes(&real));
+    record.extend_from_slice(datapath_bytes(&garbage));
+    record.extend_from_slice(datapath_bytes(&df));
+    let got: Vec<Option<Event>> = Event::from_record(&record).expect("whole events").collect();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0], decode_icmp_capture(&real));
+    assert!(got[0].is_some_and(|e| e.icmp_code == 10));
+    assert_eq!(got[1], None, "a copy that is not an ICMP error does not decode");
+    assert!(got[2].is_some_and(|e| e.kind == kind::DF_OVERSIZED && e.ifindex == 7));
+    assert!(Event::from_record(&record[..DATAPATH_EVENT_LEN + 1]).is_none(), "not a whole number of events");
+    assert!(Event::from_record(&[]).is_none());
+}
+
 // ---- generated input ------------------------------------------------------------
 
 fn valid_frames() -> Vec<Vec<u8>> {

@@ -167,9 +167,9 @@ impl Harness {
                 out.df.insert(*k, d);
             }
         }
-        let (_, short) = events::drain(&mut self.ring, &mut out.events, 1 << 16);
-        if short != 0 {
-            bail!("{short} short ring-buffer records");
+        let drained = events::drain(&mut self.ring, &mut out.events, 1 << 16);
+        if drained.short_records != 0 || drained.undecodable != 0 {
+            bail!("ring buffer: {drained:?} (short records or events that did not decode)");
         }
         for ev in &mut out.events {
             if ev.ts_ns == 0 {
@@ -937,7 +937,10 @@ fn events_are_batched_under_a_flood_and_none_is_lost() -> Result<()> {
         let mut records = Vec::new();
         let mut events = Vec::new();
         while let Some(item) = h.ring.next() {
-            let decoded: Vec<Event> = Event::from_record(&item).context("record of whole events")?.collect();
+            let decoded: Vec<Event> = Event::from_record(&item)
+                .context("record of whole events")?
+                .collect::<Option<_>>()
+                .context("every event decodes")?;
             records.push(decoded.len());
             events.extend(decoded);
         }

@@ -100,10 +100,13 @@ impl KernelCheck {
         let after = self.stats()?;
         let delta = |slot: u32| after[slot as usize].wrapping_sub(before[slot as usize]);
         self.events.clear();
-        let (_, short) = events::drain(&mut self.ring, &mut self.events, 64);
+        let drained = events::drain(&mut self.ring, &mut self.events, 64);
         let mut diffs = Vec::new();
-        if short != 0 {
-            diffs.push(format!("{short} ring-buffer records were not whole events"));
+        if drained.short_records != 0 {
+            diffs.push(format!("{} ring-buffer records were not whole events", drained.short_records));
+        }
+        if drained.undecodable != 0 {
+            diffs.push(format!("{} events did not decode", drained.undecodable));
         }
         let host_malformed = matches!(
             host,

@@ -272,6 +272,9 @@ async fn watch(args: WatchArgs) -> Result<ExitCode> {
     if events.short_records > 0 {
         log::warn!("{} ring-buffer records were shorter than an event and were skipped", events.short_records);
     }
+    if events.undecodable_events > 0 {
+        log::warn!("{} events from the datapath did not decode and were skipped", events.undecodable_events);
+    }
     let detached: Vec<String> = session.attached.iter().map(|a| a.iface.clone()).collect();
     drop(events);
     drop(session);

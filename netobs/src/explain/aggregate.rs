@@ -310,7 +310,9 @@ fn candidate(a: &Aggregate, interval: Duration, now: Instant) -> Option<(Candida
         let (count, agree) = a.evidence();
         return Some((Candidate::Fresh, (Reverse(count), Reverse(agree), a.id)));
     }
-    a.last_reported.is_none_or(|t| now.saturating_duration_since(t) >= interval).then_some((Candidate::Repeat, repeat_rank(a)))
+    a.last_reported
+        .is_none_or(|t| now.saturating_duration_since(t) >= interval)
+        .then_some((Candidate::Repeat, repeat_rank(a)))
 }
 
 /// Rank among repeats: growth since the last report (or fold), then the

@@ -26,6 +26,9 @@ pub struct EventStream {
     /// Records that were not a whole number of events (should never
     /// happen): counted.
     pub short_records: u64,
+    /// Events whose bytes did not decode (an ICMP error copy that does not
+    /// parse: no datapath of ours writes one): counted, not passed on.
+    pub undecodable_events: u64,
     /// Sampled ICMP errors whose quote stopped before naming the flow: the
     /// `quote_truncated` statistic. Counted here, where the datapath's
     /// bytes are parsed (`IcmpCapture`); [`CounterReader`] adds it to the
@@ -44,7 +47,7 @@ impl EventStream {
         // same for as long as the RingBuf (now owned by the AsyncFd) lives.
         let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
             .map_err(|e| anyhow::anyhow!("registering the ring buffer with tokio: {}", e))?;
-        Ok(EventStream { fd, short_records: 0, quote_truncated: Arc::default() })
+        Ok(EventStream { fd, short_records: 0, undecodable_events: 0, quote_truncated: Arc::default() })
     }
 
     /// Waits until events are available, then appends up to `max` of them to
@@ -56,8 +59,7 @@ impl EventStream {
     /// errors are counted and retried, never returned.
     pub async fn next_batch(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
         loop {
-            let (n, short) = self.drain_counted(out, max);
-            self.short_records += short;
+            let n = self.drain_counted(out, max);
             if n > 0 {
                 return n;
             }
@@ -74,9 +76,7 @@ impl EventStream {
 
     /// Appends whatever is available now, without waiting.
     pub fn drain_now(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
-        let (n, short) = self.drain_counted(out, max);
-        self.short_records += short;
-        n
+        self.drain_counted(out, max)
     }
 
     /// The count of truncated quotes this stream has decoded, shared.
@@ -84,32 +84,50 @@ impl EventStream {
         self.quote_truncated.clone()
     }
 
-    /// [`drain`], counting the truncated quotes among the new events.
-    fn drain_counted(&mut self, out: &mut Vec<Event>, max: usize) -> (usize, u64) {
+    /// [`drain`], counting what did not decode and the truncated quotes
+    /// among the new events.
+    fn drain_counted(&mut self, out: &mut Vec<Event>, max: usize) -> usize {
         let before = out.len();
-        let (n, short) = drain(self.fd.get_mut(), out, max);
+        let d = drain(self.fd.get_mut(), out, max);
+        self.short_records += d.short_records;
+        self.undecodable_events += d.undecodable;
         let truncated = out.get(before..).unwrap_or_default().iter().filter(|e| e.flags & flags::QUOTE_TRUNCATED != 0);
         self.quote_truncated.fetch_add(truncated.count() as u64, Ordering::Relaxed);
-        (n, short)
+        d.events
     }
 }
 
+/// What one [`drain`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Events decoded and appended.
+    pub events: usize,
+    /// Records that were not a whole number of events.
+    pub short_records: u64,
+    /// Events whose bytes did not decode ([`Event::from_bytes`]).
+    pub undecodable: u64,
+}
+
 /// Decodes records until at least `max` events are in `out` or the ring is
-/// empty. A record holds one event or a CPU's staged batch. Returns (events
-/// decoded, records that were not a whole number of events).
-pub fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<Event>, max: usize) -> (usize, u64) {
-    let mut n = 0;
-    let mut short = 0;
-    while n < max {
+/// empty. A record holds one event or a CPU's staged batch.
+pub fn drain(ring: &mut RingBuf<MapData>, out: &mut Vec<Event>, max: usize) -> Drained {
+    let mut d = Drained::default();
+    while d.events < max {
         let Some(item) = ring.next() else { break };
         match Event::from_record(&item) {
             Some(events) => {
-                let before = out.len();
-                out.extend(events);
-                n += out.len() - before;
+                for ev in events {
+                    match ev {
+                        Some(ev) => {
+                            out.push(ev);
+                            d.events += 1;
+                        }
+                        None => d.undecodable += 1,
+                    }
+                }
             }
-            None => short += 1,
+            None => d.short_records += 1,
         }
     }
-    (n, short)
+    d
 }

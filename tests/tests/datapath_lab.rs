@@ -20,7 +20,10 @@ use serde_json::Value;
 /// (see `PROGRAM_DF_CHECKS_NON_ERROR_ICMP` in datapath.rs).
 const PROGRAM_DF_CHECKS_NON_ERROR_ICMP: bool = true;
 
-const SRC_PORT: u16 = 40000;
+/// Below the ephemeral range (32768-60999): a fixed port inside it can be
+/// taken by any socket in the namespace that binds port 0, and a bind of
+/// 40000 once failed with "Address already in use" under load.
+const SRC_PORT: u16 = 31000;
 const DF_PORT: u16 = 5201;
 const REJECTED_PORT: u16 = 5353;
 const CLOSED_PORT: u16 = 9;
@@ -45,7 +48,7 @@ fn in_netns<T: Send>(node: &lab::Node, f: impl FnOnce() -> Result<T> + Send) -> 
     })
 }
 
-/// Sends `count` UDP datagrams of `payload` bytes from port 40000 of `node`
+/// Sends `count` UDP datagrams of `payload` bytes from [`SRC_PORT`] of `node`
 /// to `dst`; with `df`, DF set whatever the cached path MTU says.
 fn send_udp(node: &lab::Node, dst: SocketAddr, payload: usize, count: u64, df: bool) -> Result<()> {
     in_netns(node, || {

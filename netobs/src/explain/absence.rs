@@ -154,6 +154,10 @@ pub(crate) struct AbsenceFinding {
     pub headline: String,
     pub details: Vec<String>,
     pub recommendation: String,
+    /// A later line about a finding already printed (same id, grown
+    /// counts): what the findings metric must not count again.
+    #[serde(skip)]
+    pub update: bool,
 }
 
 impl AbsenceFinding {
@@ -368,7 +372,10 @@ impl Absence {
                     f.id = self.next_id;
                     self.next_id += 1;
                 }
-                Some((id, n, at)) if d.full > n && now.duration_since(at) >= self.interval => f.id = id,
+                Some((id, n, at)) if d.full > n && now.duration_since(at) >= self.interval => {
+                    f.id = id;
+                    f.update = true;
+                }
                 Some(_) => continue,
             }
             t.reported = Some((f.id, d.full, now));
@@ -406,6 +413,7 @@ fn assess(e: &Retransmissions, d: &RetransCounts, icmp: &IcmpSeen, src: Source) 
         headline,
         details: Vec::new(),
         recommendation: String::new(),
+        update: false,
     };
     let too_big = if fam == 4 { "frag-needed" } else { "Packet Too Big" };
     let source = src.how();
@@ -585,6 +593,7 @@ mod tests {
         let again = judge(&mut a, &[data(6, 0, 5)], &none, t0 + Duration::from_secs(7));
         assert_eq!(again.len(), 1);
         assert_eq!(again[0].id, f[0].id);
+        assert!(!f[0].update && again[0].update, "the second line is an update of the first");
         // Quiet for a window: forgotten; it takes three new ones to report again.
         let later = t0 + Duration::from_secs(7) + WINDOW;
         assert!(judge(&mut a, &[data(6, 0, 5)], &none, later).is_empty());
@@ -592,6 +601,7 @@ mod tests {
         let back = judge(&mut a, &[data(9, 0, 8)], &none, later + Duration::from_secs(2));
         assert_eq!(back.len(), 1);
         assert_ne!(back[0].id, f[0].id);
+        assert!(!back[0].update, "a new window's finding is a new one");
     }
 
     #[test]

@@ -484,7 +484,10 @@ impl Tick {
         for f in judge.judge(&entries, &icmp, now, SystemTime::now()) {
             sink.record(&f.json());
             sink.text(&f.text());
-            rec.absence(f.kind.as_str());
+            // The metric counts findings, not their update lines.
+            if !f.update {
+                rec.absence(f.kind.as_str());
+            }
             if let Some(i) = investigator {
                 let t = Trigger::of_absence(&f);
                 let kind = t.kind;

@@ -528,7 +528,7 @@ icmp_msgs_per_sec, OutRateLimitHost: icmp_ratelimit; /proc/net/snmp6 Icmp6OutRat
         );
         registry.register(
             "retransmission_findings",
-            "Findings made from this host's own TCP retransmissions (no ICMP came back), by kind",
+            "Findings made from this host's own TCP retransmissions (no ICMP came back), by kind; each once, not its update lines",
             live.absence.clone(),
         );
         registry.register(

@@ -235,14 +235,41 @@ impl Event {
     }
 }
 
-/// One slot of an [`EventStage`]: an [`Event`] in the datapath; on the
-/// host (which only reads the stage's header) its bytes.
-#[cfg(target_arch = "bpf")]
-pub type StagedEvent = Event;
-/// One slot of an [`EventStage`]: an [`Event`] in the datapath; on the
-/// host (which only reads the stage's header) its bytes.
-#[cfg(not(target_arch = "bpf"))]
-pub type StagedEvent = [u64; DATAPATH_EVENT_LEN / 8];
+/// Bytes of an [`IcmpCapture`] before its copy of the packet.
+pub const CAPTURE_HEADER_LEN: usize = core::mem::offset_of!(IcmpCapture, bytes);
+
+impl IcmpCapture {
+    /// The words before the copy (time, interface, kind, lengths), for the
+    /// datapath to zero: the copy's words are all written or never sent.
+    #[inline(always)]
+    pub fn header_mut(&mut self) -> &mut [u64; CAPTURE_HEADER_LEN / 8] {
+        // SAFETY: the struct starts with CAPTURE_HEADER_LEN bytes of plain
+        // integers (asserted below), alignment 8, and any bytes are valid
+        // for them; the borrow is exclusive.
+        unsafe { &mut *(self as *mut IcmpCapture).cast::<[u64; CAPTURE_HEADER_LEN / 8]>() }
+    }
+
+    /// Bytes of the datapath's record of a capture with `captured` bytes
+    /// copied: its header and the words the copy filled (the last one
+    /// zero-padded). The rest of the struct is never written out: for the
+    /// usual error (a 28-byte quote, or a whole SYN-ACK) that is 72 or 96
+    /// bytes instead of 144, a third less to zero and to copy into the
+    /// ring, and more events in the same ring. `captured` past
+    /// [`CAPTURE_BYTES`] (no datapath writes that) counts as full.
+    #[inline(always)]
+    pub fn record_len(captured: u16) -> usize {
+        let words = (captured as usize).div_ceil(8);
+        CAPTURE_HEADER_LEN + 8 * if words > CAPTURE_WORDS { CAPTURE_WORDS } else { words }
+    }
+}
+
+/// Bytes of the datapath record that starts with this kind (the byte at
+/// [`Event::kind`]'s offset) and, for a capture, this `captured` count:
+/// [`IcmpCapture::record_len`], or a whole [`DATAPATH_EVENT_LEN`] event.
+#[inline(always)]
+pub fn record_len(kind: u8, captured: u16) -> usize {
+    if kind == kind::ICMP_CAPTURE { IcmpCapture::record_len(captured) } else { DATAPATH_EVENT_LEN }
+}
 
 /// An ICMP error counter as user space reads it back from the bounded
 /// arrays (see [`crate::counters`]): `ifindex` is
@@ -440,7 +467,11 @@ pub const STAGE_MAX_AGE_NS: u64 = 10_000_000;
 /// added delay; a partial batch left at the end of a flood is written by
 /// the next event on that CPU or by user space's periodic flush.
 ///
-/// Ring-buffer records therefore hold one or more whole [`Event`]s.
+/// Ring-buffer records therefore hold one or more whole events, each as
+/// long as [`record_len`] says: a DF or tracepoint [`Event`] is
+/// [`DATAPATH_EVENT_LEN`] bytes, an ICMP error's [`IcmpCapture`] only its
+/// header and the words it copied. So the stage is bytes, not slots: each
+/// event is written at `fill`, and `fill` moves on by its length.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct EventStage {
@@ -448,12 +479,15 @@ pub struct EventStage {
     /// 1, or 2 while a program that interrupted the owner (a packet program
     /// interrupting user space's flush, say) writes through the spare slot.
     pub busy: u32,
-    /// Events waiting in `events[..count]`.
+    /// Events waiting in `area[..fill]`.
     pub count: u32,
-    /// Slot of the event being written (kept here, not in a register, so
-    /// the verifier sees the same state for the owner and a nested writer).
-    pub slot: u32,
-    pub _pad: u32,
+    /// Byte offset in `area` of the event being written: `fill`, or
+    /// [`STAGE_SPARE_AT`] for a nested writer (kept here, not in a
+    /// register, so the verifier sees the same state for the owner and a
+    /// nested writer).
+    pub at: u32,
+    /// Bytes of the staged events, `area[..fill]` (a multiple of 8).
+    pub fill: u32,
     /// Coarse monotonic time of the first staged event.
     pub first_ns: u64,
     /// Coarse monotonic time of the last event this CPU emitted.
@@ -461,16 +495,23 @@ pub struct EventStage {
     /// Ring-buffer consumer position plus one when this CPU last forced a
     /// wakeup: no second wakeup until the reader has moved.
     pub woken_at_cons: u64,
-    /// `STAGE_EVENTS` batch slots, then the spare slot ([`STAGE_SPARE`])
-    /// an interrupting program fills and writes out at once.
-    pub events: [StagedEvent; STAGE_EVENTS + 1],
+    /// The batch (events at 8-byte aligned offsets below
+    /// [`STAGE_SPARE_AT`], room for [`STAGE_EVENTS`] whole events), then
+    /// the spare slot at [`STAGE_SPARE_AT`] an interrupting program fills
+    /// and writes out at once.
+    pub area: [u64; STAGE_AREA_BYTES / 8],
     /// This CPU's token buckets ([`crate::sample`]): here, not in a map of
     /// their own, so an event's token and its slot cost one map lookup.
     pub buckets: crate::sample::Buckets,
 }
 
-/// Index of [`EventStage`]'s spare slot.
-pub const STAGE_SPARE: usize = STAGE_EVENTS;
+/// Offset of [`EventStage`]'s spare slot; also where the batch must end.
+pub const STAGE_SPARE_AT: usize = STAGE_EVENTS * DATAPATH_EVENT_LEN;
+/// Bytes of [`EventStage::area`]: the batch and the spare slot.
+pub const STAGE_AREA_BYTES: usize = STAGE_SPARE_AT + DATAPATH_EVENT_LEN;
+/// An event may start at `fill` only up to here: a whole event then still
+/// ends by [`STAGE_SPARE_AT`]; past it the batch is written out first.
+pub const STAGE_LAST_AT: usize = STAGE_SPARE_AT - DATAPATH_EVENT_LEN;
 
 const _: () = {
     assert!(
@@ -484,7 +525,7 @@ const _: () = {
     assert!(core::mem::offset_of!(IcmpCapture, ifindex) == core::mem::offset_of!(Event, ifindex));
     assert!(core::mem::offset_of!(IcmpCapture, kind) == core::mem::offset_of!(Event, kind));
     assert!(core::mem::offset_of!(IcmpCapture, hook) == core::mem::offset_of!(Event, hook));
-    assert!(core::mem::size_of::<StagedEvent>() == DATAPATH_EVENT_LEN);
+    assert!(CAPTURE_HEADER_LEN == 24 && CAPTURE_HEADER_LEN + CAPTURE_BYTES == DATAPATH_EVENT_LEN);
     #[cfg(target_arch = "bpf")]
     assert!(core::mem::size_of::<Event>() == DATAPATH_EVENT_LEN);
     #[cfg(not(target_arch = "bpf"))]

@@ -2,8 +2,7 @@
 //! buffers, and address helpers.
 
 use crate::event::{
-    Config, DATAPATH_EVENT_LEN, DfCounterKey, Event, EventStage, IcmpCapture, IcmpCounterKey, PacketInfo, TokenBucket,
-    kind,
+    Config, DfCounterKey, Event, EventStage, IcmpCapture, IcmpCounterKey, PacketInfo, TokenBucket, kind, record_len,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -26,6 +25,19 @@ pub fn addr(family: u8, raw: &[u8; 16]) -> IpAddr {
     }
 }
 
+/// Where every datapath record keeps its kind, and a capture its length.
+const KIND_AT: usize = core::mem::offset_of!(Event, kind);
+const CAPTURED_AT: usize = core::mem::offset_of!(IcmpCapture, captured);
+
+/// Bytes of the datapath event at the start of `bytes` ([`record_len`]),
+/// when they hold at least that many; `None` otherwise.
+fn record_len_at(bytes: &[u8]) -> Option<usize> {
+    let kind = *bytes.get(KIND_AT)?;
+    let captured = bytes.get(CAPTURED_AT..CAPTURED_AT + 2)?;
+    let len = record_len(kind, u16::from_ne_bytes([captured[0], captured[1]]));
+    (bytes.len() >= len).then_some(len)
+}
+
 /// Copies `src` over the first bytes of `dst` (a datapath record into its
 /// host type, whose tail the datapath does not write); nothing when `src`
 /// is longer than `T`.
@@ -40,13 +52,15 @@ fn overwrite_prefix<T: aya::Pod>(dst: &mut T, src: &[u8]) {
 }
 
 impl Event {
-    /// Decodes one datapath event ([`DATAPATH_EVENT_LEN`] bytes) from the
-    /// start of `bytes`, with empty extension bytes; `None` when too short.
-    /// An ICMP error's bytes ([`IcmpCapture`]) are parsed here, by the
-    /// same parser the host tests run; `None` when they do not parse.
+    /// Decodes one datapath event from the start of `bytes`, with empty
+    /// extension bytes; `None` when too short. An ICMP error's bytes
+    /// ([`IcmpCapture`], as long as [`IcmpCapture::record_len`] says) are
+    /// parsed here, by the same parser the host tests run; `None` when
+    /// they do not parse.
     pub fn from_bytes(bytes: &[u8]) -> Option<Event> {
-        let datapath = bytes.get(..DATAPATH_EVENT_LEN)?;
-        if *datapath.get(core::mem::offset_of!(Event, kind))? == kind::ICMP_CAPTURE {
+        let len = record_len_at(bytes)?;
+        let datapath = bytes.get(..len)?;
+        if datapath.get(KIND_AT) == Some(&kind::ICMP_CAPTURE) {
             let mut cap = IcmpCapture::default();
             overwrite_prefix(&mut cap, datapath);
             return crate::parse::decode_icmp_capture(&cap);
@@ -56,16 +70,28 @@ impl Event {
         Some(ev)
     }
 
-    /// Decodes a ring-buffer record: one event, or a batch of whole events
-    /// written out of a CPU's [`EventStage`]. `None` when the record is
-    /// empty or not a whole number of events; an item is `None` when its
-    /// bytes do not decode ([`Event::from_bytes`]), for the caller to count.
+    /// Decodes a ring-buffer record: one event, or a batch of events
+    /// written out of a CPU's [`EventStage`], each as long as
+    /// [`record_len`] says. `None` when the record is empty or its events'
+    /// lengths do not add up to it; an item is `None` when its bytes do not
+    /// decode ([`Event::from_bytes`]), for the caller to count.
     pub fn from_record(bytes: &[u8]) -> Option<impl Iterator<Item = Option<Event>> + '_> {
-        if bytes.is_empty() || !bytes.len().is_multiple_of(DATAPATH_EVENT_LEN) {
+        let mut at = 0;
+        while at < bytes.len() {
+            at += record_len_at(bytes.get(at..)?)?;
+        }
+        if bytes.is_empty() || at != bytes.len() {
             return None;
         }
-        Some(bytes.chunks_exact(DATAPATH_EVENT_LEN).map(Event::from_bytes))
+        let mut rest = bytes;
+        Some(core::iter::from_fn(move || {
+            let len = record_len_at(rest)?;
+            let (event, tail) = rest.split_at_checked(len)?;
+            rest = tail;
+            Some(Event::from_bytes(event))
+        }))
     }
+
     pub fn outer_src_ip(&self) -> IpAddr {
         addr(self.outer_family, &self.outer_src)
     }

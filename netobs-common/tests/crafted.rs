@@ -1025,23 +1025,36 @@ fn a_record_decodes_event_by_event_and_names_what_does_not_parse() {
     // Not an ICMP error at all: the copy of a UDP datagram.
     let garbage = copy_of(&Frame::ipv4(C4, S4).udp(1, 2, 8).bytes());
     let df = Event { kind: kind::DF_OVERSIZED, ifindex: 7, ..Event::default() };
-    fn datapath_bytes<T: aya::Pod>(v: &T) -> &[u8] {
+    /// The first `len` bytes of `v`, as the datapath writes them out.
+    fn datapath_bytes<T: aya::Pod>(v: &T, len: usize) -> &[u8] {
         // SAFETY: `T: Pod` is plain data without padding; the slice covers
-        // its first DATAPATH_EVENT_LEN bytes (asserted to exist) and borrows `v`.
-        assert!(core::mem::size_of::<T>() >= DATAPATH_EVENT_LEN);
-        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), DATAPATH_EVENT_LEN) }
+        // its first `len` bytes (asserted to exist) and borrows `v`.
+        assert!(core::mem::size_of::<T>() >= len);
+        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), len) }
     }
+    // A capture goes out as its header and the words it filled: the
+    // error quoting a SYN with options, 88 bytes from the IP header on, in
+    // a 112-byte record.
+    assert_eq!(real.captured, 88);
+    assert_eq!(IcmpCapture::record_len(real.captured), 112);
+    assert_eq!(IcmpCapture::record_len(0), 24);
+    assert_eq!(IcmpCapture::record_len(u16::MAX), DATAPATH_EVENT_LEN, "never past the struct");
     let mut record = Vec::new();
-    record.extend_from_slice(datapath_bytes(&real));
-    record.extend_from_slice(datapath_bytes(&garbage));
-    record.extend_from_slice(datapath_bytes(&df));
+    record.extend_from_slice(datapath_bytes(&real, IcmpCapture::record_len(real.captured)));
+    record.extend_from_slice(datapath_bytes(&garbage, IcmpCapture::record_len(garbage.captured)));
+    record.extend_from_slice(datapath_bytes(&df, DATAPATH_EVENT_LEN));
     let got: Vec<Option<Event>> = Event::from_record(&record).expect("whole events").collect();
     assert_eq!(got.len(), 3);
     assert_eq!(got[0], decode_icmp_capture(&real));
     assert!(got[0].is_some_and(|e| e.icmp_code == 10));
     assert_eq!(got[1], None, "a copy that is not an ICMP error does not decode");
     assert!(got[2].is_some_and(|e| e.kind == kind::DF_OVERSIZED && e.ifindex == 7));
-    assert!(Event::from_record(&record[..DATAPATH_EVENT_LEN + 1]).is_none(), "not a whole number of events");
+    for cut in [1, 8, DATAPATH_EVENT_LEN - 1] {
+        assert!(Event::from_record(&record[..record.len() - cut]).is_none(), "last event cut by {cut}");
+    }
+    let mut longer = record.clone();
+    longer.extend_from_slice(&[0; 8]);
+    assert!(Event::from_record(&longer).is_none(), "bytes past the last event");
     assert!(Event::from_record(&[]).is_none());
 }
 

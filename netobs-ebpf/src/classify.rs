@@ -107,12 +107,11 @@ fn on_icmp(c: &Cursor, outer: &Outer, ifindex: u32, hook: u8, st: Stats) -> bool
     // Tick resolution is enough for a token bucket (see `clock`).
     let now = crate::clock::now();
     let hash = source_hash(c, outer, crate::config!(sample_seed));
-    let Some((ev, pending)) = emit::begin_fair(now, hash, st) else {
+    let Some((cap, pending)) = emit::begin_capture(now, hash, st) else {
         return true;
     };
     // The bytes, not a parse: user space parses the sampled ones
     // (`IcmpCapture` says why), and counts truncated quotes.
-    let cap = ev.capture_mut();
     capture_icmp(c, outer, cap);
     cap.ifindex = ifindex;
     cap.hook = hook;

@@ -3,7 +3,10 @@
 //! to the ring buffer at once (a lone event) or batched (under a flood).
 
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
-use netobs_common::event::{Event, EventStage, STAGE_EVENTS, STAGE_MAX_AGE_NS, STAGE_SPARE, stat};
+use netobs_common::event::{
+    DATAPATH_EVENT_LEN, Event, EventStage, IcmpCapture, STAGE_AREA_BYTES, STAGE_EVENTS, STAGE_LAST_AT,
+    STAGE_MAX_AGE_NS, STAGE_SPARE_AT, kind, record_len, stat,
+};
 
 use crate::maps::{EVENTS, STAGE, Stats, bump, bump_by, submit_flags, take_fair_token, take_token};
 
@@ -34,7 +37,7 @@ pub fn begin(now: u64) -> Option<(&'static mut Event, Pending)> {
         bump(stat::SAMPLED_OUT);
         return None;
     }
-    stage_event(stage, now)
+    stage_event::<true>(stage, now)
 }
 
 /// [`begin`] for an event about a packet from one reporter (or sender):
@@ -55,7 +58,25 @@ pub fn begin_fair(now: u64, hash: u32, st: Stats) -> Option<(&'static mut Event,
         st.add(stat::SAMPLED_OUT);
         return None;
     }
-    stage_event(stage, now)
+    stage_event::<true>(stage, now)
+}
+
+/// [`begin_fair`] for an ICMP error's [`IcmpCapture`]: only its header is
+/// zeroed, since only the header and the words the copy fills are written
+/// out ([`IcmpCapture::record_len`]); the caller must fill it with
+/// `netobs_common::parse::capture_icmp`.
+#[inline(always)]
+pub fn begin_capture(now: u64, hash: u32, st: Stats) -> Option<(&'static mut IcmpCapture, Pending)> {
+    let stage = this_stage()?;
+    // SAFETY: this CPU's stage; the borrow ends here.
+    if !take_fair_token(unsafe { &mut (*stage).buckets }, now, hash) {
+        st.add(stat::SAMPLED_OUT);
+        return None;
+    }
+    let (ev, pending) = stage_event::<false>(stage, now)?;
+    let cap = ev.capture_mut();
+    cap.kind = kind::ICMP_CAPTURE;
+    Some((cap, pending))
 }
 
 /// This CPU's stage: one map lookup for the tokens and the slot.
@@ -69,10 +90,11 @@ fn this_stage() -> Option<*mut EventStage> {
     stage
 }
 
-/// A zeroed, time-stamped slot of the stage at `stage_ptr`, for a caller
-/// that has taken the token.
+/// A time-stamped slot of the stage at `stage_ptr`, for a caller that has
+/// taken the token: zeroed whole (`WHOLE`), or only an [`IcmpCapture`]'s
+/// header (the rest is either filled or never written out).
 #[inline(always)]
-fn stage_event(stage_ptr: *mut EventStage, now: u64) -> Option<(&'static mut Event, Pending)> {
+fn stage_event<const WHOLE: bool>(stage_ptr: *mut EventStage, now: u64) -> Option<(&'static mut Event, Pending)> {
     // SAFETY: this CPU's value. A program that interrupts us on this CPU
     // sees `busy` and uses the spare slot; other CPUs have their own.
     let stage = unsafe { &mut *stage_ptr };
@@ -84,26 +106,59 @@ fn stage_event(stage_ptr: *mut EventStage, now: u64) -> Option<(&'static mut Eve
     }
     stage.busy = depth + 1;
     if depth == 0 {
-        if stage.count as usize >= STAGE_EVENTS {
+        if stage.count as usize >= STAGE_EVENTS || stage.fill as usize > STAGE_LAST_AT {
             flush(stage);
         }
-        stage.slot = stage.count;
+        stage.at = stage.fill;
     } else {
-        stage.slot = STAGE_SPARE as u32;
+        stage.at = STAGE_SPARE_AT as u32;
     }
-    // SAFETY: a plain read of our own field; volatile so the slot comes
+    // SAFETY: a plain read of our own field; volatile so the offset comes
     // back from memory as an unknown number and both paths meet here.
-    let slot = unsafe { core::ptr::read_volatile(&stage.slot) } as usize;
-    let Some(ev) = stage.events.get_mut(slot) else {
+    let at = unsafe { core::ptr::read_volatile(&stage.at) } as usize;
+    let Some(ev) = event_at(stage, at) else {
         stage.busy = depth;
         return None;
     };
-    crate::mem::zero(ev);
+    if WHOLE {
+        crate::mem::zero(ev);
+    } else {
+        crate::mem::zero(ev.capture_mut().header_mut());
+    }
     ev.ts_ns = now;
     // SAFETY: the slot stays valid (map memory) and ours until `finish`
     // clears `busy`; nothing else on this CPU writes it meanwhile.
     let ev = unsafe { &mut *(ev as *mut Event) };
     Some((ev, Pending { stage: stage_ptr, now }))
+}
+
+/// The event-sized slot at byte `at` of the stage's area: `None` unless it
+/// is 8-aligned and lies wholly inside (a batch offset up to
+/// [`STAGE_LAST_AT`], or the spare slot).
+#[inline(always)]
+fn event_at(stage: &mut EventStage, at: usize) -> Option<&mut Event> {
+    if at > STAGE_SPARE_AT || !at.is_multiple_of(8) {
+        return None;
+    }
+    let word = stage.area.get_mut(at / 8)?;
+    // SAFETY: `at + DATAPATH_EVENT_LEN <= STAGE_AREA_BYTES` (checked above,
+    // asserted below), the area is 8-aligned map memory of plain words,
+    // and an Event is plain data valid for any bytes; the borrow is the
+    // stage's.
+    Some(unsafe { &mut *(word as *mut u64).cast::<Event>() })
+}
+
+const _: () = assert!(STAGE_SPARE_AT + DATAPATH_EVENT_LEN <= STAGE_AREA_BYTES);
+
+/// Bytes of the event in the slot at `at`, as it goes out
+/// ([`record_len`]): known only once it is filled.
+#[inline(always)]
+fn written_len(stage: &mut EventStage, at: usize) -> usize {
+    let Some(ev) = event_at(stage, at) else {
+        return DATAPATH_EVENT_LEN;
+    };
+    let len = record_len(ev.kind, ev.capture_mut().captured);
+    if len > DATAPATH_EVENT_LEN { DATAPATH_EVENT_LEN } else { len }
 }
 
 /// Sends the filled event on: at once (a lone event, or one written
@@ -114,26 +169,31 @@ pub fn finish(p: Pending) {
     let stage = unsafe { &mut *p.stage };
     let nested = stage.busy >= 2;
     if nested {
-        write(stage, STAGE_SPARE, 1, BPF_RB_NO_WAKEUP as u64);
+        let len = written_len(stage, STAGE_SPARE_AT);
+        write(stage, STAGE_SPARE_AT, len, 1, BPF_RB_NO_WAKEUP as u64);
         stage.busy = 1;
     } else {
-        batch_or_write(stage, stage.slot as usize, p.now);
+        let at = stage.at as usize;
+        let len = written_len(stage, at);
+        batch_or_write(stage, at, len, p.now);
         stage.busy = 0;
     }
 }
 
-/// The owner's event is in `slot`: write it (and anything staged before it)
-/// out now, or leave it for a batch.
+/// The owner's event is at `at`, `len` bytes: write it (and anything
+/// staged before it) out now, or leave it for a batch.
 #[inline(always)]
-fn batch_or_write(stage: &mut EventStage, slot: usize, now: u64) {
+fn batch_or_write(stage: &mut EventStage, at: usize, len: usize, now: u64) {
     // The first event in a clock tick on this CPU is not part of a flood:
     // it goes out at once, so quiet periods see no delay.
-    let lone = slot == 0 && now != stage.last_ns;
+    let first = stage.count == 0;
+    let lone = first && now != stage.last_ns;
     stage.last_ns = now;
-    if slot == 0 {
+    if first {
         stage.first_ns = now;
     }
-    stage.count = slot as u32 + 1;
+    stage.count += 1;
+    stage.fill = (at + len) as u32;
     let batch = crate::config!(event_batch);
     if lone || stage.count >= batch || now.wrapping_sub(stage.first_ns) >= STAGE_MAX_AGE_NS {
         flush(stage);
@@ -144,34 +204,39 @@ fn batch_or_write(stage: &mut EventStage, slot: usize, now: u64) {
 /// The caller holds `busy`.
 #[inline(always)]
 fn flush(stage: &mut EventStage) {
-    let n = stage.count as usize;
+    let (n, len) = (stage.count as usize, stage.fill as usize);
     stage.count = 0;
-    if n == 0 || n > STAGE_EVENTS {
+    stage.fill = 0;
+    if n == 0 || n > STAGE_EVENTS || len == 0 || len > STAGE_SPARE_AT {
         return;
     }
     let flags = submit_flags(n as u64, stage);
-    write(stage, 0, n, flags);
+    write(stage, 0, len, n, flags);
 }
 
-/// Copies `events[first..first + n]` into the ring buffer as one record.
+/// Copies the `len` bytes at `at` of the stage's area (`n` events) into the
+/// ring buffer as one record.
 ///
 /// The size is a variable the verifier must see bounded, so it is masked
 /// rather than trusted from the caller's check (a bound checked on one
 /// register does not always survive the compiler's register choices); the
-/// spare slot (`first` past the batch) always goes out alone.
+/// spare slot (`at` past the batch) always goes out alone.
 #[inline(always)]
-fn write(stage: &EventStage, first: usize, n: usize, flags: u64) {
-    const { assert!(STAGE_EVENTS.is_power_of_two()) };
-    let result = if first == 0 {
-        // 1..=STAGE_EVENTS events, as the verifier can see it.
-        let len = (n.wrapping_sub(1) & (STAGE_EVENTS - 1)) + 1;
-        match stage.events.get(..len) {
-            Some(events) => EVENTS.output::<[Event]>(events, flags),
+fn write(stage: &EventStage, at: usize, len: usize, n: usize, flags: u64) {
+    const { assert!(STAGE_AREA_BYTES.is_multiple_of(8) && STAGE_SPARE_AT <= 8192) };
+    // SAFETY: the area is plain words; seen as its bytes for the copy.
+    let area: &[u8; STAGE_AREA_BYTES] = unsafe { &*stage.area.as_ptr().cast::<[u8; STAGE_AREA_BYTES]>() };
+    let result = if at == 0 {
+        // 1..=8192 bytes, as the verifier can see it; the slice says more.
+        let len = (len.wrapping_sub(1) & 8191) + 1;
+        match area.get(..len) {
+            Some(bytes) => EVENTS.output::<[u8]>(bytes, flags),
             None => return,
         }
     } else {
-        match stage.events.get(STAGE_SPARE) {
-            Some(event) => EVENTS.output::<Event>(event, flags),
+        let len = (len.wrapping_sub(1) & 255) + 1;
+        match area.get(STAGE_SPARE_AT..STAGE_SPARE_AT + len) {
+            Some(bytes) => EVENTS.output::<[u8]>(bytes, flags),
             None => return,
         }
     };

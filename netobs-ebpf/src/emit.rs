@@ -52,13 +52,7 @@ pub fn begin(now: u64) -> Option<(&'static mut Event, Pending)> {
 /// live across the bucket arithmetic).
 #[inline(always)]
 pub fn begin_fair(now: u64, hash: u32, st: Stats) -> Option<(&'static mut Event, Pending)> {
-    let stage = this_stage()?;
-    // SAFETY: this CPU's stage; the borrow ends here.
-    if !take_fair_token(unsafe { &mut (*stage).buckets }, now, hash) {
-        st.add(stat::SAMPLED_OUT);
-        return None;
-    }
-    stage_event::<true>(stage, now)
+    begin_fair_zeroing::<true>(now, hash, st)
 }
 
 /// [`begin_fair`] for an ICMP error's [`IcmpCapture`]: only its header is
@@ -67,16 +61,23 @@ pub fn begin_fair(now: u64, hash: u32, st: Stats) -> Option<(&'static mut Event,
 /// `netobs_common::parse::capture_icmp`.
 #[inline(always)]
 pub fn begin_capture(now: u64, hash: u32, st: Stats) -> Option<(&'static mut IcmpCapture, Pending)> {
+    let (ev, pending) = begin_fair_zeroing::<false>(now, hash, st)?;
+    let cap = ev.capture_mut();
+    cap.kind = kind::ICMP_CAPTURE;
+    Some((cap, pending))
+}
+
+/// [`begin_fair`], zeroing the slot whole or only a capture's header
+/// ([`stage_event`]).
+#[inline(always)]
+fn begin_fair_zeroing<const WHOLE: bool>(now: u64, hash: u32, st: Stats) -> Option<(&'static mut Event, Pending)> {
     let stage = this_stage()?;
     // SAFETY: this CPU's stage; the borrow ends here.
     if !take_fair_token(unsafe { &mut (*stage).buckets }, now, hash) {
         st.add(stat::SAMPLED_OUT);
         return None;
     }
-    let (ev, pending) = stage_event::<false>(stage, now)?;
-    let cap = ev.capture_mut();
-    cap.kind = kind::ICMP_CAPTURE;
-    Some((cap, pending))
+    stage_event::<WHOLE>(stage, now)
 }
 
 /// This CPU's stage: one map lookup for the tokens and the slot.

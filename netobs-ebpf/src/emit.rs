@@ -5,7 +5,7 @@
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use netobs_common::event::{
     DATAPATH_EVENT_LEN, Event, EventStage, IcmpCapture, STAGE_AREA_BYTES, STAGE_EVENTS, STAGE_LAST_AT,
-    STAGE_MAX_AGE_NS, STAGE_SPARE_AT, kind, record_len, stat,
+    STAGE_MAX_AGE_NS, STAGE_SPARE_AT, record_len, stat,
 };
 
 use crate::maps::{EVENTS, STAGE, Stats, bump, bump_by, submit_flags, take_fair_token, take_token};
@@ -62,9 +62,7 @@ pub fn begin_fair(now: u64, hash: u32, st: Stats) -> Option<(&'static mut Event,
 #[inline(always)]
 pub fn begin_capture(now: u64, hash: u32, st: Stats) -> Option<(&'static mut IcmpCapture, Pending)> {
     let (ev, pending) = begin_fair_zeroing::<false>(now, hash, st)?;
-    let cap = ev.capture_mut();
-    cap.kind = kind::ICMP_CAPTURE;
-    Some((cap, pending))
+    Some((ev.capture_mut(), pending))
 }
 
 /// [`begin_fair`], zeroing the slot whole or only a capture's header
@@ -152,14 +150,14 @@ fn event_at(stage: &mut EventStage, at: usize) -> Option<&mut Event> {
 const _: () = assert!(STAGE_SPARE_AT + DATAPATH_EVENT_LEN <= STAGE_AREA_BYTES);
 
 /// Bytes of the event in the slot at `at`, as it goes out
-/// ([`record_len`]): known only once it is filled.
+/// ([`record_len`], never more than [`DATAPATH_EVENT_LEN`]): known only
+/// once it is filled.
 #[inline(always)]
 fn written_len(stage: &mut EventStage, at: usize) -> usize {
-    let Some(ev) = event_at(stage, at) else {
-        return DATAPATH_EVENT_LEN;
-    };
-    let len = record_len(ev.kind, ev.capture_mut().captured);
-    if len > DATAPATH_EVENT_LEN { DATAPATH_EVENT_LEN } else { len }
+    match event_at(stage, at) {
+        Some(ev) => record_len(ev.kind, ev.capture_mut().captured),
+        None => DATAPATH_EVENT_LEN,
+    }
 }
 
 /// Sends the filled event on: at once (a lone event, or one written

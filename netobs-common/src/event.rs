@@ -252,7 +252,7 @@ impl IcmpCapture {
     /// Bytes of the datapath's record of a capture with `captured` bytes
     /// copied: its header and the words the copy filled (the last one
     /// zero-padded). The rest of the struct is never written out: for the
-    /// usual error (a 28-byte quote, or a whole SYN-ACK) that is 72 or 96
+    /// usual error (a 28-byte quote, or a whole SYN-ACK) that is 80 or 96
     /// bytes instead of 144, a third less to zero and to copy into the
     /// ring, and more events in the same ring. `captured` past
     /// [`CAPTURE_BYTES`] (no datapath writes that) counts as full.

@@ -1037,6 +1037,7 @@ fn a_record_decodes_event_by_event_and_names_what_does_not_parse() {
     // a 112-byte record.
     assert_eq!(real.captured, 88);
     assert_eq!(IcmpCapture::record_len(real.captured), 112);
+    assert_eq!(IcmpCapture::record_len(20 + 8 + 28), 80, "a 28-byte quote behind IPv4 and ICMP headers");
     assert_eq!(IcmpCapture::record_len(0), 24);
     assert_eq!(IcmpCapture::record_len(u16::MAX), DATAPATH_EVENT_LEN, "never past the struct");
     let mut record = Vec::new();

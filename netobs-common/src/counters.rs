@@ -23,6 +23,10 @@ pub const IFACE_SLOTS: usize = 64;
 pub const OTHER_SLOT: u32 = 0;
 /// Entries of the direct-mapped ifindex -> slot table (a power of two).
 pub const IFACE_TABLE: usize = 1024;
+/// The map user space writes the [`IfaceTable`] through: the eBPF object's
+/// writable-data section, whose one value is the table (the programs read
+/// it as a global, by address, without a map lookup).
+pub const IFACES_MAP: &str = ".data";
 
 /// Hooks counted apart (`event::hook` values 1..=4).
 pub const HOOK_SLOTS: usize = 4;
@@ -191,7 +195,13 @@ impl IfaceTable {
 /// The slot lookup on the table's first half alone (what the programs read).
 #[inline(always)]
 pub fn slot_in(by_index: &[u64; IFACE_TABLE], ifindex: u32) -> u32 {
-    let e = by_index[ifindex as usize & (IFACE_TABLE - 1)];
+    slot_of_entry(by_index[ifindex as usize & (IFACE_TABLE - 1)], ifindex)
+}
+
+/// The slot an `IfaceTable::by_index` entry `e` gives `ifindex`: its own
+/// if the entry is `ifindex`'s, else [`OTHER_SLOT`].
+#[inline(always)]
+pub fn slot_of_entry(e: u64, ifindex: u32) -> u32 {
     if (e >> 32) as u32 == ifindex { (e as u32) & (IFACE_SLOTS as u32 - 1) } else { OTHER_SLOT }
 }
 

@@ -373,6 +373,46 @@ pub struct StatBlock {
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for StatBlock {}
 
+/// CPUs with a [`StatBlock`] of their own in [`StatsByCpu`] (a power of
+/// two). A CPU numbered higher shares the block of its number modulo this:
+/// its counts still add up in the sums, only increments racing on the
+/// shared block can be lost.
+pub const STATS_CPUS: usize = 1024;
+
+/// Every CPU's statistics, indexed by CPU number: the eBPF object's
+/// zero-initialised global (its `.bss` section, [`STATS_MAP`] to user
+/// space). A program finds its CPU's block by address (the CPU number is
+/// one inlined load) instead of a per-CPU map lookup, the one map access
+/// every packet used to pay. A block is two cache lines long (128 bytes),
+/// so neighbouring CPUs share at most the line where two blocks meet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StatsByCpu {
+    pub cpus: [StatBlock; STATS_CPUS],
+}
+
+impl StatsByCpu {
+    pub const ZERO: StatsByCpu = StatsByCpu { cpus: [StatBlock { counts: [0; stat::COUNT as usize] }; STATS_CPUS] };
+
+    /// Each slot summed over all CPUs.
+    pub fn sum(&self) -> [u64; stat::COUNT as usize] {
+        let mut out = [0u64; stat::COUNT as usize];
+        for block in &self.cpus {
+            out.iter_mut().zip(block.counts.iter()).for_each(|(s, v)| *s = s.wrapping_add(*v));
+        }
+        out
+    }
+}
+
+/// The map user space reads [`StatsByCpu`] from: the object's `.bss`.
+pub const STATS_MAP: &str = ".bss";
+
+const _: () = assert!(STATS_CPUS.is_power_of_two() && core::mem::size_of::<StatBlock>().is_multiple_of(64));
+
+// SAFETY: a repr(C) array of plain integers.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for StatsByCpu {}
+
 /// Load-time settings, written into the program's `.rodata` by the loader so
 /// the verifier sees constants. 48 bytes, no padding.
 #[repr(C)]

@@ -7,11 +7,13 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{PerCpuArray, RingBuf},
 };
 use netobs_common::{
-    counters::{DfSlotCounters, IFACE_SLOTS, IcmpSlotCounters, IfaceTable, icmp_class, icmp_index, slot_in},
-    event::{Config, DfCounterKey, EventStage, IcmpCounterKey, StatBlock, stat},
+    counters::{
+        DfSlotCounters, IFACE_SLOTS, IFACE_TABLE, IcmpSlotCounters, IfaceTable, icmp_class, icmp_index, slot_of_entry,
+    },
+    event::{Config, DfCounterKey, EventStage, IcmpCounterKey, STATS_CPUS, StatBlock, StatsByCpu, stat},
     sample::Buckets,
 };
 
@@ -44,9 +46,21 @@ macro_rules! config {
     };
 }
 
-/// Global per-CPU statistics (one entry; slots `netobs_common::event::stat`).
-#[map]
-pub static STATS: PerCpuArray<StatBlock> = PerCpuArray::with_max_entries(1, 0);
+/// Global statistics, a block per CPU (slots `netobs_common::event::stat`).
+/// The object's only zero-initialised global, so its `.bss` section is
+/// this and nothing else (user space reads it as one value).
+#[unsafe(no_mangle)]
+pub static mut STATS: StatsByCpu = StatsByCpu::ZERO;
+
+/// This CPU's statistics block: the CPU number (a single load once the
+/// verifier inlines the helper) indexes [`STATS`].
+#[inline(always)]
+fn this_cpu_stats() -> *mut StatBlock {
+    // SAFETY: the helper has no preconditions.
+    let cpu = unsafe { aya_ebpf::helpers::bpf_get_smp_processor_id() } as usize & (STATS_CPUS - 1);
+    // SAFETY: in bounds (masked); only a pointer is formed here.
+    unsafe { (&raw mut STATS.cpus).cast::<StatBlock>().add(cpu) }
+}
 
 /// ICMP errors: one entry per interface slot, `[hook][class]` inside.
 #[map]
@@ -56,9 +70,13 @@ pub static ICMP_COUNTERS: PerCpuArray<IcmpSlotCounters> = PerCpuArray::with_max_
 #[map]
 pub static DF_COUNTERS: PerCpuArray<DfSlotCounters> = PerCpuArray::with_max_entries(IFACE_SLOTS as u32, 0);
 
-/// ifindex -> interface slot, written by user space at load (one entry).
-#[map]
-pub static IFACES: Array<IfaceTable> = Array::with_max_entries(1, 0);
+/// ifindex -> interface slot, written by user space (at load, and when an
+/// interface is attached later). A global rather than a map: the program
+/// reaches it by address, with no lookup and no null check, on every slow
+/// path. It is the object's only writable global, so its section is the
+/// one-entry array user space knows as [`IFACES_MAP`](netobs_common::counters::IFACES_MAP).
+#[unsafe(no_mangle)]
+pub static mut IFACES: IfaceTable = IfaceTable::EMPTY;
 
 /// Sampled event details for user space. Size can be overridden at load.
 #[map]
@@ -68,16 +86,16 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
 #[map]
 pub static STAGE: PerCpuArray<EventStage> = PerCpuArray::with_max_entries(1, 0);
 
-/// This CPU's statistics block, looked up once per packet on the slow
-/// paths: every further [`bump`] there would be another map lookup.
+/// This CPU's statistics block, found once per packet on the slow paths
+/// (every further [`bump`] there would read the CPU number again).
 #[derive(Clone, Copy)]
 pub struct Stats(*mut StatBlock);
 
 impl Stats {
-    /// `None` cannot happen (index 0 of a 1-entry array).
+    /// Never `None` (kept an `Option` so callers read like a lookup).
     #[inline(always)]
     pub fn get() -> Option<Stats> {
-        STATS.get_ptr_mut(0).map(Stats)
+        Some(Stats(this_cpu_stats()))
     }
 
     /// Adds one to a statistics slot.
@@ -96,28 +114,27 @@ pub fn bump(slot: u32) {
     bump_by(slot, 1);
 }
 
-/// Adds one to two statistics slots with one map lookup.
+/// Adds one to two statistics slots, finding the CPU's block once.
 #[inline(always)]
 pub fn bump2(a: u32, b: u32) {
-    if let Some(p) = STATS.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, only this CPU writes it while we run.
-        let s = unsafe { &mut *p };
-        if let Some(c) = s.counts.get_mut(a as usize) {
-            *c += 1;
-        }
-        if let Some(c) = s.counts.get_mut(b as usize) {
-            *c += 1;
-        }
+    // SAFETY: this CPU's block, only this CPU writes it while we run.
+    let s = unsafe { &mut *this_cpu_stats() };
+    if let Some(c) = s.counts.get_mut(a as usize) {
+        *c += 1;
+    }
+    if let Some(c) = s.counts.get_mut(b as usize) {
+        *c += 1;
     }
 }
 
 /// The interface slot of `ifindex` (`OTHER_SLOT` when it has none).
 #[inline(always)]
 pub fn iface_slot(ifindex: u32) -> u32 {
-    match IFACES.get(0) {
-        Some(t) => slot_in(&t.by_index, ifindex),
-        None => netobs_common::counters::OTHER_SLOT,
-    }
+    // SAFETY: a valid static; the entry is read as is (volatile: user space
+    // writes it, and a link-time optimiser that saw no store would fold it).
+    let entry =
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!(IFACES.by_index[ifindex as usize & (IFACE_TABLE - 1)])) };
+    slot_of_entry(entry, ifindex)
 }
 
 /// A counter array a key can be counted in. Never fails: every key has a
@@ -178,11 +195,9 @@ pub fn take_fair_token(buckets: &mut Buckets, now: u64, hash: u32) -> bool {
 /// Adds `n` to a global statistics slot.
 #[inline(always)]
 pub fn bump_by(slot: u32, n: u64) {
-    if let Some(p) = STATS.get_ptr_mut(0) {
-        // SAFETY: per-CPU slot, only this CPU writes it while we run.
-        if let Some(c) = unsafe { &mut *p }.counts.get_mut(slot as usize) {
-            *c += n;
-        }
+    // SAFETY: this CPU's block, only this CPU writes it while we run.
+    if let Some(c) = unsafe { &mut *this_cpu_stats() }.counts.get_mut(slot as usize) {
+        *c += n;
     }
 }
 
@@ -205,11 +220,8 @@ const WAKEUP_BYTES: u64 = 64 * 1024;
 #[inline(always)]
 pub fn submit_flags(n: u64, stage: &mut EventStage) -> u64 {
     use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_CONS_POS, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-    let Some(p) = STATS.get_ptr(0) else {
-        return BPF_RB_NO_WAKEUP as u64;
-    };
-    // SAFETY: per-CPU slot, only this CPU writes it.
-    let before = unsafe { (*p).counts[stat::EVENTS as usize] };
+    // SAFETY: this CPU's block, only this CPU writes it.
+    let before = unsafe { (*this_cpu_stats()).counts[stat::EVENTS as usize] };
     if before / CHECK_EVERY == (before + n) / CHECK_EVERY || EVENTS.query(BPF_RB_AVAIL_DATA as u64) < WAKEUP_BYTES {
         return BPF_RB_NO_WAKEUP as u64;
     }

@@ -15,12 +15,12 @@
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, RingBuf},
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use netobs_common::{
     Config, Event,
-    event::{StatBlock, hook, kind, stat},
+    event::{STATS_MAP, StatsByCpu, hook, kind, stat},
 };
 use serde_json::{Value, json};
 
@@ -72,14 +72,9 @@ impl KernelCheck {
     }
 
     fn stats(&self) -> Result<[u64; stat::COUNT as usize]> {
-        let map = self.ebpf.map("STATS").context("STATS map missing from the object")?;
-        let stats: PerCpuArray<&MapData, StatBlock> = PerCpuArray::try_from(map).context("STATS map type")?;
-        let per_cpu = stats.get(&0, 0).context("reading STATS")?;
-        let mut sum = [0u64; stat::COUNT as usize];
-        for b in per_cpu.iter() {
-            sum.iter_mut().zip(b.counts.iter()).for_each(|(s, v)| *s = s.wrapping_add(*v));
-        }
-        Ok(sum)
+        let map = self.ebpf.map(STATS_MAP).context("statistics map missing from the object")?;
+        let stats: Array<&MapData, StatsByCpu> = Array::try_from(map).context("statistics map type")?;
+        crate::kernel::counters::read_stats(&stats)
     }
 
     /// Runs the program on `eth` (frame `number`) and compares with `host`.

@@ -30,16 +30,16 @@ use netobs_common::{
     counters::{
         DfSlotCounters, ICMP_CLASSES, IFACE_SLOTS, IcmpSlotCounters, IfaceTable, OTHER_IFINDEX, OTHER_SLOT, class_key,
     },
-    event::{DfCounterKey, IcmpCounterKey, StatBlock, stat},
+    event::{DfCounterKey, IcmpCounterKey, StatsByCpu, stat},
 };
 
 pub use netobs_common::counters::{OTHER_CODE, OTHER_IFINDEX as OTHER_IFACE};
 
 /// Map names in the eBPF object.
-const STATS: &str = "STATS";
+const STATS: &str = netobs_common::event::STATS_MAP;
 const ICMP_COUNTERS: &str = "ICMP_COUNTERS";
 const DF_COUNTERS: &str = "DF_COUNTERS";
-const IFACES: &str = "IFACES";
+const IFACES: &str = netobs_common::counters::IFACES_MAP;
 
 /// One snapshot of everything the programs counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -61,7 +61,7 @@ impl Counters {
 /// Own handles on the counter maps of a loaded object; `Send + Sync`, so a
 /// scrape can read them from another task.
 pub struct CounterReader {
-    stats: PerCpuArray<MapData, StatBlock>,
+    stats: Array<MapData, StatsByCpu>,
     icmp: PerCpuArray<MapData, IcmpSlotCounters>,
     df: PerCpuArray<MapData, DfSlotCounters>,
     ifaces: Array<MapData, IfaceTable>,
@@ -87,10 +87,10 @@ impl CounterReader {
     /// Opens the counter maps of `ebpf` (which keeps its own handles).
     pub fn new(ebpf: &Ebpf) -> Result<CounterReader> {
         Ok(CounterReader {
-            stats: PerCpuArray::try_from(dup_map(ebpf, STATS)?).context("STATS map type")?,
+            stats: Array::try_from(dup_map(ebpf, STATS)?).context("statistics map type")?,
             icmp: PerCpuArray::try_from(dup_map(ebpf, ICMP_COUNTERS)?).context("ICMP_COUNTERS map type")?,
             df: PerCpuArray::try_from(dup_map(ebpf, DF_COUNTERS)?).context("DF_COUNTERS map type")?,
-            ifaces: Array::try_from(dup_map(ebpf, IFACES)?).context("IFACES map type")?,
+            ifaces: Array::try_from(dup_map(ebpf, IFACES)?).context("interface-slot table map type")?,
             quote_truncated: None,
         })
     }
@@ -105,8 +105,8 @@ impl CounterReader {
     /// One snapshot, summed over CPUs.
     pub fn read(&self) -> Result<Counters> {
         let mut c = Counters::default();
-        let per_cpu = self.stats.get(&0, 0).context("reading STATS")?;
-        for (name, n) in stat::NAMES.iter().zip(sum(per_cpu.iter().map(|b| &b.counts[..]))) {
+        let totals = read_stats(&self.stats)?;
+        for (name, n) in stat::NAMES.iter().zip(totals) {
             c.stats.insert(name, n);
         }
         if let (Some(count), Some(name)) = (&self.quote_truncated, stat::NAMES.get(stat::QUOTE_TRUNCATED as usize)) {
@@ -154,6 +154,13 @@ fn sum<'a>(rows: impl Iterator<Item = &'a [u64]>) -> Vec<u64> {
     out
 }
 
+/// The statistics summed over CPUs, read from `map` (the object's
+/// [`StatsByCpu`] global). A sync function, so the 128 KiB value lives on
+/// a stack only while it is summed.
+pub fn read_stats<T: std::borrow::Borrow<MapData>>(map: &Array<T, StatsByCpu>) -> Result<[u64; stat::COUNT as usize]> {
+    Ok(map.get(&0, 0).context("reading the statistics")?.sum())
+}
+
 /// Reads all counter maps of a loaded object once.
 pub fn read(ebpf: &Ebpf) -> Result<Counters> {
     CounterReader::new(ebpf)?.read()
@@ -163,9 +170,10 @@ pub fn read(ebpf: &Ebpf) -> Result<Counters> {
 /// already given). Interfaces beyond the slots count as "other"
 /// (`OTHER_IFACE`); returns how many have a slot.
 pub fn assign_iface_slots(ebpf: &mut Ebpf, ifindexes: impl IntoIterator<Item = u32>) -> Result<usize> {
-    let mut map: Array<&mut MapData, IfaceTable> =
-        Array::try_from(ebpf.map_mut(IFACES).context("IFACES map missing from the eBPF object")?)
-            .context("IFACES map type")?;
+    let mut map: Array<&mut MapData, IfaceTable> = Array::try_from(
+        ebpf.map_mut(IFACES).context("the interface-slot table (.data) is missing from the eBPF object")?,
+    )
+    .context("interface-slot table map type")?;
     let mut table = map.get(&0, 0).context("reading the interface slots")?;
     // A fresh map is all zeroes, which would read as "every slot is
     // ifindex 0": start from the empty table.

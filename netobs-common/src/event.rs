@@ -485,12 +485,14 @@ impl Default for Config {
 /// Token-bucket state (the arithmetic is in [`crate::sample`]).
 pub use crate::sample::TokenBucket;
 
-/// Most events one CPU stages before writing them out together. 32: a
+/// Most events one CPU stages before writing them out together. 64: a
 /// ring-buffer record costs a lock and cache lines the reader also
-/// touches, about 60 ns in this VM (`cargo xtask bench datapath`, "one
-/// record per event"); spread over 32 events instead of 8 that is 2 ns an
-/// event instead of 7.5. A power of two (the record length is masked).
-pub const STAGE_EVENTS: usize = 32;
+/// touches, about 60-75 ns in this VM (`cargo xtask bench datapath`, "one
+/// record per event") and a profile put about 200 ns on the call that
+/// writes a batch; spread over 64 events instead of 32 it measured 2 ns an
+/// event less (`bench profile ICMP`, A/B). The stage grows to 9.4 KB per
+/// CPU; a batch still goes out once it is `STAGE_MAX_AGE_NS` old.
+pub const STAGE_EVENTS: usize = 64;
 
 /// Staged events become stale after this long: the next event on the CPU
 /// writes them out, and user space asks the CPU to (`netobs::kernel::stage`).

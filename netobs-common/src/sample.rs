@@ -73,6 +73,11 @@ impl TokenBucket {
         if rate == 0 {
             return false;
         }
+        // The same clock tick as the last refill (most events of a burst:
+        // the clock is coarse): nothing to add, nothing to store.
+        if now == self.last_ns && now != 0 {
+            return self.tokens >= TOKEN;
+        }
         let cap = (if burst == 0 { 1 } else { burst }) as u64 * TOKEN;
         // Programs read the coarse or the precise monotonic clock; the
         // coarse one can lag by a jiffy, so never let time run backwards.

@@ -222,12 +222,15 @@ fn flush(stage: &mut EventStage) {
 /// spare slot (`at` past the batch) always goes out alone.
 #[inline(always)]
 fn write(stage: &EventStage, at: usize, len: usize, n: usize, flags: u64) {
-    const { assert!(STAGE_AREA_BYTES.is_multiple_of(8) && STAGE_SPARE_AT <= 8192) };
+    /// A mask that bounds a batch's length for the verifier.
+    const BATCH_MASK: usize = STAGE_SPARE_AT.next_power_of_two() - 1;
+    const { assert!(STAGE_AREA_BYTES.is_multiple_of(8)) };
     // SAFETY: the area is plain words; seen as its bytes for the copy.
     let area: &[u8; STAGE_AREA_BYTES] = unsafe { &*stage.area.as_ptr().cast::<[u8; STAGE_AREA_BYTES]>() };
     let result = if at == 0 {
-        // 1..=8192 bytes, as the verifier can see it; the slice says more.
-        let len = (len.wrapping_sub(1) & 8191) + 1;
+        // 1..=BATCH_MASK + 1 bytes, as the verifier can see it; the slice
+        // says more.
+        let len = (len.wrapping_sub(1) & BATCH_MASK) + 1;
         match area.get(..len) {
             Some(bytes) => EVENTS.output::<[u8]>(bytes, flags),
             None => return,

@@ -212,7 +212,7 @@ pub struct WatchArgs {
     /// Ring buffer size in KiB (rounded up to a power of two). An ICMP
     /// error's event is 24 bytes plus its copy of the error (at most 144
     /// bytes in all, 80-112 for most), a DF event 144 (plus an 8-byte
-    /// header per record of up to 32 events), so the default 2 MiB holds
+    /// header per record of up to 64 events), so the default 2 MiB holds
     /// about 14,000 to 26,000 of them between two drains.
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(4..=1_048_576), env = "NETOBS_RINGBUF_KIB")]
     pub ringbuf_kib: u32,

@@ -8,7 +8,7 @@ use netobs_common::event::{
     STAGE_MAX_AGE_NS, STAGE_SPARE_AT, record_len, stat,
 };
 
-use crate::maps::{EVENTS, STAGE, Stats, bump, bump_by, submit_flags, take_fair_token, take_token};
+use crate::maps::{EVENTS, STAGE, Stats, submit_flags, take_fair_token, take_token};
 
 /// An event being written. From [`begin`]; hand it back to [`finish`].
 ///
@@ -18,6 +18,7 @@ use crate::maps::{EVENTS, STAGE, Stats, bump, bump_by, submit_flags, take_fair_t
 pub struct Pending {
     stage: *mut EventStage,
     now: u64,
+    st: Stats,
 }
 
 /// Samples one event at time `now`: takes a token and returns a zeroed,
@@ -31,13 +32,14 @@ pub struct Pending {
 /// into byte loops.)
 #[inline(always)]
 pub fn begin(now: u64) -> Option<(&'static mut Event, Pending)> {
-    let stage = this_stage()?;
+    let st = Stats::this_cpu();
+    let stage = this_stage(st)?;
     // SAFETY: this CPU's stage; the borrow ends here.
     if !take_token(unsafe { &mut (*stage).buckets }, now) {
-        bump(stat::SAMPLED_OUT);
+        st.add(stat::SAMPLED_OUT);
         return None;
     }
-    stage_event::<true>(stage, now)
+    stage_event::<true>(stage, now, st)
 }
 
 /// [`begin`] for an event about a packet from one reporter (or sender):
@@ -69,22 +71,22 @@ pub fn begin_capture(now: u64, hash: u32, st: Stats) -> Option<(&'static mut Icm
 /// ([`stage_event`]).
 #[inline(always)]
 fn begin_fair_zeroing<const WHOLE: bool>(now: u64, hash: u32, st: Stats) -> Option<(&'static mut Event, Pending)> {
-    let stage = this_stage()?;
+    let stage = this_stage(st)?;
     // SAFETY: this CPU's stage; the borrow ends here.
     if !take_fair_token(unsafe { &mut (*stage).buckets }, now, hash) {
         st.add(stat::SAMPLED_OUT);
         return None;
     }
-    stage_event::<WHOLE>(stage, now)
+    stage_event::<WHOLE>(stage, now, st)
 }
 
 /// This CPU's stage: one map lookup for the tokens and the slot.
 #[inline(always)]
-fn this_stage() -> Option<*mut EventStage> {
+fn this_stage(st: Stats) -> Option<*mut EventStage> {
     let stage = STAGE.get_ptr_mut(0);
     if stage.is_none() {
         // Cannot happen (index 0 of a 1-entry array); counted if it does.
-        bump(stat::RINGBUF_FULL);
+        st.add(stat::RINGBUF_FULL);
     }
     stage
 }
@@ -93,20 +95,24 @@ fn this_stage() -> Option<*mut EventStage> {
 /// taken the token: zeroed whole (`WHOLE`), or only an [`IcmpCapture`]'s
 /// header (the rest is either filled or never written out).
 #[inline(always)]
-fn stage_event<const WHOLE: bool>(stage_ptr: *mut EventStage, now: u64) -> Option<(&'static mut Event, Pending)> {
+fn stage_event<const WHOLE: bool>(
+    stage_ptr: *mut EventStage,
+    now: u64,
+    st: Stats,
+) -> Option<(&'static mut Event, Pending)> {
     // SAFETY: this CPU's value. A program that interrupts us on this CPU
     // sees `busy` and uses the spare slot; other CPUs have their own.
     let stage = unsafe { &mut *stage_ptr };
     let depth = stage.busy;
     if depth >= 2 {
         // A third level of nesting: no such context exists; counted anyway.
-        bump(stat::RINGBUF_FULL);
+        st.add(stat::RINGBUF_FULL);
         return None;
     }
     stage.busy = depth + 1;
     if depth == 0 {
         if stage.count as usize >= STAGE_EVENTS || stage.fill as usize > STAGE_LAST_AT {
-            flush(stage);
+            flush(stage, st);
         }
         stage.at = stage.fill;
     } else {
@@ -128,7 +134,7 @@ fn stage_event<const WHOLE: bool>(stage_ptr: *mut EventStage, now: u64) -> Optio
     // SAFETY: the slot stays valid (map memory) and ours until `finish`
     // clears `busy`; nothing else on this CPU writes it meanwhile.
     let ev = unsafe { &mut *(ev as *mut Event) };
-    Some((ev, Pending { stage: stage_ptr, now }))
+    Some((ev, Pending { stage: stage_ptr, now, st }))
 }
 
 /// The event-sized slot at byte `at` of the stage's area: `None` unless it
@@ -169,12 +175,12 @@ pub fn finish(p: Pending) {
     let nested = stage.busy >= 2;
     if nested {
         let len = written_len(stage, STAGE_SPARE_AT);
-        write(stage, STAGE_SPARE_AT, len, 1, BPF_RB_NO_WAKEUP as u64);
+        write(stage, STAGE_SPARE_AT, len, 1, BPF_RB_NO_WAKEUP as u64, p.st);
         stage.busy = 1;
     } else {
         let at = stage.at as usize;
         let len = written_len(stage, at);
-        batch_or_write(stage, at, len, p.now);
+        batch_or_write(stage, at, len, p.now, p.st);
         stage.busy = 0;
     }
 }
@@ -182,7 +188,7 @@ pub fn finish(p: Pending) {
 /// The owner's event is at `at`, `len` bytes: write it (and anything
 /// staged before it) out now, or leave it for a batch.
 #[inline(always)]
-fn batch_or_write(stage: &mut EventStage, at: usize, len: usize, now: u64) {
+fn batch_or_write(stage: &mut EventStage, at: usize, len: usize, now: u64, st: Stats) {
     // The first event in a clock tick on this CPU is not part of a flood:
     // it goes out at once, so quiet periods see no delay.
     let first = stage.count == 0;
@@ -195,22 +201,22 @@ fn batch_or_write(stage: &mut EventStage, at: usize, len: usize, now: u64) {
     stage.fill = (at + len) as u32;
     let batch = crate::config!(event_batch);
     if lone || stage.count >= batch || now.wrapping_sub(stage.first_ns) >= STAGE_MAX_AGE_NS {
-        flush(stage);
+        flush(stage, st);
     }
 }
 
 /// Writes the staged events as one ring-buffer record and empties the stage.
 /// The caller holds `busy`.
 #[inline(always)]
-fn flush(stage: &mut EventStage) {
+fn flush(stage: &mut EventStage, st: Stats) {
     let (n, len) = (stage.count as usize, stage.fill as usize);
     stage.count = 0;
     stage.fill = 0;
     if n == 0 || n > STAGE_EVENTS || len == 0 || len > STAGE_SPARE_AT {
         return;
     }
-    let flags = submit_flags(n as u64, stage);
-    write(stage, 0, len, n, flags);
+    let flags = submit_flags(n as u64, stage, st);
+    write(stage, 0, len, n, flags, st);
 }
 
 /// Copies the `len` bytes at `at` of the stage's area (`n` events) into the
@@ -221,7 +227,7 @@ fn flush(stage: &mut EventStage) {
 /// register does not always survive the compiler's register choices); the
 /// spare slot (`at` past the batch) always goes out alone.
 #[inline(always)]
-fn write(stage: &EventStage, at: usize, len: usize, n: usize, flags: u64) {
+fn write(stage: &EventStage, at: usize, len: usize, n: usize, flags: u64, st: Stats) {
     /// A mask that bounds a batch's length for the verifier.
     const BATCH_MASK: usize = STAGE_SPARE_AT.next_power_of_two() - 1;
     const { assert!(STAGE_AREA_BYTES.is_multiple_of(8)) };
@@ -243,8 +249,8 @@ fn write(stage: &EventStage, at: usize, len: usize, n: usize, flags: u64) {
         }
     };
     match result {
-        Ok(()) => bump_by(stat::EVENTS, n as u64),
-        Err(_) => bump_by(stat::RINGBUF_FULL, n as u64),
+        Ok(()) => st.add_n(stat::EVENTS, n as u64),
+        Err(_) => st.add_n(stat::RINGBUF_FULL, n as u64),
     }
 }
 
@@ -262,6 +268,6 @@ pub fn flush_this_cpu() {
         return;
     }
     stage.busy = 1;
-    flush(stage);
+    flush(stage, Stats::this_cpu());
     stage.busy = 0;
 }

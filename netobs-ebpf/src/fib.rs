@@ -13,7 +13,7 @@ use aya_ebpf::{
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use netobs_common::event::{PacketInfo, stat};
 
-use crate::maps::bump;
+use crate::maps::Stats;
 
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -56,7 +56,13 @@ pub static FIB_CACHE: PerCpuArray<CacheEntry> = PerCpuArray::with_max_entries(CA
 /// Egress interface and its MTU when `pkt` is too big to be forwarded,
 /// from the route cache when it has a fresh answer for this flow.
 #[inline(always)]
-pub fn too_big_for_egress<C: EbpfContext>(ctx: &C, now: u64, ingress: u32, pkt: &PacketInfo) -> Option<(u32, u32)> {
+pub fn too_big_for_egress<C: EbpfContext>(
+    ctx: &C,
+    st: Stats,
+    now: u64,
+    ingress: u32,
+    pkt: &PacketInfo,
+) -> Option<(u32, u32)> {
     let ttl_ms = crate::config!(fib_cache_ms);
     let src = words(&pkt.src);
     let dst = words(&pkt.dst);
@@ -74,11 +80,11 @@ pub fn too_big_for_egress<C: EbpfContext>(ctx: &C, now: u64, ingress: u32, pkt: 
             && e.dst == dst
             && e.src == src
         {
-            bump(stat::FIB_CACHE_HITS);
+            st.add(stat::FIB_CACHE_HITS);
             return too_big(pkt, e.egress, e.mtu);
         }
     }
-    bump(stat::FIB_LOOKUPS);
+    st.add(stat::FIB_LOOKUPS);
     match lookup(ctx, ingress, pkt) {
         Answer::Route { egress, mtu } => {
             if let Some(e) = entry {
@@ -100,7 +106,7 @@ pub fn too_big_for_egress<C: EbpfContext>(ctx: &C, now: u64, ingress: u32, pkt: 
         // Not cached: an error says nothing about the route, and caching
         // it as "not forwarded" would silence the check for the flow.
         Answer::Error => {
-            bump(stat::FIB_ERRORS);
+            st.add(stat::FIB_ERRORS);
             None
         }
     }

@@ -92,38 +92,33 @@ pub static STAGE: PerCpuArray<EventStage> = PerCpuArray::with_max_entries(1, 0);
 pub struct Stats(*mut StatBlock);
 
 impl Stats {
-    /// Never `None` (kept an `Option` so callers read like a lookup).
+    /// This CPU's block.
     #[inline(always)]
-    pub fn get() -> Option<Stats> {
-        Some(Stats(this_cpu_stats()))
+    pub fn this_cpu() -> Stats {
+        Stats(this_cpu_stats())
     }
 
     /// Adds one to a statistics slot.
     #[inline(always)]
     pub fn add(self, slot: u32) {
+        self.add_n(slot, 1);
+    }
+
+    /// Adds `n` to a statistics slot.
+    #[inline(always)]
+    pub fn add_n(self, slot: u32, n: u64) {
         // SAFETY: this CPU's value, valid while the program runs; only this
         // CPU writes it, and no reference to it outlives this statement.
         if let Some(c) = unsafe { &mut *self.0 }.counts.get_mut(slot as usize) {
-            *c += 1;
+            *c += n;
         }
     }
-}
 
-#[inline(always)]
-pub fn bump(slot: u32) {
-    bump_by(slot, 1);
-}
-
-/// Adds one to two statistics slots, finding the CPU's block once.
-#[inline(always)]
-pub fn bump2(a: u32, b: u32) {
-    // SAFETY: this CPU's block, only this CPU writes it while we run.
-    let s = unsafe { &mut *this_cpu_stats() };
-    if let Some(c) = s.counts.get_mut(a as usize) {
-        *c += 1;
-    }
-    if let Some(c) = s.counts.get_mut(b as usize) {
-        *c += 1;
+    /// The count in a statistics slot (0 for a slot that does not exist).
+    #[inline(always)]
+    pub fn count(self, slot: u32) -> u64 {
+        // SAFETY: as in `add_n`; a plain read.
+        unsafe { &*self.0 }.counts.get(slot as usize).copied().unwrap_or(0)
     }
 }
 
@@ -192,15 +187,6 @@ pub fn take_fair_token(buckets: &mut Buckets, now: u64, hash: u32) -> bool {
     buckets.take_fair(now, crate::config!(events_per_sec), crate::config!(burst), hash)
 }
 
-/// Adds `n` to a global statistics slot.
-#[inline(always)]
-pub fn bump_by(slot: u32, n: u64) {
-    // SAFETY: this CPU's block, only this CPU writes it while we run.
-    if let Some(c) = unsafe { &mut *this_cpu_stats() }.counts.get_mut(slot as usize) {
-        *c += n;
-    }
-}
-
 /// Look at the ring's fill level once per this many events per CPU.
 const CHECK_EVERY: u64 = 64;
 /// Bytes of unread events that justify waking user space up.
@@ -218,10 +204,9 @@ const WAKEUP_BYTES: u64 = 64 * 1024;
 /// microseconds in a VM) cannot make it faster. User space also polls on a
 /// short timer, so a lone event waits at most that long.
 #[inline(always)]
-pub fn submit_flags(n: u64, stage: &mut EventStage) -> u64 {
+pub fn submit_flags(n: u64, stage: &mut EventStage, st: Stats) -> u64 {
     use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_CONS_POS, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
-    // SAFETY: this CPU's block, only this CPU writes it.
-    let before = unsafe { (*this_cpu_stats()).counts[stat::EVENTS as usize] };
+    let before = st.count(stat::EVENTS);
     if before / CHECK_EVERY == (before + n) / CHECK_EVERY || EVENTS.query(BPF_RB_AVAIL_DATA as u64) < WAKEUP_BYTES {
         return BPF_RB_NO_WAKEUP as u64;
     }

@@ -13,7 +13,7 @@ use netobs_common::{
     parse::{parse_outer, tc_needs_pull},
 };
 
-use crate::maps::bump2;
+use crate::maps::Stats;
 
 use crate::classify::{Packet, observe};
 
@@ -104,7 +104,9 @@ fn tc_observe(ctx: &TcContext, hook: u8) {
     // traffic never pays for a pull.
     // SAFETY: reading the `sk` member of the context's union.
     if hook == hook::TC_EGRESS && unsafe { skb.__bindgen_anon_2.sk }.is_null() {
-        bump2(stat::PACKETS, stat::EGRESS_FORWARDED);
+        let st = Stats::this_cpu();
+        st.add(stat::PACKETS);
+        st.add(stat::EGRESS_FORWARDED);
         return;
     }
     let len = ctx.len();

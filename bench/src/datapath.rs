@@ -1,8 +1,9 @@
 //! `cargo xtask bench datapath`: what netobs costs per packet.
 //!
 //! All cases run side by side in one process through BPF_PROG_TEST_RUN
-//! (>= 1M repeats per round, several rounds, median), timing the syscall
-//! ourselves for sub-nanosecond resolution, against an empty XDP program.
+//! ([`REPEAT`] repeats per round, several rounds, median), timing the
+//! syscall ourselves for sub-nanosecond resolution, against an empty XDP
+//! program.
 //! Then live frames (BPF_F_TEST_XDP_LIVE_FRAMES) into a veth: packets per
 //! second with nothing, an empty program, and netobs attached.
 
@@ -33,7 +34,15 @@ use crate::{
     stats::median,
 };
 
-const REPEAT: u32 = 1_000_000;
+/// Runs per BPF_PROG_TEST_RUN call. Each XDP test run also swaps the
+/// program into the XDP dispatcher and back, and that waits for an RCU
+/// grace period (`bpf_dispatcher_change_prog` -> `synchronize_rcu`; seen in
+/// `perf record -e sched:sched_switch -g`): some 12-16 ms a call on this
+/// VM, spent idle, in whole clock ticks. Over 1M runs that added 12-16 ns
+/// to every packet's syscall-timed figure and made them move in 4 ns steps;
+/// over 4M it is 3-4 ns, in steps of 1. (The kernel's own average leaves
+/// it out; TC test runs have no dispatcher.)
+const REPEAT: u32 = 4_000_000;
 const ROUNDS: usize = 9;
 const LIVE_FRAMES: u32 = 2_000_000;
 const XDP_PASS: u32 = 2;

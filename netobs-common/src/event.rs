@@ -361,8 +361,7 @@ pub mod stat {
 }
 
 /// The global statistics of one CPU: `counts[slot]` for each [`stat`]
-/// slot. One map entry, so a packet that bumps two slots pays for one map
-/// lookup, and user space reads them all in one call.
+/// slot, one block of [`StatsByCpu`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatBlock {

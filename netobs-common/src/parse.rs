@@ -568,16 +568,15 @@ pub fn is_df_candidate(outer: &Outer, min_mtu: u32) -> bool {
 /// neither an ICMP error to us nor, once not a candidate, checked).
 #[inline(always)]
 pub fn is_ordinary_v4(c: &Cursor, df_threshold: u32) -> bool {
-    let Some(eth) = c.get::<EthHdr>(0) else {
-        return false;
-    };
-    if eth.ethertype() != ETH_P_IPV4 {
-        return false;
-    }
+    // The IP header's bounds first: a frame too short for it is not
+    // ordinary either way, and the Ethernet header's check then folds in.
     let Some(ip) = c.get::<Ipv4Hdr>(EthHdr::LEN) else {
         return false;
     };
-    if ip.version() != 4 || ip.header_len() < Ipv4Hdr::LEN || ip.protocol == IPPROTO_ICMP {
+    let Some(eth) = c.get::<EthHdr>(0) else {
+        return false;
+    };
+    if eth.ethertype() != ETH_P_IPV4 || !ip.is_v4_with_header() || ip.protocol == IPPROTO_ICMP {
         return false;
     }
     !(df_threshold != 0 && ip.dont_fragment() && ip.total_len() as u32 > df_threshold)

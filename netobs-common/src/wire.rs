@@ -94,6 +94,12 @@ impl Ipv4Hdr {
     pub fn version(&self) -> u8 {
         self.version_ihl >> 4
     }
+    /// Version 4 with a header length of at least 20 bytes (IHL 5..=15):
+    /// `version_ihl` in 0x45..=0x4f, one comparison.
+    #[inline(always)]
+    pub fn is_v4_with_header(&self) -> bool {
+        self.version_ihl.wrapping_sub(0x45) <= 0x0a
+    }
     /// Header length in bytes (IHL * 4, 0..=60).
     #[inline(always)]
     pub fn header_len(&self) -> usize {

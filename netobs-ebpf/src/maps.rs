@@ -52,16 +52,6 @@ macro_rules! config {
 #[unsafe(no_mangle)]
 pub static mut STATS: StatsByCpu = StatsByCpu::ZERO;
 
-/// This CPU's statistics block: the CPU number (a single load once the
-/// verifier inlines the helper) indexes [`STATS`].
-#[inline(always)]
-fn this_cpu_stats() -> *mut StatBlock {
-    // SAFETY: the helper has no preconditions.
-    let cpu = unsafe { aya_ebpf::helpers::bpf_get_smp_processor_id() } as usize & (STATS_CPUS - 1);
-    // SAFETY: in bounds (masked); only a pointer is formed here.
-    unsafe { (&raw mut STATS.cpus).cast::<StatBlock>().add(cpu) }
-}
-
 /// ICMP errors: one entry per interface slot, `[hook][class]` inside.
 #[map]
 pub static ICMP_COUNTERS: PerCpuArray<IcmpSlotCounters> = PerCpuArray::with_max_entries(IFACE_SLOTS as u32, 0);
@@ -86,16 +76,21 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 21, 0);
 #[map]
 pub static STAGE: PerCpuArray<EventStage> = PerCpuArray::with_max_entries(1, 0);
 
-/// This CPU's statistics block, found once per packet on the slow paths
-/// (every further [`bump`] there would read the CPU number again).
+/// This CPU's statistics block, found once per packet and handed down
+/// (finding it again would read the CPU number again, a helper call as
+/// far as the compiler knows).
 #[derive(Clone, Copy)]
 pub struct Stats(*mut StatBlock);
 
 impl Stats {
-    /// This CPU's block.
+    /// This CPU's block: the CPU number (a single load once the verifier
+    /// inlines the helper) indexes [`STATS`].
     #[inline(always)]
     pub fn this_cpu() -> Stats {
-        Stats(this_cpu_stats())
+        // SAFETY: the helper has no preconditions.
+        let cpu = unsafe { aya_ebpf::helpers::bpf_get_smp_processor_id() } as usize & (STATS_CPUS - 1);
+        // SAFETY: in bounds (masked); only a pointer is formed here.
+        Stats(unsafe { (&raw mut STATS.cpus).cast::<StatBlock>().add(cpu) })
     }
 
     /// Adds one to a statistics slot.
